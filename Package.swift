@@ -1,0 +1,59 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Bulwark: vArmor policies enforced with AppArmor, seccomp and BPF LSM, attached in the runtime path.
+//
+// Layers (see docs/architecture.md):
+//   pure   BulwarkPolicy, BulwarkOCI, BulwarkProfiles  (no syscalls, no files, no sockets)
+//   C      CBulwarkABI (the one header shared with bpf/), CSeccomp (libseccomp, tool checks)
+//   I/O    BulwarkSystem (bounded file reads, policy directories, config lookup)
+//   exe    bulwark (CLI: argument parsing and wiring only)
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
+
+let package = Package(
+    name: "bulwark",
+    products: [
+        .executable(name: "bulwark", targets: ["bulwark"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: Pure logic
+        .target(name: "BulwarkPolicy", dependencies: ["BulwarkOCI", yams]),
+        .target(name: "BulwarkOCI"),
+        .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
+
+        // MARK: C
+        .target(name: "CBulwarkABI"),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+
+        // MARK: Thin I/O
+        .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "bulwark",
+            dependencies: ["BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", argumentParser]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy"]),
+        .testTarget(
+            name: "BulwarkProfilesTests",
+            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"],
+            resources: [.copy("Golden")]
+        ),
+        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

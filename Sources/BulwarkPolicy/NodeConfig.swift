@@ -1,0 +1,121 @@
+import Foundation
+
+/// Node configuration (`/etc/bulwark/bulwark.yaml`, or `--config FILE`, or `$BULWARK_CONFIG`),
+/// shared by every executable. Every key has a default, so no file is needed; unknown keys are
+/// errors. See docs/configuration.md.
+public struct NodeConfig: Sendable, Equatable {
+    /// What to do when a targeted container cannot be confined (profile missing, enforcer
+    /// unavailable): refuse to start it (`Fail`) or start it unconfined and report (`Ignore`).
+    public enum FailurePolicy: String, Sendable, Equatable, CaseIterable {
+        case fail = "Fail"
+        case ignore = "Ignore"
+    }
+
+    public static let defaultPath = "/etc/bulwark/bulwark.yaml"
+    public static let environmentVariable = "BULWARK_CONFIG"
+
+    /// Node name put in every event (`nodeName`); empty = the host name.
+    public var nodeName = ""
+    public var policyDirectories = ["/etc/bulwark/policies"]
+    public var socketPath = "/run/bulwark/bulwark.sock"
+    /// Copied into every event's `metadata` (vArmor's Helm value `auditEventMetadata`).
+    public var auditEventMetadata: [String: String] = [:]
+    /// The real OCI runtime `bulwark-runtime` executes (a name on PATH or an absolute path).
+    public var runtime = "runc"
+    /// Enforcers this node applies; a policy's other enforcers are reported as not enforced.
+    public var enforcers: EnforcerSet = [.appArmor, .bpf, .seccomp]
+    public var failurePolicy: FailurePolicy = .fail
+    /// Namespace whose name forms cluster profile names (`varmor-cluster-<it>-<policy>`).
+    public var clusterProfileNamespace = "varmor"
+    /// Where compiled AppArmor profiles are written before `apparmor_parser` loads them.
+    public var appArmorProfileDirectory = "/var/lib/bulwark/apparmor.d"
+    /// Where compiled seccomp profiles are stored for the runtime wrapper and the NRI plugin.
+    public var seccompProfileDirectory = "/var/lib/bulwark/seccomp"
+    /// bpffs directory of the pinned enforcer state.
+    public var bpfPinPath = "/sys/fs/bpf/bulwark"
+    /// Static inventory of Service/Pod IPs for `toServices`/`toPods` on standalone hosts.
+    public var inventoryFile = ""
+
+    public init() {}
+
+    public static let keys = [
+        "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
+        "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
+        "bpfPinPath", "inventoryFile",
+    ]
+
+    /// Parses a config file's text. Empty text gives the defaults.
+    public static func parse(_ text: String, file: String) throws(DiagnosticsError) -> NodeConfig {
+        var config = NodeConfig()
+        let nodes = try YAMLLoader.documents(text, file: file)
+        guard nodes.count <= 1 else {
+            throw DiagnosticsError([
+                Diagnostic(.error, file: file, line: 1, column: 1, path: "", message: "config file holds \(nodes.count) documents",
+                           hint: "keep one YAML document")
+            ])
+        }
+        guard let node = nodes.first else { return config }
+        let ctx = ReaderContext(file: file)
+        let root = YValue(node: node, path: "", ctx: ctx)
+        if let m = root.mapping() {
+            if let v = m.value("nodeName")?.string() { config.nodeName = v }
+            if let v = m.value("policyDirectories") {
+                let dirs = v.stringList() ?? []
+                for (i, d) in dirs.enumerated() where !d.hasPrefix("/") {
+                    ctx.report(.error, v.node, "policyDirectories[\(i)]", "\"\(d)\" is not an absolute path", hint: "write a path starting with /")
+                }
+                config.policyDirectories = dirs
+            }
+            if let v = m.value("socketPath"), let s = absolutePath(v) { config.socketPath = s }
+            if let v = m.value("auditEventMetadata")?.stringMap() {
+                config.auditEventMetadata = Dictionary(v, uniquingKeysWith: { _, b in b })
+            }
+            if let v = m.value("runtime"), let s = v.nonEmptyString() {
+                if s.contains("/") && !s.hasPrefix("/") {
+                    v.error("\"\(s)\" is a relative path", hint: "give a command name (runc, crun) or an absolute path")
+                } else if s.hasSuffix("bulwark-runtime") {
+                    v.error("runtime points at the wrapper itself", hint: "set the real runtime, e.g. runc or /usr/bin/crun")
+                } else {
+                    config.runtime = s
+                }
+            }
+            if let v = m.value("enforcers") {
+                var set: EnforcerSet = []
+                for item in v.sequence() ?? [] {
+                    guard let s = item.string() else { continue }
+                    switch s.lowercased() {
+                    case "apparmor": set.insert(.appArmor)
+                    case "bpf": set.insert(.bpf)
+                    case "seccomp": set.insert(.seccomp)
+                    default: item.error("unknown enforcer \"\(s)\"", hint: "use AppArmor, BPF and/or Seccomp")
+                    }
+                }
+                config.enforcers = set
+            }
+            if let v = m.value("failurePolicy"), let s = v.string() {
+                if let p = FailurePolicy(rawValue: s) {
+                    config.failurePolicy = p
+                } else {
+                    v.error("unknown failurePolicy \"\(s)\"", hint: "use Fail or Ignore")
+                }
+            }
+            if let v = m.value("clusterProfileNamespace"), let s = v.nonEmptyString() { config.clusterProfileNamespace = s }
+            if let v = m.value("appArmorProfileDirectory"), let s = absolutePath(v) { config.appArmorProfileDirectory = s }
+            if let v = m.value("seccompProfileDirectory"), let s = absolutePath(v) { config.seccompProfileDirectory = s }
+            if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
+            if let v = m.value("inventoryFile"), let s = absolutePath(v) { config.inventoryFile = s }
+            m.finish(known: keys)
+        }
+        if ctx.hasErrors { throw DiagnosticsError(ctx.diagnostics.filter { $0.severity == .error }) }
+        return config
+    }
+
+    private static func absolutePath(_ v: YValue) -> String? {
+        guard let s = v.nonEmptyString() else { return nil }
+        guard s.hasPrefix("/") else {
+            v.error("\"\(s)\" is not an absolute path", hint: "write a path starting with /")
+            return nil
+        }
+        return s
+    }
+}
