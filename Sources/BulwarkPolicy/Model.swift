@@ -188,6 +188,8 @@ public struct EnhanceProtect: Sendable, Equatable {
     public var privileged = false
     public var auditViolations = false
     public var allowViolations = false
+
+    public init() {}
 }
 
 /// `enhanceProtect.bpfRawRules`.

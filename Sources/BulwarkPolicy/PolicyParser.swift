@@ -9,6 +9,12 @@ public struct PolicyFile: Sendable {
     public var policies: [Policy]
     public var diagnostics: [Diagnostic]
 
+    public init(file: String, policies: [Policy], diagnostics: [Diagnostic]) {
+        self.file = file
+        self.policies = policies
+        self.diagnostics = diagnostics
+    }
+
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var isValid: Bool { errors.isEmpty }
 }

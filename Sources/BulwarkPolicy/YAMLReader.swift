@@ -66,7 +66,7 @@ struct YValue {
     func nonEmptyString() -> String? {
         guard let s = string() else { return nil }
         if s.isEmpty {
-            error("must not be empty")
+            error("must not be empty", hint: "write a value or remove the field")
             return nil
         }
         return s
@@ -89,7 +89,7 @@ struct YValue {
         guard spend() else { return nil }
         if case .scalar(let s) = node, s.style == .plain, let value = Self.parseInteger(s.string) {
             if let range, !range.contains(value) {
-                error("\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+                error("\(value) is out of range \(range.lowerBound)...\(range.upperBound)", hint: "use a value from \(range.lowerBound) to \(range.upperBound)")
                 return nil
             }
             return value
@@ -109,6 +109,7 @@ struct YValue {
         if case .scalar(let s) = node, s.style == .plain {
             let t = s.string
             if t.hasPrefix("0x") || t.hasPrefix("0X"), let v = UInt64(t.dropFirst(2), radix: 16) { return v }
+            if t.hasPrefix("0o"), let v = UInt64(t.dropFirst(2), radix: 8) { return v }
             if let v = UInt64(t) { return v }
         }
         error("expected an unsigned integer, found \(describe)", hint: "write a number without quotes")

@@ -1,0 +1,258 @@
+import BulwarkPolicy
+
+/// IPs of Services and Pods for `toServices`, `toPods` and the service-based built-in rules.
+/// In a cluster the agent fills it from NRI and the API server; on standalone hosts from the
+/// node config's `inventoryFile`; the CLI has none, and the compiler notes what it could not resolve.
+public struct EgressInventory: Sendable {
+    public struct Endpoint: Sendable, Equatable {
+        public var ip: String
+        /// Empty = all ports.
+        public var ports: [PortRange]
+        public init(ip: String, ports: [PortRange] = []) {
+            self.ip = ip
+            self.ports = ports
+        }
+    }
+    public var services: @Sendable (_ namespace: String?, _ name: String?, _ selector: LabelSelector?) -> [Endpoint]?
+    public var pods: @Sendable (_ namespace: String?, _ selector: LabelSelector) -> [Endpoint]?
+
+    public init(
+        services: @escaping @Sendable (String?, String?, LabelSelector?) -> [Endpoint]?,
+        pods: @escaping @Sendable (String?, LabelSelector) -> [Endpoint]?
+    ) {
+        self.services = services
+        self.pods = pods
+    }
+
+    /// Resolves nothing.
+    public static let none = EgressInventory(services: { _, _, _ in nil }, pods: { _, _ in nil })
+}
+
+/// Compiles a policy into the BPF enforcer's tables. Semantics follow vArmor (§2, §3) with
+/// Bulwark's fixes: exact paths are exact, verdicts are the deterministic union of all
+/// matching rules (no first-match, no last-writer-wins), IPv4-mapped IPv6 is IPv4.
+public struct BPFCompiler: Sendable {
+    public var diskDevices: [String]
+    public var inventory: EgressInventory
+
+    public init(diskDevices: [String] = [], inventory: EgressInventory = .none) {
+        self.diskDevices = diskDevices
+        self.inventory = inventory
+    }
+
+    public func compile(_ policy: Policy, profileName: String) -> BPFProfile {
+        var b = Builder(profile: BPFProfile(name: profileName, mode: .enforce))
+        let body = policy.spec.policy
+        switch body.mode {
+        case .alwaysAllow, .defenseInDepth:
+            break
+        case .behaviorModeling:
+            b.profile.mode = .complain
+        case .runtimeDefault:
+            b.addRuntimeDefaultBase(mode: .deny)
+        case .enhanceProtect:
+            let ep = body.enhanceProtect ?? EnhanceProtect()
+            var mode: Qualifiers = ep.allowViolations ? [] : .deny
+            if ep.auditViolations { mode.insert(.audit) }
+            if !ep.privileged { b.addRuntimeDefaultBase(mode: mode) }
+            let refs =
+                ep.hardeningRules + ep.vulMitigationRules
+                + ep.attackProtectionRules.filter { $0.targets.isEmpty }.flatMap { $0.rules }
+            for ref in refs {
+                guard let rule = BuiltinRule.lookup(ref.id) else { continue }
+                for r in rule.bpf { add(r, mode: mode, privileged: ep.privileged, into: &b) }
+            }
+            addRaw(ep.bpfRawRules, privileged: ep.privileged, into: &b)
+        }
+        return b.finish()
+    }
+
+    private func add(_ r: BuiltinRule.BPFRule, mode: Qualifiers, privileged: Bool, into b: inout Builder) {
+        switch r {
+        case .file(let p, let perms):
+            b.addPath(p, exec: false, verdict: .init(mode: mode, permissions: perms.rawValue))
+        case .process(let p):
+            b.addPath(p, exec: true, verdict: .init(mode: mode, permissions: FilePermissions.exec.rawValue))
+        case .mount(let source, let fstype, let flags, let reverse, let privilegedOnly):
+            if !privilegedOnly || privileged { b.addMount(source, fstype, flags, reverse, mode) }
+        case .diskDeviceFiles(let perms):
+            for d in diskDevices { b.addPath("/dev/\(d)", exec: false, verdict: .init(mode: mode, permissions: perms.rawValue)) }
+            if diskDevices.isEmpty { b.profile.notes.append("no disk devices given: disk-device file rules expand to nothing") }
+        case .diskDeviceMounts(let flags, let reverse, let privilegedOnly):
+            if !privilegedOnly || privileged { for d in diskDevices { b.addMount("/dev/\(d)", "*", flags, reverse, mode) } }
+        case .capabilities(let caps):
+            let mask = caps.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) }
+            if mode.contains(.deny) { b.profile.capabilityDeny |= mask }
+            if mode.contains(.audit) { b.profile.capabilityAudit |= mask }
+        case .ptraceCrossNamespace(let perms):
+            b.addPtrace(perms, strict: false, mode: mode)
+        case .socket(let domains, let types, let protocols):
+            b.addSocket(domains: domains, types: types, protocols: protocols, mode: mode)
+        case .egress(let addresses):
+            for a in addresses { if let n = IPNetwork.host(a) { b.addEgress(n, ports: [], mode: mode) } }
+        case .service(let ns, let name):
+            resolveService(ns, name, nil, mode: mode, into: &b)
+        }
+    }
+
+    private func resolveService(_ ns: String?, _ name: String?, _ sel: LabelSelector?, mode: Qualifiers, into b: inout Builder) {
+        guard let endpoints = inventory.services(ns, name, sel) else {
+            let what = name.map { "\(ns ?? "")/\($0)" } ?? "selector in \(ns ?? "all namespaces")"
+            b.profile.notes.append("service \(what) not resolved: no inventory (rules are added when its IPs are known)")
+            return
+        }
+        for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: e.ports, mode: mode) } }
+    }
+
+    private func addRaw(_ raw: BPFRawRules, privileged: Bool, into b: inout Builder) {
+        // A file rule with exec also makes a process rule, and a process rule with r/w/a also
+        // a file rule (vArmor runs both lists through both converters).
+        for r in raw.files + raw.processes {
+            let fileBits = r.permissions.subtracting(.exec)
+            if !fileBits.isEmpty { b.addPath(r.pattern, exec: false, verdict: .init(mode: r.qualifiers, permissions: fileBits.rawValue)) }
+            if r.permissions.contains(.exec) {
+                b.addPath(r.pattern, exec: true, verdict: .init(mode: r.qualifiers, permissions: FilePermissions.exec.rawValue))
+            }
+        }
+        for s in raw.sockets { b.addSocket(domains: s.domains, types: s.types, protocols: s.protocols, mode: s.qualifiers) }
+        for d in raw.destinations {
+            for a in d.addresses {
+                switch a {
+                case .any:
+                    b.addEgress(.cidr("0.0.0.0/0")!, ports: d.ports, mode: d.qualifiers)
+                    b.addEgress(.cidr("::/0")!, ports: d.ports, mode: d.qualifiers)
+                case .network(let n): b.addEgress(n, ports: d.ports, mode: d.qualifiers)
+                case .podSelf: b.addPodSelf(d.ports, mode: d.qualifiers)
+                }
+            }
+        }
+        for s in raw.services { resolveService(s.namespace, s.name, s.selector, mode: s.qualifiers, into: &b) }
+        for p in raw.pods {
+            guard let endpoints = inventory.pods(p.namespace, p.selector) else {
+                b.profile.notes.append("toPods in \(p.namespace ?? "all namespaces") not resolved: no inventory")
+                continue
+            }
+            for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: p.ports, mode: p.qualifiers) } }
+        }
+        if let p = raw.ptrace { b.addPtrace(p.permissions, strict: p.strictMode, mode: p.qualifiers) }
+        if privileged {
+            for m in raw.mounts { b.addMount(m.sourcePattern.text, m.fstype, m.flags, m.reverseFlags, m.qualifiers) }
+        }
+    }
+}
+
+/// Accumulates rules, then computes the table rows.
+struct Builder {
+    var profile: BPFProfile
+    private var egressRules: [(IPNetwork, [PortRange], Qualifiers)] = []
+    private var podSelf: [(PortRange, Qualifiers)] = []
+    private var socketModes: [SocketKey: UInt8] = [:]
+
+    init(profile: BPFProfile) { self.profile = profile }
+
+    struct SocketKey: Hashable {
+        var family: Int?
+        var type: Int?
+        var proto: Int?
+    }
+
+    mutating func addRuntimeDefaultBase(mode: Qualifiers) {
+        let rwa: FilePermissions = [.read, .write, .append]
+        for p in [
+            "/proc/sysrq-trigger", "/proc/**/mem", "/proc/kmem", "/proc/kcore", "/sys/firmware/**",
+            "/sys/devices/virtual/powercap/**", "/sys/kernel/security/**",
+        ] {
+            addPath(p, exec: false, verdict: .init(mode: mode, permissions: rwa.rawValue))
+        }
+        addMount("**", "*", LinuxNames.mountAll & ~LinuxNames.umount, LinuxNames.mountAll, mode)
+        addPtrace([.trace, .read, .traceBy, .readBy], strict: false, mode: mode)
+    }
+
+    mutating func addPath(_ text: String, exec: Bool, verdict: BPFProfile.Verdict) {
+        guard case .success(let p) = PathPattern.parse(text, maxPart: PolicyParser.maxPathPart) else { return }
+        addPath(p, exec: exec, verdict: verdict)
+    }
+
+    mutating func addPath(_ p: PathPattern, exec: Bool, verdict: BPFProfile.Verdict) {
+        profile.pathRules.append(.init(exec: exec, pattern: p, verdict: verdict))
+    }
+
+    mutating func addMount(_ source: String, _ fstype: String, _ flags: UInt32, _ reverse: UInt32, _ mode: Qualifiers) {
+        profile.mounts.append(.init(mode: mode.rawValue, source: source, fstype: fstype, flags: flags, reverseFlags: reverse))
+    }
+
+    mutating func addPtrace(_ perms: PtracePermissions, strict: Bool, mode: Qualifiers) {
+        if mode.contains(.deny) {
+            if strict { profile.ptrace.denyStrict |= perms.rawValue } else { profile.ptrace.denyCross |= perms.rawValue }
+        }
+        if mode.contains(.audit) {
+            if strict { profile.ptrace.auditStrict |= perms.rawValue } else { profile.ptrace.auditCross |= perms.rawValue }
+        }
+    }
+
+    mutating func addSocket(domains: [Int], types: [Int], protocols: [Int], mode: Qualifiers) {
+        let ds: [Int?] = domains.isEmpty ? [nil] : domains
+        let ts: [Int?] = types.isEmpty ? [nil] : types
+        let ps: [Int?] = protocols.isEmpty ? [nil] : protocols
+        for d in ds { for t in ts { for p in ps { socketModes[SocketKey(family: d, type: t, proto: p), default: 0] |= mode.rawValue } } }
+    }
+
+    mutating func addEgress(_ n: IPNetwork, ports: [PortRange], mode: Qualifiers) {
+        egressRules.append((n, ports.isEmpty ? [.all] : ports, mode))
+    }
+
+    mutating func addPodSelf(_ ports: [PortRange], mode: Qualifiers) {
+        for r in ports.isEmpty ? [.all] : ports { podSelf.append((r, mode)) }
+    }
+
+    func finish() -> BPFProfile {
+        var p = profile
+        PathTables.build(&p)
+        p.sockets = socketModes.map { .init(family: $0.key.family, type: $0.key.type, protocol: $0.key.proto, mode: $0.value) }
+            .sorted { ($0.family ?? -1, $0.type ?? -1, $0.protocol ?? -1) < ($1.family ?? -1, $1.type ?? -1, $1.protocol ?? -1) }
+        for family in [IPNetwork.Family.ipv4, .ipv6] {
+            let rules = egressRules.filter { $0.0.family == family }
+            let nets = Array(Set(rules.map(\.0))).sorted { ($0.prefixLength, $0.description) < ($1.prefixLength, $1.description) }
+            var entries: [BPFProfile.EgressEntry] = []
+            for n in nets {
+                // Longest-prefix match returns one entry: it carries every rule whose network contains it.
+                let covering = rules.filter { $0.0.contains(n) }.flatMap { r in r.1.map { ($0, r.2) } }
+                entries.append(.init(network: n.description, ranges: PortRanges.merge(covering)))
+            }
+            if family == .ipv4 { p.egress4 = entries } else { p.egress6 = entries }
+        }
+        p.podSelfRanges = PortRanges.merge(podSelf)
+        return p
+    }
+}
+
+/// Port-range algebra: overlapping ranges with modes → sorted, disjoint ranges with OR-ed modes.
+public enum PortRanges {
+    public static func merge(_ input: [(PortRange, Qualifiers)]) -> [BPFProfile.PortRangeMode] {
+        guard !input.isEmpty else { return [] }
+        var cuts = Set<Int>()
+        for (r, _) in input {
+            cuts.insert(Int(r.first))
+            cuts.insert(Int(r.last) + 1)
+        }
+        let points = cuts.sorted()
+        var out: [BPFProfile.PortRangeMode] = []
+        for i in 0..<(points.count - 1) {
+            let lo = points[i]
+            let hi = points[i + 1] - 1
+            var mode: UInt8 = 0
+            var covered = false
+            for (r, q) in input where Int(r.first) <= lo && hi <= Int(r.last) {
+                covered = true
+                mode |= q.rawValue
+            }
+            guard covered else { continue }
+            if let last = out.last, Int(last.last) + 1 == lo, last.mode == mode {
+                out[out.count - 1].last = UInt16(hi)
+            } else {
+                out.append(.init(first: UInt16(lo), last: UInt16(hi), mode: mode))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,119 @@
+import BulwarkPolicy
+
+/// The BPF enforcer's view of one profile: the rows of every kernel table (layout in
+/// `bulwark_abi.h`), computed by `BPFCompiler`. Codable for `bulwark policy compile --enforcer bpf`.
+public struct BPFProfile: Codable, Sendable, Equatable {
+    public enum Mode: String, Codable, Sendable { case enforce, complain }
+
+    /// Rule modes as in the ABI: deny 0x1, audit 0x2.
+    public struct Verdict: Codable, Sendable, Hashable {
+        /// Permissions (file: BULWARK_PERM_*; socket: bit 0) denied.
+        public var deny: UInt32 = 0
+        /// Permissions that produce an event.
+        public var audit: UInt32 = 0
+        public init(deny: UInt32 = 0, audit: UInt32 = 0) {
+            self.deny = deny
+            self.audit = audit
+        }
+        public init(mode: Qualifiers, permissions: UInt32) {
+            deny = mode.contains(.deny) ? permissions : 0
+            audit = mode.contains(.audit) ? permissions : 0
+        }
+        public mutating func formUnion(_ o: Verdict) {
+            deny |= o.deny
+            audit |= o.audit
+        }
+        public var isEmpty: Bool { deny == 0 && audit == 0 }
+    }
+
+    /// `BULWARK_PATH_KIND_*`.
+    public enum PathKind: UInt8, Codable, Sendable, Hashable, Comparable {
+        case file = 1, fileName = 2, exec = 3, execName = 4
+        public static func < (a: PathKind, b: PathKind) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// A row of the prefix or suffix trie. `key` is the path text (suffix tries: not yet
+    /// reversed; the encoder reverses it); `exact` appends the NUL terminator.
+    public struct PathEntry: Codable, Sendable, Equatable {
+        public var kind: PathKind
+        public var key: String
+        public var exact: Bool
+        public var verdict: Verdict
+        /// Compound rule indices whose half this entry (or a shorter one) matches.
+        public var compound: [Int]
+
+        public init(kind: PathKind, key: String, exact: Bool, verdict: Verdict, compound: [Int]) {
+            self.kind = kind
+            self.key = key
+            self.exact = exact
+            self.verdict = verdict
+            self.compound = compound
+        }
+    }
+
+    public struct CompoundRule: Codable, Sendable, Equatable {
+        public var kind: PathKind
+        public var index: Int
+        public var pattern: String
+        public var verdict: Verdict
+    }
+
+    public struct SocketEntry: Codable, Sendable, Equatable {
+        /// nil = any.
+        public var family: Int?
+        public var type: Int?
+        public var `protocol`: Int?
+        public var mode: UInt8
+    }
+
+    public struct PortRangeMode: Codable, Sendable, Equatable {
+        public var first: UInt16
+        public var last: UInt16
+        public var mode: UInt8
+    }
+
+    public struct EgressEntry: Codable, Sendable, Equatable {
+        public var network: String
+        public var ranges: [PortRangeMode]
+    }
+
+    public struct Ptrace: Codable, Sendable, Equatable {
+        public var denyStrict: UInt32 = 0
+        public var denyCross: UInt32 = 0
+        public var auditStrict: UInt32 = 0
+        public var auditCross: UInt32 = 0
+    }
+
+    public struct Mount: Codable, Sendable, Equatable {
+        public var mode: UInt8
+        public var source: String
+        public var fstype: String
+        public var flags: UInt32
+        public var reverseFlags: UInt32
+    }
+
+    public var name: String
+    public var mode: Mode
+    public var capabilityDeny: UInt64 = 0
+    public var capabilityAudit: UInt64 = 0
+    public var ptrace = Ptrace()
+    public var prefixes: [PathEntry] = []
+    public var suffixes: [PathEntry] = []
+    public var compound: [CompoundRule] = []
+    public var sockets: [SocketEntry] = []
+    public var egress4: [EgressEntry] = []
+    public var egress6: [EgressEntry] = []
+    public var podSelfRanges: [PortRangeMode] = []
+    public var mounts: [Mount] = []
+    /// Things the compiler could not express or resolve (e.g. services without an inventory).
+    public var notes: [String] = []
+
+    /// Source path rules, kept for explanation and as the test oracle's input.
+    public var pathRules: [PathRuleSource] = []
+
+    public struct PathRuleSource: Codable, Sendable, Equatable {
+        public var exec: Bool
+        public var pattern: PathPattern
+        public var verdict: Verdict
+    }
+}

@@ -1,0 +1,66 @@
+import BulwarkPolicy
+import Foundation
+
+/// Reads policy and config files from disk with bounds: regular files only, at most
+/// `maxBytes`, UTF-8. The only I/O between the CLI/agent and the pure parser.
+public enum PolicyFiles {
+    public static let maxBytes = 1 << 20
+
+    public struct ReadError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static func read(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ReadError(description: "\(path): error: no such file")
+        }
+        if isDir.boolValue { throw ReadError(description: "\(path): error: is a directory (give the files inside it)") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ReadError(description: "\(path): error: cannot open (permission denied?)")
+        }
+        defer { try? handle.close() }
+        let data = (try? handle.read(upToCount: maxBytes + 1)) ?? Data()
+        if data.count > maxBytes {
+            throw ReadError(description: "\(path):1:1: error: file is larger than \(maxBytes) bytes\n  fix: split it into several policy files")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ReadError(description: "\(path):1:1: error: file is not UTF-8 text")
+        }
+        return text
+    }
+
+    /// Parses every file; unreadable files become one error diagnostic each.
+    public static func load(_ paths: [String], options: ParseOptions = ParseOptions()) -> [PolicyFile] {
+        paths.map { path in
+            do {
+                return PolicyParser.parse(try read(path), file: path, options: options)
+            } catch {
+                return PolicyFile(
+                    file: path, policies: [],
+                    diagnostics: [Diagnostic(.error, file: path, line: 1, column: 1, path: "", message: "\(error)".components(separatedBy: "error: ").last ?? "\(error)")])
+            }
+        }
+    }
+
+    /// `*.yaml`, `*.yml` and `*.json` files of the given directories, sorted.
+    public static func directoryContents(_ dirs: [String]) -> [String] {
+        dirs.flatMap { dir -> [String] in
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            return names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+                .map { (dir as NSString).appendingPathComponent($0) }
+        }
+    }
+
+    /// The node config: `--config` > `$BULWARK_CONFIG` > /etc/bulwark/bulwark.yaml > defaults.
+    public static func loadConfig(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> NodeConfig
+    {
+        let path = explicit ?? environment[NodeConfig.environmentVariable]
+        if let path { return try NodeConfig.parse(try read(path), file: path) }
+        if FileManager.default.fileExists(atPath: NodeConfig.defaultPath) {
+            return try NodeConfig.parse(try read(NodeConfig.defaultPath), file: NodeConfig.defaultPath)
+        }
+        return NodeConfig()
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+/// Runs the built `bulwark` executable.
+func bulwark(_ args: [String], env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
+    var dir = Bundle.main.bundleURL
+    if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("bulwark").path) {
+        dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+    for candidate in [dir, dir.deletingLastPathComponent()] where FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("bulwark").path) {
+        dir = candidate
+        break
+    }
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent("bulwark")
+    p.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    environment["BULWARK_CONFIG"] = nil
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+func tempFile(_ text: String, name: String = "p.yaml") throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let f = dir.appendingPathComponent(name)
+    try text.write(to: f, atomically: true, encoding: .utf8)
+    return f.path
+}
+
+let good = """
+    apiVersion: crd.varmor.org/v1beta1
+    kind: VarmorPolicy
+    metadata: {name: web, namespace: shop}
+    spec:
+      target: {kind: Pod, selector: {matchLabels: {app: web}}}
+      policy:
+        enforcer: AppArmorBPFSeccomp
+        mode: EnhanceProtect
+        enhanceProtect:
+          hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]
+    """
+
+@Suite("bulwark CLI")
+struct CLITests {
+    @Test func validateAcceptsAndRejects() throws {
+        let ok = try bulwark(["policy", "validate", try tempFile(good)])
+        #expect(ok.code == 0)
+        #expect(ok.out.contains("VarmorPolicy shop/web: valid (profile varmor-shop-web"))
+        let badPath = try tempFile(good.replacingOccurrences(of: "disallow-create-user-ns", with: "disallow-create-userns"))
+        let bad = try bulwark(["policy", "validate", badPath])
+        #expect(bad.code == 1)
+        #expect(bad.err.contains("\(badPath):10:52: error: spec.policy.enhanceProtect.hardeningRules[1]: unknown built-in rule \"disallow-create-userns\""))
+        #expect(bad.err.contains("fix: did you mean disallow-create-user-ns?"))
+        #expect(try bulwark(["policy", "validate", "/nonexistent.yaml"]).code == 1)
+        #expect(try bulwark(["policy", "frobnicate"]).code == 1)
+        #expect(try bulwark(["--help"]).code == 0)
+    }
+
+    @Test func compileEachEnforcer() throws {
+        let path = try tempFile(good)
+        let aa = try bulwark(["policy", "compile", path, "--enforcer", "apparmor", "--disk-devices", "sda,vdb"])
+        #expect(aa.code == 0)
+        #expect(aa.out.contains("profile varmor-shop-web flags=(attach_disconnected,mediate_deleted) {"))
+        #expect(aa.out.contains("deny /dev/vdb rw,"))
+        let sc = try bulwark(["policy", "compile", path, "--enforcer", "seccomp"])
+        #expect(sc.code == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(sc.out.utf8)) as? [String: Any]
+        #expect(json?["defaultAction"] as? String == "SCMP_ACT_ALLOW")
+        let bpf = try bulwark(["policy", "compile", path, "--enforcer", "bpf", "--disk-devices", "sda"])
+        #expect(bpf.code == 0)
+        #expect(bpf.out.contains("\"key\" : \"/dev/sda\""))
+        let outDir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-out-\(UUID().uuidString)").path
+        let written = try bulwark(["policy", "compile", path, "--enforcer", "seccomp", "--output", outDir])
+        #expect(written.code == 0)
+        #expect(FileManager.default.fileExists(atPath: outDir + "/varmor-shop-web.json"))
+        #expect(try bulwark(["policy", "compile", path, "--enforcer", "selinux"]).code == 1)
+        #expect(try bulwark(["policy", "compile", path, "--enforcer", "bpf", "--disk-devices", "/dev/sda"]).code == 1)
+    }
+
+    @Test func explainSaysWhy() throws {
+        let path = try tempFile(good)
+        let hit = try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "app=web", "--container", "c"])
+        #expect(hit.code == 0)
+        #expect(hit.out.contains("profile:   varmor-shop-web"))
+        #expect(hit.out.contains("selector matches the pod labels"))
+        let miss = try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "app=db", "--container", "c"])
+        #expect(miss.code == 0)
+        #expect(miss.out.contains("policy:    none"))
+        #expect(try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "novalue", "--container", "c"]).code == 1)
+    }
+
+    @Test func configFromEnvironmentIsValidated() throws {
+        let path = try tempFile(good)
+        let cfg = try tempFile("clusterProfileNamespace: sec\nbogus: 1\n", name: "bulwark.yaml")
+        let r = try bulwark(["policy", "validate", path], env: ["BULWARK_CONFIG": cfg])
+        #expect(r.code == 1)
+        #expect(r.err.contains("\(cfg):2:1: error: bogus: unknown field"))
+    }
+}

@@ -1,0 +1,223 @@
+import BulwarkPolicy
+import Foundation
+import Testing
+
+@Suite("Parsing, hostile input, decisions, node config")
+struct PolicyTests {
+    static let standalone = """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata:
+          name: web
+        spec:
+          target:
+            kind: Container
+            selector:
+              matchLabels: {bulwark.io/policy: web}
+          policy:
+            enforcer: AppArmorBPFSeccomp
+            mode: EnhanceProtect
+            enhanceProtect:
+              hardeningRules: [DISALLOW_UMOUNT, disable-cap-privileged]
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: x}
+        """
+
+    @Test func multiDocumentSkipsOtherKindsAndNormalisesRuleNames() throws {
+        let r = PolicyParser.parse(Self.standalone, file: "s.yaml")
+        #expect(r.isValid)
+        #expect(r.policies.count == 1)
+        let p = try #require(r.policies.first)
+        #expect(p.namespace == "default")
+        #expect(ProfileNaming.profileName(for: p) == "varmor-default-web")
+        #expect(p.spec.policy.enforcers == [.appArmor, .bpf, .seccomp])
+        #expect(p.spec.policy.enhanceProtect?.hardeningRules.map(\.id) == ["disallow-umount", "disable-cap-privileged"])
+        #expect(r.diagnostics.contains { $0.severity == .notice && $0.message.contains("Deployment") && $0.line == 17 })
+    }
+
+    @Test func jsonIsAccepted() {
+        let json = #"{"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy","metadata":{"name":"c"},"#
+            + #""spec":{"target":{"kind":"Pod","selector":{"matchLabels":{"a":"b"}}},"policy":{"enforcer":"Seccomp","mode":"AlwaysAllow"}}}"#
+        let r = PolicyParser.parse(json, file: "c.json")
+        #expect(r.isValid)
+        #expect(r.policies.first.map { ProfileNaming.profileName(for: $0) } == "varmor-cluster-varmor-c")
+    }
+
+    @Test func enforcerSubstringParsing() {
+        #expect(EnforcerSet.parse("AppArmorBPFSeccomp") == [.appArmor, .bpf, .seccomp])
+        #expect(EnforcerSet.parse("bpfseccomp") == [.bpf, .seccomp])
+        #expect(EnforcerSet.parse("selinux") == [])
+    }
+
+    @Test func aliasBombIsRefusedQuickly() {
+        var text = "a0: &a0 [x, x]\n"
+        for i in 1..<40 { text += "a\(i): &a\(i) [*a\(i-1), *a\(i-1)]\n" }
+        let start = ContinuousClock.now
+        let r = PolicyParser.parse(text, file: "bomb.yaml")
+        #expect(!r.isValid)
+        #expect(r.errors.first?.message.contains("aliases") == true)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
+    @Test func deepFlowNestingIsRefused() {
+        let text = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        let r = PolicyParser.parse(text, file: "deep.yaml")
+        #expect(r.errors.first?.message.contains("nested deeper") == true)
+    }
+
+    @Test func deepBlockNestingIsRefused() {
+        let text = (0..<600).map { String(repeating: " ", count: $0) + "k:" }.joined(separator: "\n")
+        let r = PolicyParser.parse(text, file: "deep.yaml")
+        #expect(!r.isValid)
+    }
+
+    @Test func compactSequenceNestingIsRefused() {
+        let text = String(repeating: "- ", count: 10_000) + "x\n"
+        #expect(PolicyParser.parse(text, file: "deep.yaml").errors.first?.message.contains("nested collections") == true)
+    }
+
+    @Test func hugeFileIsRefused() {
+        let text = "a: " + String(repeating: "x", count: 2 << 20)
+        #expect(PolicyParser.parse(text, file: "big.yaml").errors.first?.message.contains("limit") == true)
+    }
+
+    @Test func garbageNeverCrashes() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("ab:-[]{}&*!|>'\"#\n ,?%@`\t0123456789")
+        for _ in 0..<500 {
+            let text = String((0..<Int.random(in: 0..<200, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            _ = PolicyParser.parse(text, file: "fuzz.yaml")
+        }
+        // Mutations of a valid policy.
+        let base = Array(Self.standalone)
+        for _ in 0..<300 {
+            var t = base
+            for _ in 0..<3 { t[Int.random(in: 0..<t.count, using: &rng)] = alphabet.randomElement(using: &rng)! }
+            _ = PolicyParser.parse(String(t), file: "fuzz.yaml")
+        }
+    }
+
+    @Test func patternSemanticsAreExactWhereVArmorWasAPrefix() throws {
+        let exact = try PathPattern.parse("/etc/passwd", maxPart: 246).get()
+        #expect(exact.matches("/etc/passwd"))
+        #expect(!exact.matches("/etc/passwd-"))
+        let greedy = try PathPattern.parse("/tmp/**/33", maxPart: 246).get()
+        #expect(greedy.matches("/tmp/a/b/33"))
+        #expect(greedy.matches("/tmp/33"))  // vArmor: the halves are checked independently
+        let name = try PathPattern.parse("*.sh", maxPart: 246).get()
+        #expect(name.matches("/usr/bin/run.sh"))
+        #expect(!name.matches("/usr/bin/run.shx"))
+    }
+
+    @Test func ipv4MappedIPv6IsIPv4() throws {
+        let n = try #require(IPNetwork.host("::ffff:10.0.0.1"))
+        #expect(n.family == .ipv4)
+        #expect(n.description == "10.0.0.1/32")
+        #expect(IPNetwork.cidr("fd00::/8")?.contains(IPNetwork.host("fd12::1")!) == true)
+        #expect(IPNetwork.host("1.2.3") == nil)
+        #expect(IPNetwork.host("01.2.3.4") == nil)
+    }
+
+    // MARK: decisions
+
+    func policies(_ text: String) -> [Policy] { PolicyParser.parse(text, file: "d.yaml").policies }
+
+    static let deployAndCluster = """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata: {name: web, namespace: shop}
+        spec:
+          target: {kind: Deployment, name: web}
+          policy: {enforcer: BPF, mode: RuntimeDefault}
+        ---
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorClusterPolicy
+        metadata: {name: all-web}
+        spec:
+          target: {kind: Pod, selector: {matchLabels: {app: web}}, containers: [main]}
+          policy: {enforcer: AppArmorSeccomp, mode: RuntimeDefault}
+        ---
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata: {name: sts, namespace: shop}
+        spec:
+          target: {kind: StatefulSet, name: db}
+          policy: {enforcer: BPF, mode: AlwaysAllow}
+        """
+
+    @Test func clusterPoliciesTakePrecedenceDeterministically() {
+        let ps = policies(Self.deployAndCluster)
+        #expect(ps.count == 3)
+        let pod = ContainerDescriptor.Pod(
+            namespace: "shop", name: "web-5d4f8b7c9-x2x7k", labels: ["app": "web", "pod-template-hash": "5d4f8b7c9"])
+        let d = DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "main"))
+        #expect(d.policy?.name == "all-web")
+        #expect(d.shadowed.map(\.name) == ["web"])
+        #expect(d.profileName == "varmor-cluster-varmor-all-web")
+        // Same answer whatever the input order.
+        #expect(DecisionEngine.decide(ps.reversed(), ContainerDescriptor(pod: pod, containerName: "main")).policy?.name == "all-web")
+        // Container not named by the cluster policy: the Deployment policy applies.
+        let sidecar = DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "sidecar"))
+        #expect(sidecar.policy?.name == "web")
+        #expect(sidecar.profileName == "varmor-shop-web")
+        // Init containers are not protected unless named.
+        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "sidecar", isInitContainer: true)).policy == nil)
+    }
+
+    @Test func workloadOwnersDerivedFromPodNames() {
+        let ps = policies(Self.deployAndCluster)
+        let sts = ContainerDescriptor.Pod(
+            namespace: "shop", name: "db-2", labels: ["controller-revision-hash": "db-7f", "statefulset.kubernetes.io/pod-name": "db-2"])
+        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: sts, containerName: "c")).policy?.name == "sts")
+        let other = ContainerDescriptor.Pod(namespace: "other", name: "web-5d4f8b7c9-x2x7k", labels: ["pod-template-hash": "5d4f8b7c9"])
+        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: other, containerName: "c")).policy == nil)
+    }
+
+    @Test func unconfinedAnnotationRemovesAnEnforcer() {
+        let ps = policies(Self.deployAndCluster)
+        let pod = ContainerDescriptor.Pod(
+            namespace: "shop", name: "p", labels: ["app": "web"],
+            annotations: ["container.seccomp.security.beta.varmor.org/main": "unconfined"])
+        let d = DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "main"))
+        #expect(d.enforcers == [.appArmor])
+    }
+
+    @Test func standaloneTargetsMatchAnnotationsNotPods() {
+        let ps = policies(Self.standalone)
+        let hit = DecisionEngine.decide(ps, ContainerDescriptor(pod: nil, containerName: "x", annotations: ["bulwark.io/policy": "web"]))
+        #expect(hit.profileName == "varmor-default-web")
+        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: nil, containerName: "x")).policy == nil)
+        let pod = ContainerDescriptor.Pod(namespace: "default", labels: ["bulwark.io/policy": "web"])
+        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "x")).policy == nil)
+    }
+
+    // MARK: node config
+
+    @Test func nodeConfigDefaultsAndOverrides() throws {
+        #expect(try NodeConfig.parse("", file: "c.yaml") == NodeConfig())
+        let c = try NodeConfig.parse(
+            "nodeName: n1\npolicyDirectories: [/srv/p]\nruntime: crun\nenforcers: [BPF]\nfailurePolicy: Ignore\nauditEventMetadata: {clusterID: c1}\n",
+            file: "c.yaml")
+        #expect(c.nodeName == "n1")
+        #expect(c.policyDirectories == ["/srv/p"])
+        #expect(c.runtime == "crun")
+        #expect(c.enforcers == [.bpf])
+        #expect(c.failurePolicy == .ignore)
+        #expect(c.auditEventMetadata == ["clusterID": "c1"])
+    }
+
+    @Test func nodeConfigErrors() {
+        func firstError(_ t: String) -> String? {
+            do {
+                _ = try NodeConfig.parse(t, file: "c.yaml")
+                return nil
+            } catch { return error.diagnostics.first.map { "\($0)".split(separator: "\n")[0].description } }
+        }
+        #expect(firstError("socketpath: /x") == "c.yaml:1:1: error: socketpath: unknown field")
+        #expect(firstError("runtime: bin/runc") == "c.yaml:1:10: error: runtime: \"bin/runc\" is a relative path")
+        #expect(firstError("failurePolicy: Maybe") == "c.yaml:1:16: error: failurePolicy: unknown failurePolicy \"Maybe\"")
+        #expect(firstError("policyDirectories: [rel]") == "c.yaml:1:20: error: policyDirectories[0]: \"rel\" is not an absolute path")
+    }
+}

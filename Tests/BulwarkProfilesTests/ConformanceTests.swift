@@ -1,0 +1,46 @@
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import Foundation
+import Testing
+
+@Suite("vArmor examples (conformance)")
+struct ConformanceTests {
+    @Test func everyInScopeExampleValidatesAndCompiles() throws {
+        let files = Examples.files()
+        if files.isEmpty {
+            skip("../shared/reference/varmor-examples is absent (a user's clone)")
+            #expect(!requireTools, "examples required in CI")
+            return
+        }
+        var policies = 0
+        for url in files {
+            let r = Examples.parse(url)
+            let name = url.lastPathComponent
+            if let expected = Examples.stale[name] {
+                #expect(!r.isValid, "\(name) is stale and must be rejected")
+                #expect(r.errors.contains { "\($0.path): \($0.message)" == expected }, "\(name): \(r.errors)")
+                continue
+            }
+            #expect(r.isValid, "\(name): \(r.errors.map(\.description))")
+            for p in r.policies {
+                policies += 1
+                let profile = ProfileNaming.profileName(for: p)
+                let e = p.spec.policy.enforcers
+                if e.contains(.appArmor) {
+                    let aa = AppArmorCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
+                    #expect(aa.text.contains("profile \(profile) "), "\(name)")
+                }
+                if e.contains(.seccomp) {
+                    let sc = SeccompCompiler().compile(p)
+                    #expect(SeccompVocabulary.actions.contains(sc.defaultAction))
+                }
+                if e.contains(.bpf) {
+                    let bpf = BPFCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
+                    #expect(bpf.name == profile)
+                }
+            }
+        }
+        #expect(policies >= 30, "expected the 30-odd example policies, parsed \(policies)")
+    }
+}

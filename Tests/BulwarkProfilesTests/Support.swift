@@ -1,0 +1,57 @@
+import BulwarkPolicy
+import Foundation
+
+/// vArmor's examples live in ../shared/reference/varmor-examples beside the clone (not copied).
+enum Examples {
+    static let directory: URL? = {
+        var dir = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { dir.deleteLastPathComponent() }  // Tests/BulwarkProfilesTests/Support.swift -> repo/..
+        let candidate = dir.appendingPathComponent("shared/reference/varmor-examples")
+        return FileManager.default.fileExists(atPath: candidate.path) ? candidate : nil
+    }()
+
+    /// Out of scope (README of the examples): NetworkProxy and the NRI/Rego enforcer.
+    static func outOfScope(_ name: String) -> Bool { name.contains("networkproxy") || name.hasPrefix("PR303__") }
+
+    /// Written for an older CRD: no `qualifiers` (required since vArmor added them) and/or
+    /// `egresses` (renamed to `egress`). A validator of the current CRD rejects them.
+    static let stale: [String: String] = [
+        "test__examples__5-mutiple-enforcers__vpol-enhance.yaml":
+            "spec.policy.enhanceProtect.bpfRawRules.network.egress.toDestinations[0].qualifiers: required field is missing",
+        "test__benchmark__v0.4.0__bpf-program__policy-benchmark-1.yaml":
+            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+        "test__benchmark__v0.4.0__bpf-program__policy-benchmark-2.yaml":
+            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+        "test__benchmark__v0.4.0__bpf-program__policy-benchmark-3.yaml":
+            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+        "test__benchmark__v0.4.0__bpf-program__policy-benchmark-4.yaml":
+            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+    ]
+
+    static func files() -> [URL] {
+        guard let directory else { return [] }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".yaml") && !outOfScope($0) }.sorted().map { directory.appendingPathComponent($0) }
+    }
+
+    static func parse(_ url: URL) -> PolicyFile {
+        PolicyParser.parse((try? String(contentsOf: url, encoding: .utf8)) ?? "", file: url.lastPathComponent)
+    }
+}
+
+/// Finds a tool on PATH.
+func which(_ tool: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":") + ["/sbin", "/usr/sbin"] {
+        let p = "\(dir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+/// Reports a skip visibly (Swift Testing has no runtime skip): the line starts with "skipped:".
+func skip(_ reason: String) {
+    print("skipped: \(reason)")
+}
+
+/// True in CI, where a missing tool is a failure, not a skip.
+let requireTools = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1"
