@@ -1,4 +1,5 @@
 import Foundation
+
 /// Reads `enhanceProtect.bpfRawRules` (vArmor §1.4).
 struct BPFRawRulesReader {
     let value: YValue
@@ -72,7 +73,8 @@ struct BPFRawRulesReader {
             }
         }
         var perms: FilePermissions = []
-        let permsValue = m.required("permissions", hint: processes ? "add `permissions: [exec]`" : "add `permissions: [read, write]`")
+        let permsValue = m.required(
+            "permissions", hint: processes ? "add `permissions: [exec]`" : "add `permissions: [read, write]`")
         for p in permsValue?.sequence() ?? [] {
             guard let s = p.string() else { continue }
             switch s.lowercased() {
@@ -108,7 +110,9 @@ struct BPFRawRulesReader {
                 let lower = s.lowercased()
                 if lower == "all" || lower == "*" { return ([], true) }
                 guard let hit = table.first(where: { $0.0 == lower }) else {
-                    e.error("unknown \(key.dropLast()) \"\(s)\"", hint: "use one of all, \(table.map(\.0).joined(separator: ", "))")
+                    e.error(
+                        "unknown \(key.dropLast()) \"\(s)\"",
+                        hint: "use one of all, \(table.map(\.0).joined(separator: ", "))")
                     continue
                 }
                 for n in hit.1 where !out.contains(n) { out.append(n) }
@@ -176,7 +180,9 @@ struct BPFRawRulesReader {
                 guard let net = IPNetwork.host(ip) else {
                     ipValue.error(
                         "\"\(ip)\" is not an IP address",
-                        hint: "write an IPv4/IPv6 address, or one of pod-self, unspecified, localhost; use `cidr` for networks")
+                        hint:
+                            "write an IPv4/IPv6 address, or one of pod-self, unspecified, localhost; use `cidr` for networks"
+                    )
                     return nil
                 }
                 addresses = [.network(net)]
@@ -210,7 +216,8 @@ struct BPFRawRulesReader {
             return nil
         }
         if nameValue == nil && selValue == nil {
-            item.error("a service rule needs `name` or `serviceSelector`", hint: "add `name: <service>` with `namespace:`")
+            item.error(
+                "a service rule needs `name` or `serviceSelector`", hint: "add `name: <service>` with `namespace:`")
             return nil
         }
         if nameValue != nil && ns == nil {
@@ -225,7 +232,8 @@ struct BPFRawRulesReader {
         guard let m = item.mapping() else { return nil }
         let q = Self.qualifiers(m)
         let ns = m.value("namespace")?.nonEmptyString()
-        let selector = m.required("podSelector", hint: "add `podSelector: {matchLabels: ...}`").flatMap(LabelSelectorReader.read)
+        let selector = m.required("podSelector", hint: "add `podSelector: {matchLabels: ...}`").flatMap(
+            LabelSelectorReader.read)
         let ports = Self.readPorts(m.value("ports"))
         m.finish(known: ["qualifiers", "namespace", "podSelector", "ports"])
         guard let q, let selector else { return nil }
@@ -249,7 +257,9 @@ struct BPFRawRulesReader {
             default: p.error("unknown ptrace permission \"\(s)\"", hint: "use trace, read, traceby, readby or all")
             }
         }
-        if let pv, pv.sequence()?.isEmpty == true { pv.error("`permissions` is empty", hint: "list at least one permission") }
+        if let pv, pv.sequence()?.isEmpty == true {
+            pv.error("`permissions` is empty", hint: "list at least one permission")
+        }
         m.finish(known: ["qualifiers", "strictMode", "permissions"])
         guard let q, !perms.isEmpty else { return nil }
         return PtraceRule(qualifiers: q, strictMode: strict, permissions: perms)
@@ -268,7 +278,9 @@ struct BPFRawRulesReader {
         var fstype: String?
         if let fv = m.required("fstype", hint: "add `fstype: \"*\"` for any filesystem"), let f = fv.nonEmptyString() {
             if f.utf8.count > 15 {
-                fv.error("fstype \"\(f)\" is longer than 15 bytes", hint: "use the kernel's filesystem name, e.g. ext4, or *")
+                fv.error(
+                    "fstype \"\(f)\" is longer than 15 bytes", hint: "use the kernel's filesystem name, e.g. ext4, or *"
+                )
             } else {
                 fstype = f
             }
@@ -280,13 +292,17 @@ struct BPFRawRulesReader {
             guard let s = f.string() else { continue }
             let key = ["B", "M", "R"].contains(s) ? s : s.lowercased()
             guard let bits = LinuxNames.mountFlags[key] else {
-                f.error("unknown mount flag \"\(s)\"", hint: "use e.g. all, ro, rw, bind, rbind, move, remount, nosuid, umount")
+                f.error(
+                    "unknown mount flag \"\(s)\"",
+                    hint: "use e.g. all, ro, rw, bind, rbind, move, remount, nosuid, umount")
                 continue
             }
             flags |= bits.0
             reverse |= bits.1
         }
-        if let fv, fv.sequence()?.isEmpty == true { fv.error("`flags` is empty", hint: "list at least one flag, or `all`") }
+        if let fv, fv.sequence()?.isEmpty == true {
+            fv.error("`flags` is empty", hint: "list at least one flag, or `all`")
+        }
         m.finish(known: ["qualifiers", "sourcePattern", "fstype", "flags"])
         guard let q, let pattern, let fstype, flags != 0 || reverse != 0 else { return nil }
         return MountRule(qualifiers: q, sourcePattern: pattern, fstype: fstype, flags: flags, reverseFlags: reverse)

@@ -1,5 +1,5 @@
-import Foundation
 import BulwarkOCI
+import Foundation
 
 /// vArmor's built-in rules (reference/varmor.md §2.1–§2.7) with their expansion per enforcer,
 /// as data. The compilers read it; tests enumerate it. Names are matched case-insensitively
@@ -74,7 +74,8 @@ extension BuiltinRule {
 
     static let mountAllButCommands: UInt32 = LinuxNames.mountAll & ~LinuxNames.mountCommandFlags
     static let mountAllButUmount: UInt32 = LinuxNames.mountAll & ~LinuxNames.umount
-    static let bindLike: UInt32 = LinuxNames.msBind | LinuxNames.msRec | LinuxNames.msRemount | LinuxNames.msMove | LinuxNames.umount
+    static let bindLike: UInt32 =
+        LinuxNames.msBind | LinuxNames.msRec | LinuxNames.msRemount | LinuxNames.msMove | LinuxNames.umount
 
     private static func caps(_ names: [String]) -> [Int] { names.compactMap(LinuxNames.capability) }
 
@@ -121,7 +122,9 @@ extension BuiltinRule {
             rule(
                 "disallow-mount-securityfs", .hardening, apparmor: [.rule("mount fstype=securityfs,")],
                 bpf: [
-                    .mount(source: "**", fstype: "securityfs", flags: mountAllButCommands, reverse: LinuxNames.mountAll, privilegedOnly: true)
+                    .mount(
+                        source: "**", fstype: "securityfs", flags: mountAllButCommands, reverse: LinuxNames.mountAll,
+                        privilegedOnly: true)
                 ]),
             rule(
                 "disallow-mount-procfs", .hardening,
@@ -130,7 +133,9 @@ extension BuiltinRule {
                     .rule("mount options in (remount,bind,rbind) -> /proc**,"),
                 ],
                 bpf: [
-                    .mount(source: "**", fstype: "proc", flags: mountAllButCommands, reverse: LinuxNames.mountAll, privilegedOnly: true),
+                    .mount(
+                        source: "**", fstype: "proc", flags: mountAllButCommands, reverse: LinuxNames.mountAll,
+                        privilegedOnly: true),
                     .mount(source: "/proc**", fstype: "none", flags: bindLike, reverse: 0, privilegedOnly: false),
                 ]),
             rule(
@@ -144,7 +149,9 @@ extension BuiltinRule {
                     .rule("mount options in (remount,bind,rbind) -> /sys/fs/cgroup**,"),
                 ],
                 bpf: [
-                    .mount(source: "**", fstype: "cgroup", flags: mountAllButCommands, reverse: LinuxNames.mountAll, privilegedOnly: true),
+                    .mount(
+                        source: "**", fstype: "cgroup", flags: mountAllButCommands, reverse: LinuxNames.mountAll,
+                        privilegedOnly: true),
                     .mount(source: "/sys**", fstype: "none", flags: bindLike, reverse: 0, privilegedOnly: false),
                 ]),
             rule(
@@ -155,10 +162,15 @@ extension BuiltinRule {
                 bpf: [.diskDeviceMounts(flags: mountAllButUmount, reverse: LinuxNames.mountAll, privilegedOnly: true)]),
             rule(
                 "disallow-mount", .hardening, apparmor: [.rule("mount,")],
-                bpf: [.mount(source: "**", fstype: "*", flags: mountAllButUmount, reverse: LinuxNames.mountAll, privilegedOnly: true)]),
+                bpf: [
+                    .mount(
+                        source: "**", fstype: "*", flags: mountAllButUmount, reverse: LinuxNames.mountAll,
+                        privilegedOnly: true)
+                ]),
             rule(
                 "disallow-umount", .hardening, apparmor: [.rule("umount,")],
-                bpf: [.mount(source: "**", fstype: "none", flags: LinuxNames.umount, reverse: 0, privilegedOnly: false)]),
+                bpf: [.mount(source: "**", fstype: "none", flags: LinuxNames.umount, reverse: 0, privilegedOnly: false)]
+            ),
             rule(
                 "disallow-insmod", .hardening, apparmor: [.rule("capability sys_module,")],
                 bpf: [.capabilities(caps(["sys_module"]))]),
@@ -176,14 +188,18 @@ extension BuiltinRule {
             rule("disable-cap-all", .hardening, apparmor: [.rule("capability,")], bpf: [.capabilities(Array(0...40))]),
             rule(
                 "disable-cap-all-except-net-bind-service", .hardening,
-                apparmor: LinuxNames.capabilities.filter { $0 != "net_bind_service" }.map { .rule("capability \($0),") },
+                apparmor: LinuxNames.capabilities.filter { $0 != "net_bind_service" }.map {
+                    .rule("capability \($0),")
+                },
                 bpf: [.capabilities(Array(0...40).filter { $0 != 10 })]),
             rule(
                 "disable-cap-privileged", .hardening,
                 apparmor: LinuxNames.capabilities.filter { !defaultContainerCapabilities.contains($0) }.map {
                     .rule("capability \($0),")
                 },
-                bpf: [.capabilities(caps(LinuxNames.capabilities.filter { !defaultContainerCapabilities.contains($0) }))]),
+                bpf: [
+                    .capabilities(caps(LinuxNames.capabilities.filter { !defaultContainerCapabilities.contains($0) }))
+                ]),
         ]
         for (n, cap) in LinuxNames.capabilities.enumerated() {
             rules.append(
@@ -201,13 +217,17 @@ extension BuiltinRule {
                 seccomp: [
                     LinuxSyscall(
                         names: ["unshare"], action: "SCMP_ACT_ERRNO",
-                        args: [LinuxSeccompArg(index: 0, value: 0x1000_0000, valueTwo: 0x1000_0000, op: "SCMP_CMP_MASKED_EQ")])
+                        args: [
+                            LinuxSeccompArg(
+                                index: 0, value: 0x1000_0000, valueTwo: 0x1000_0000, op: "SCMP_CMP_MASKED_EQ")
+                        ])
                 ]),
             rule(
                 "disallow-load-all-bpf-prog", .hardening,
                 seccomp: [
                     LinuxSyscall(
-                        names: ["bpf"], action: "SCMP_ACT_ERRNO", args: [LinuxSeccompArg(index: 0, value: 5, op: "SCMP_CMP_EQ")])
+                        names: ["bpf"], action: "SCMP_ACT_ERRNO",
+                        args: [LinuxSeccompArg(index: 0, value: 5, op: "SCMP_CMP_EQ")])
                 ]),
             rule(
                 "disallow-load-bpf-via-setsockopt", .hardening,
@@ -256,18 +276,26 @@ extension BuiltinRule {
             rule(
                 "block-access-to-aws-metadata-service", .attackProtection,
                 bpf: [.egress(addresses: ["169.254.169.254", "fd00:ec2::254"])]),
-            rule("block-access-to-volc-metadata-service", .attackProtection, bpf: [.egress(addresses: ["100.96.0.96"])]),
-            rule("block-access-to-alibaba-metadata-service", .attackProtection, bpf: [.egress(addresses: ["100.100.100.200"])]),
+            rule(
+                "block-access-to-volc-metadata-service", .attackProtection, bpf: [.egress(addresses: ["100.96.0.96"])]),
+            rule(
+                "block-access-to-alibaba-metadata-service", .attackProtection,
+                bpf: [.egress(addresses: ["100.100.100.200"])]),
             rule("block-access-to-oci-metadata-service", .attackProtection, bpf: [.egress(addresses: ["192.0.0.192"])]),
             // §2.5 Attack protection: sensitive operations
             rule("disable-write-etc", .attackProtection, apparmor: [.rule("/etc/** wl,")], bpf: [.file("/etc/**", w)]),
-            rule("disable-access-passwd", .attackProtection, apparmor: [.rule("/etc/passwd rw,")], bpf: [.file("/etc/passwd", rw)]),
-            rule("disable-access-shadow", .attackProtection, apparmor: [.rule("/etc/shadow rw,")], bpf: [.file("/etc/shadow", rw)]),
+            rule(
+                "disable-access-passwd", .attackProtection, apparmor: [.rule("/etc/passwd rw,")],
+                bpf: [.file("/etc/passwd", rw)]),
+            rule(
+                "disable-access-shadow", .attackProtection, apparmor: [.rule("/etc/shadow rw,")],
+                bpf: [.file("/etc/shadow", rw)]),
             rule(
                 "disable-access-ssh-dir", .attackProtection, apparmor: [.rule("/**/.ssh/** rw,")],
                 bpf: [.file("/**/.ssh", rw), .file("/root/.ssh/**", rw)]),
             rule("disable-write-skills", .attackProtection, apparmor: [.rule("/**/skills/** w,")]),
-            rule("disable-busybox", .attackProtection, apparmor: [.exec("/**/busybox")], bpf: [.process("/**/busybox")]),
+            rule(
+                "disable-busybox", .attackProtection, apparmor: [.exec("/**/busybox")], bpf: [.process("/**/busybox")]),
             rule(
                 "disable-shell", .attackProtection, apparmor: [.exec("/**/sh"), .exec("/**/bash"), .exec("/**/dash")],
                 bpf: [.process("/**/sh"), .process("/**/bash"), .process("/**/dash")]),

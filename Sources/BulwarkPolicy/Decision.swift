@@ -8,7 +8,9 @@ public struct ContainerDescriptor: Sendable, Equatable {
         public var name: String
         public var labels: [String: String]
         public var annotations: [String: String]
-        public init(namespace: String, name: String = "", labels: [String: String] = [:], annotations: [String: String] = [:]) {
+        public init(
+            namespace: String, name: String = "", labels: [String: String] = [:], annotations: [String: String] = [:]
+        ) {
             self.namespace = namespace
             self.name = name
             self.labels = labels
@@ -23,7 +25,10 @@ public struct ContainerDescriptor: Sendable, Equatable {
     public var annotations: [String: String] = [:]
     public var image = ""
 
-    public init(pod: Pod?, containerName: String, isInitContainer: Bool = false, annotations: [String: String] = [:], image: String = "") {
+    public init(
+        pod: Pod?, containerName: String, isInitContainer: Bool = false, annotations: [String: String] = [:],
+        image: String = ""
+    ) {
         self.pod = pod
         self.containerName = containerName
         self.isInitContainer = isInitContainer
@@ -62,7 +67,9 @@ public enum DecisionEngine {
         }
     }
 
-    public static func decide(_ policies: [Policy], _ container: ContainerDescriptor, clusterNamespace: String = "varmor")
+    public static func decide(
+        _ policies: [Policy], _ container: ContainerDescriptor, clusterNamespace: String = "varmor"
+    )
         -> Decision
     {
         var reasons: [String] = []
@@ -97,7 +104,8 @@ public enum DecisionEngine {
                 }
             }
         }
-        return Decision(policy: policy, profileName: profile, enforcers: enforcers, reasons: reasons, shadowed: shadowed)
+        return Decision(
+            policy: policy, profileName: profile, enforcers: enforcers, reasons: reasons, shadowed: shadowed)
     }
 
     /// Whether `policy` targets `container`, and why (not).
@@ -108,7 +116,9 @@ public enum DecisionEngine {
             if let name = t.name, name != c.containerName {
                 return (false, "container name \"\(c.containerName)\" is not \"\(name)\"")
             }
-            if let s = t.selector, !s.matches(c.annotations) { return (false, "selector does not match the OCI annotations") }
+            if let s = t.selector, !s.matches(c.annotations) {
+                return (false, "selector does not match the OCI annotations")
+            }
             return (true, "standalone container selected by " + (t.selector != nil ? "annotations" : "name"))
         }
         guard let pod = c.pod else { return (false, "target kind \(t.kind.rawValue) selects Kubernetes pods only") }
@@ -152,12 +162,14 @@ public enum DecisionEngine {
             guard let r = pod.name.range(of: marker, options: .backwards) else { return nil }
             return String(pod.name[..<r.lowerBound])
         case .statefulSet:
-            guard l["controller-revision-hash"] != nil, let podName = l["statefulset.kubernetes.io/pod-name"] ?? nilIfEmpty(pod.name),
+            guard l["controller-revision-hash"] != nil,
+                let podName = l["statefulset.kubernetes.io/pod-name"] ?? nilIfEmpty(pod.name),
                 let dash = podName.lastIndex(of: "-"), podName[podName.index(after: dash)...].allSatisfy(\.isNumber)
             else { return nil }
             return String(podName[..<dash])
         case .daemonSet:
-            guard l["pod-template-generation"] != nil, l["controller-revision-hash"] != nil, let dash = pod.name.lastIndex(of: "-")
+            guard l["pod-template-generation"] != nil, l["controller-revision-hash"] != nil,
+                let dash = pod.name.lastIndex(of: "-")
             else { return nil }
             return String(pod.name[..<dash])
         case .container: return nil

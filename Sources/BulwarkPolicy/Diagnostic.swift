@@ -1,4 +1,5 @@
 import Foundation
+
 /// A problem found in a policy or config file: what, where (file:line:column and the field
 /// path) and how to fix it. Errors make the document invalid; warnings and notices do not.
 public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {

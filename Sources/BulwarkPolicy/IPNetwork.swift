@@ -1,4 +1,5 @@
 import Foundation
+
 /// An IPv4 or IPv6 network (address + prefix length), parsed without libc. IPv4-mapped IPv6
 /// (`::ffff:a.b.c.d`) is normalised to IPv4 so one rule covers both spellings.
 public struct IPNetwork: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -59,8 +60,10 @@ public struct IPNetwork: Sendable, Hashable, Codable, CustomStringConvertible {
         switch family {
         case .ipv4: addr = bytes.map(String.init).joined(separator: ".")
         case .ipv6:
-            addr = stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-                .joined(separator: ":")
+            addr = stride(from: 0, to: 16, by: 2).map {
+                String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
+            }
+            .joined(separator: ":")
         }
         return "\(addr)/\(prefixLength)"
     }

@@ -1,4 +1,5 @@
 import Foundation
+
 /// Linux names and numbers used by vArmor's rule syntax (address families, socket types,
 /// protocols, capabilities, mount flags). Pure tables; no headers needed.
 public enum LinuxNames {

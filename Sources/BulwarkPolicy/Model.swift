@@ -1,5 +1,5 @@
-import Foundation
 import BulwarkOCI
+import Foundation
 
 /// Where a value came from, for messages.
 public struct SourceRef: Sendable, Equatable, Hashable, CustomStringConvertible {

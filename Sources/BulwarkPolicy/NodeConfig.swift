@@ -50,8 +50,10 @@ public struct NodeConfig: Sendable, Equatable {
         let nodes = try YAMLLoader.documents(text, file: file)
         guard nodes.count <= 1 else {
             throw DiagnosticsError([
-                Diagnostic(.error, file: file, line: 1, column: 1, path: "", message: "config file holds \(nodes.count) documents",
-                           hint: "keep one YAML document")
+                Diagnostic(
+                    .error, file: file, line: 1, column: 1, path: "",
+                    message: "config file holds \(nodes.count) documents",
+                    hint: "keep one YAML document")
             ])
         }
         guard let node = nodes.first else { return config }
@@ -62,7 +64,9 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("policyDirectories") {
                 let dirs = v.stringList() ?? []
                 for (i, d) in dirs.enumerated() where !d.hasPrefix("/") {
-                    ctx.report(.error, v.node, "policyDirectories[\(i)]", "\"\(d)\" is not an absolute path", hint: "write a path starting with /")
+                    ctx.report(
+                        .error, v.node, "policyDirectories[\(i)]", "\"\(d)\" is not an absolute path",
+                        hint: "write a path starting with /")
                 }
                 config.policyDirectories = dirs
             }
@@ -74,7 +78,9 @@ public struct NodeConfig: Sendable, Equatable {
                 if s.contains("/") && !s.hasPrefix("/") {
                     v.error("\"\(s)\" is a relative path", hint: "give a command name (runc, crun) or an absolute path")
                 } else if s.hasSuffix("bulwark-runtime") {
-                    v.error("runtime points at the wrapper itself", hint: "set the real runtime, e.g. runc or /usr/bin/crun")
+                    v.error(
+                        "runtime points at the wrapper itself", hint: "set the real runtime, e.g. runc or /usr/bin/crun"
+                    )
                 } else {
                     config.runtime = s
                 }
@@ -99,9 +105,15 @@ public struct NodeConfig: Sendable, Equatable {
                     v.error("unknown failurePolicy \"\(s)\"", hint: "use Fail or Ignore")
                 }
             }
-            if let v = m.value("clusterProfileNamespace"), let s = v.nonEmptyString() { config.clusterProfileNamespace = s }
-            if let v = m.value("appArmorProfileDirectory"), let s = absolutePath(v) { config.appArmorProfileDirectory = s }
-            if let v = m.value("seccompProfileDirectory"), let s = absolutePath(v) { config.seccompProfileDirectory = s }
+            if let v = m.value("clusterProfileNamespace"), let s = v.nonEmptyString() {
+                config.clusterProfileNamespace = s
+            }
+            if let v = m.value("appArmorProfileDirectory"), let s = absolutePath(v) {
+                config.appArmorProfileDirectory = s
+            }
+            if let v = m.value("seccompProfileDirectory"), let s = absolutePath(v) {
+                config.seccompProfileDirectory = s
+            }
             if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
             if let v = m.value("inventoryFile"), let s = absolutePath(v) { config.inventoryFile = s }
             m.finish(known: keys)

@@ -1,4 +1,5 @@
 import Foundation
+
 /// vArmor's BPF path pattern syntax (`files[].pattern`, `processes[].pattern`,
 /// `mounts[].sourcePattern`), with Bulwark's fixed semantics:
 ///
@@ -21,7 +22,9 @@ public struct PathPattern: Sendable, Hashable, Codable, CustomStringConvertible 
 
     /// Parses `text`; on failure returns the message and a fix hint.
     public static func parse(_ text: String, maxPart: Int) -> Result<PathPattern, PatternError> {
-        if text.isEmpty { return .failure(PatternError(message: "pattern is empty", hint: "write a path such as /etc/shadow")) }
+        if text.isEmpty {
+            return .failure(PatternError(message: "pattern is empty", hint: "write a path such as /etc/shadow"))
+        }
         let doubles = text.components(separatedBy: "**").count - 1
         let singles = text.replacingOccurrences(of: "**", with: "").filter { $0 == "*" }.count
         if text.contains("***") || doubles > 1 || singles > 1 || (doubles == 1 && singles == 1) {
@@ -81,7 +84,8 @@ extension PathPattern {
         let t = Array(text.utf8)
         let a = Array(start.utf8)
         let b = Array(end.utf8)
-        return t.count >= a.count && t.count >= b.count && Array(t.prefix(a.count)) == a && Array(t.suffix(b.count)) == b
+        return t.count >= a.count && t.count >= b.count && Array(t.prefix(a.count)) == a
+            && Array(t.suffix(b.count)) == b
     }
 }
 

@@ -11,18 +11,24 @@ struct PolicyBodyReader {
         guard let m = value.mapping() else { return nil }
         var enforcers: EnforcerSet = []
         var enforcerText = ""
-        let enforcerValue = m.required("enforcer", hint: "set `enforcer:` to AppArmor, BPF, Seccomp or a combination such as AppArmorBPFSeccomp")
+        let enforcerValue = m.required(
+            "enforcer", hint: "set `enforcer:` to AppArmor, BPF, Seccomp or a combination such as AppArmorBPFSeccomp")
         if let ev = enforcerValue, let text = ev.nonEmptyString() {
             enforcerText = text
             enforcers = EnforcerSet.parse(text)
             if enforcers.contains(.networkProxy) {
-                ev.error(Self.notSupported, hint: "remove NetworkProxy from the enforcer; Bulwark enforces AppArmor, BPF and Seccomp")
+                ev.error(
+                    Self.notSupported,
+                    hint: "remove NetworkProxy from the enforcer; Bulwark enforces AppArmor, BPF and Seccomp")
             } else if enforcers.isEmpty {
-                ev.error("\"\(text)\" names no known enforcer", hint: "use AppArmor, BPF, Seccomp or a combination such as AppArmorBPFSeccomp")
+                ev.error(
+                    "\"\(text)\" names no known enforcer",
+                    hint: "use AppArmor, BPF, Seccomp or a combination such as AppArmorBPFSeccomp")
             }
         }
         var mode: PolicyMode?
-        if let mv = m.required("mode", hint: "set `mode:` to one of \(PolicyMode.allCases.map(\.rawValue).joined(separator: ", "))"),
+        if let mv = m.required(
+            "mode", hint: "set `mode:` to one of \(PolicyMode.allCases.map(\.rawValue).joined(separator: ", "))"),
             let text = mv.string()
         {
             mode = PolicyMode(rawValue: text)
@@ -30,7 +36,8 @@ struct PolicyBodyReader {
                 let near = MappingReader.closest(text, in: PolicyMode.allCases.map(\.rawValue))
                 mv.error(
                     "unknown mode \"\(text)\"",
-                    hint: near.map { "did you mean \($0)?" } ?? "use one of \(PolicyMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                    hint: near.map { "did you mean \($0)?" }
+                        ?? "use one of \(PolicyMode.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
         let epValue = m.value("enhanceProtect")
@@ -39,7 +46,9 @@ struct PolicyBodyReader {
         if let np = m.value("networkProxyConfig") {
             np.error(Self.notSupported, hint: "remove networkProxyConfig")
         }
-        m.finish(known: ["enforcer", "mode", "enhanceProtect", "modelingOptions", "defenseInDepth", "networkProxyConfig"])
+        m.finish(known: [
+            "enforcer", "mode", "enhanceProtect", "modelingOptions", "defenseInDepth", "networkProxyConfig",
+        ])
         guard let mode, !enforcers.isEmpty else { return nil }
 
         var body = PolicyBody(enforcerText: enforcerText, enforcers: enforcers, mode: mode)
@@ -51,11 +60,15 @@ struct PolicyBodyReader {
             }
         case .behaviorModeling:
             if moValue == nil {
-                value.error("mode BehaviorModeling requires `modelingOptions`", hint: "add `modelingOptions: {duration: 30}` (minutes)")
+                value.error(
+                    "mode BehaviorModeling requires `modelingOptions`",
+                    hint: "add `modelingOptions: {duration: 30}` (minutes)")
             }
         case .defenseInDepth:
             if didValue == nil {
-                value.error("mode DefenseInDepth requires `defenseInDepth`", hint: "add `defenseInDepth:` with appArmor/seccomp profiles")
+                value.error(
+                    "mode DefenseInDepth requires `defenseInDepth`",
+                    hint: "add `defenseInDepth:` with appArmor/seccomp profiles")
             }
             if enforcers.contains(.bpf) {
                 enforcerValue?.error(
@@ -74,7 +87,9 @@ struct PolicyBodyReader {
         if let moValue {
             if mode != .behaviorModeling { moValue.warning("ignored in mode \(mode.rawValue)", hint: "remove it") }
             if let mm = moValue.mapping() {
-                if let dv = mm.required("duration", hint: "add `duration: 30` (minutes)"), let d = dv.integer(in: 1...525_600) {
+                if let dv = mm.required("duration", hint: "add `duration: 30` (minutes)"),
+                    let d = dv.integer(in: 1...525_600)
+                {
                     body.modelingDurationMinutes = Int(d)
                 }
                 mm.finish(known: ["duration"])
@@ -82,7 +97,9 @@ struct PolicyBodyReader {
         }
         if let didValue {
             if mode != .defenseInDepth { didValue.warning("ignored in mode \(mode.rawValue)", hint: "remove it") }
-            body.defenseInDepth = DefenseInDepthReader(value: didValue, enforcers: enforcers, checkRequired: mode == .defenseInDepth).read()
+            body.defenseInDepth = DefenseInDepthReader(
+                value: didValue, enforcers: enforcers, checkRequired: mode == .defenseInDepth
+            ).read()
         }
         return body
     }
@@ -154,7 +171,8 @@ struct EnhanceProtectReader {
                 let near = MappingReader.closest(BuiltinRule.canonical(name), in: names)
                 item.error(
                     "unknown built-in rule \"\(name)\"",
-                    hint: near.map { "did you mean \($0)?" } ?? "see `bulwark policy rules` for the rules of \(category.rawValue)")
+                    hint: near.map { "did you mean \($0)?" }
+                        ?? "see `bulwark policy rules` for the rules of \(category.rawValue)")
                 continue
             }
             if rule.category != category {
@@ -168,7 +186,10 @@ struct EnhanceProtectReader {
                     "\"\(name)\" has no effect with enforcer \(enforcers) (it is implemented by \(rule.effective))",
                     hint: "add \(rule.effective) to the enforcer, or remove the rule")
             }
-            out.append(RuleReference(written: name, id: rule.id, source: SourceRef(file: item.ctx.file, line: item.line, column: item.column)))
+            out.append(
+                RuleReference(
+                    written: name, id: rule.id,
+                    source: SourceRef(file: item.ctx.file, line: item.line, column: item.column)))
         }
         return out
     }
@@ -179,7 +200,8 @@ struct EnhanceProtectReader {
         for item in items {
             guard let t = item.nonEmptyString() else { continue }
             if !t.hasPrefix("/") {
-                item.error("target \"\(t)\" is not an absolute path", hint: "write the executable's full path, e.g. /bin/bash")
+                item.error(
+                    "target \"\(t)\" is not an absolute path", hint: "write the executable's full path, e.g. /bin/bash")
                 continue
             }
             out.append(t)
@@ -198,7 +220,9 @@ enum AppArmorRawReader {
             for t in m.value("targets")?.sequence() ?? [] {
                 guard let s = t.nonEmptyString() else { continue }
                 if !s.hasPrefix("/") {
-                    t.error("target \"\(s)\" is not an absolute path", hint: "write the executable's full path, e.g. /bin/bash")
+                    t.error(
+                        "target \"\(s)\" is not an absolute path",
+                        hint: "write the executable's full path, e.g. /bin/bash")
                 } else {
                     targets.append(s)
                 }
@@ -206,7 +230,8 @@ enum AppArmorRawReader {
             m.finish(known: ["rules", "targets"])
             guard let rules else { continue }
             if rules.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                m.take("rules")?.error("AppArmor raw rules are empty", hint: "write rules such as `deny /etc/shadow r,`")
+                m.take("rules")?.error(
+                    "AppArmor raw rules are empty", hint: "write rules such as `deny /etc/shadow r,`")
                 continue
             }
             if rules.filter({ $0 == "{" }).count != rules.filter({ $0 == "}" }).count {
@@ -231,7 +256,8 @@ enum SyscallReader {
             for n in namesValue?.sequence() ?? [] {
                 guard let s = n.nonEmptyString() else { continue }
                 if !s.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) {
-                    n.error("\"\(s)\" is not a syscall name", hint: "write the name as in `man 2 syscalls`, e.g. `unshare`")
+                    n.error(
+                        "\"\(s)\" is not a syscall name", hint: "write the name as in `man 2 syscalls`, e.g. `unshare`")
                     continue
                 }
                 names.append(s)
@@ -244,7 +270,9 @@ enum SyscallReader {
                 if SeccompVocabulary.actions.contains(a) {
                     action = a
                 } else {
-                    av.error("unknown seccomp action \"\(a)\"", hint: "use one of \(SeccompVocabulary.actions.sorted().joined(separator: ", "))")
+                    av.error(
+                        "unknown seccomp action \"\(a)\"",
+                        hint: "use one of \(SeccompVocabulary.actions.sorted().joined(separator: ", "))")
                 }
             }
             var errnoRet: UInt32?
@@ -260,7 +288,9 @@ enum SyscallReader {
                     if SeccompVocabulary.operators.contains(o) {
                         op = o
                     } else {
-                        ov.error("unknown comparison \"\(o)\"", hint: "use one of \(SeccompVocabulary.operators.sorted().joined(separator: ", "))")
+                        ov.error(
+                            "unknown comparison \"\(o)\"",
+                            hint: "use one of \(SeccompVocabulary.operators.sorted().joined(separator: ", "))")
                     }
                 }
                 am.finish(known: ["index", "value", "valueTwo", "op"])
@@ -270,7 +300,8 @@ enum SyscallReader {
             }
             m.finish(known: ["names", "action", "errnoRet", "args"])
             if !names.isEmpty && !action.isEmpty {
-                out.append(LinuxSyscall(names: names, action: action, errnoRet: errnoRet, args: args.isEmpty ? nil : args))
+                out.append(
+                    LinuxSyscall(names: names, action: action, errnoRet: errnoRet, args: args.isEmpty ? nil : args))
             }
         }
         return out
@@ -287,14 +318,20 @@ struct DefenseInDepthReader {
         var did = DefenseInDepth(allowViolations: false)
         let aaValue = m.value("appArmor")
         let scValue = m.value("seccomp")
-        if let np = m.value("networkProxy") { np.error(PolicyBodyReader.notSupported, hint: "remove defenseInDepth.networkProxy") }
+        if let np = m.value("networkProxy") {
+            np.error(PolicyBodyReader.notSupported, hint: "remove defenseInDepth.networkProxy")
+        }
         did.allowViolations = m.value("allowViolations")?.bool() ?? false
         m.finish(known: ["appArmor", "seccomp", "networkProxy", "allowViolations"])
         if checkRequired && enforcers.contains(.appArmor) && aaValue == nil {
-            value.error("enforcer AppArmor in mode DefenseInDepth requires `defenseInDepth.appArmor`", hint: "add `appArmor: {profileType: Custom, customProfile: ...}`")
+            value.error(
+                "enforcer AppArmor in mode DefenseInDepth requires `defenseInDepth.appArmor`",
+                hint: "add `appArmor: {profileType: Custom, customProfile: ...}`")
         }
         if checkRequired && enforcers.contains(.seccomp) && scValue == nil {
-            value.error("enforcer Seccomp in mode DefenseInDepth requires `defenseInDepth.seccomp`", hint: "add `seccomp: {profileType: Custom, customProfile: ...}`")
+            value.error(
+                "enforcer Seccomp in mode DefenseInDepth requires `defenseInDepth.seccomp`",
+                hint: "add `seccomp: {profileType: Custom, customProfile: ...}`")
         }
         if let aaValue, let am = aaValue.mapping() {
             let custom = readProfileType(am, value: aaValue)
@@ -303,7 +340,8 @@ struct DefenseInDepthReader {
             if let custom {
                 if custom.range(of: #"(^|\s)profile\s+\S+"#, options: .regularExpression) == nil {
                     am.take("customProfile")?.error(
-                        "customProfile has no `profile <name>` block", hint: "write a full AppArmor profile: `profile NAME flags=(...) { ... }`")
+                        "customProfile has no `profile <name>` block",
+                        hint: "write a full AppArmor profile: `profile NAME flags=(...) { ... }`")
                 } else {
                     did.appArmor = .init(customProfile: custom, rawRules: rawRules)
                 }
@@ -317,7 +355,8 @@ struct DefenseInDepthReader {
                 do {
                     let profile = try JSONDecoder().decode(LinuxSeccomp.self, from: Data(custom.utf8))
                     if let bad = profile.syscalls?.first(where: { !SeccompVocabulary.actions.contains($0.action) }) {
-                        sm.take("customProfile")?.error("customProfile uses unknown action \"\(bad.action)\"", hint: "use SCMP_ACT_* actions")
+                        sm.take("customProfile")?.error(
+                            "customProfile uses unknown action \"\(bad.action)\"", hint: "use SCMP_ACT_* actions")
                     } else {
                         did.seccomp = .init(customProfile: profile, syscallRawRules: raw)
                     }
@@ -332,7 +371,9 @@ struct DefenseInDepthReader {
     }
 
     private func readProfileType(_ m: MappingReader, value: YValue) -> String? {
-        guard let tv = m.required("profileType", hint: "set `profileType: Custom`"), let t = tv.string() else { return nil }
+        guard let tv = m.required("profileType", hint: "set `profileType: Custom`"), let t = tv.string() else {
+            return nil
+        }
         switch t {
         case "Custom":
             return m.required("customProfile", hint: "add `customProfile: |` with the profile text")?.nonEmptyString()

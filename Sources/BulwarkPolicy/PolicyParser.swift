@@ -1,5 +1,5 @@
-import Foundation
 import BulwarkOCI
+import Foundation
 import Yams
 
 /// Result of reading one policy file: the policies it defines and every diagnostic (errors
@@ -39,13 +39,16 @@ public enum PolicyParser {
         var out = PolicyFile(file: file, policies: [], diagnostics: [])
         if nodes.isEmpty {
             out.diagnostics.append(
-                Diagnostic(.error, file: file, line: 1, column: 1, path: "", message: "file holds no YAML document",
-                           hint: "write a VarmorPolicy or VarmorClusterPolicy"))
+                Diagnostic(
+                    .error, file: file, line: 1, column: 1, path: "", message: "file holds no YAML document",
+                    hint: "write a VarmorPolicy or VarmorClusterPolicy"))
         }
         for (i, node) in nodes.enumerated() {
             let ctx = ReaderContext(file: file)
             let root = YValue(node: node, path: "", ctx: ctx)
-            let policy = PolicyDocumentReader(root: root, options: options, documentIndex: i, documentCount: nodes.count).read()
+            let policy = PolicyDocumentReader(
+                root: root, options: options, documentIndex: i, documentCount: nodes.count
+            ).read()
             out.diagnostics += ctx.diagnostics
             if let policy, !ctx.hasErrors { out.policies.append(policy) }
         }
@@ -84,13 +87,16 @@ private struct PolicyDocumentReader {
             return nil
         }
         guard let kindText, let kind = PolicyKind(rawValue: kindText) else {
-            ctx.report(.error, root.node, "kind", "required field is missing", hint: "set `kind: VarmorPolicy` or `kind: VarmorClusterPolicy`")
+            ctx.report(
+                .error, root.node, "kind", "required field is missing",
+                hint: "set `kind: VarmorPolicy` or `kind: VarmorClusterPolicy`")
             return nil
         }
         if let api = top.required("apiVersion", hint: "set `apiVersion: \(PolicyParser.apiVersion)`")?.string(),
             api != PolicyParser.apiVersion
         {
-            top.take("apiVersion")?.error("unsupported apiVersion \"\(api)\"", hint: "set `apiVersion: \(PolicyParser.apiVersion)`")
+            top.take("apiVersion")?.error(
+                "unsupported apiVersion \"\(api)\"", hint: "set `apiVersion: \(PolicyParser.apiVersion)`")
         }
         var name = ""
         var namespace: String?
@@ -100,12 +106,15 @@ private struct PolicyDocumentReader {
                 name = n
                 if !Self.isDNSSubdomain(n) {
                     meta.take("name")?.error(
-                        "\"\(n)\" is not a valid name", hint: "use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit")
+                        "\"\(n)\" is not a valid name",
+                        hint: "use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit")
                 }
             }
             if let nsValue = meta.value("namespace"), let ns = nsValue.nonEmptyString() {
                 if kind == .varmorClusterPolicy {
-                    nsValue.error("a VarmorClusterPolicy is cluster-scoped and has no namespace", hint: "remove metadata.namespace")
+                    nsValue.error(
+                        "a VarmorClusterPolicy is cluster-scoped and has no namespace",
+                        hint: "remove metadata.namespace")
                 } else if !Self.isDNSLabel(ns) {
                     nsValue.error("\"\(ns)\" is not a valid namespace", hint: "use lower-case letters, digits and '-'")
                 } else {
@@ -157,7 +166,8 @@ private struct SpecReader {
     let kind: PolicyKind
 
     func read() -> PolicySpec? {
-        let target = map.required("target", hint: "add `target:` with `kind:` and `name:` or `selector:`").flatMap(readTarget)
+        let target = map.required("target", hint: "add `target:` with `kind:` and `name:` or `selector:`").flatMap(
+            readTarget)
         let body = map.required("policy", hint: "add `policy:` with `enforcer:` and `mode:`").flatMap {
             PolicyBodyReader(value: $0).read()
         }
@@ -175,7 +185,9 @@ private struct SpecReader {
         guard let m = value.mapping() else { return nil }
         var kind: Target.Kind?
         let kinds = Target.Kind.allCases.map(\.rawValue)
-        if let kv = m.required("kind", hint: "set `kind:` to one of \(kinds.joined(separator: ", "))"), let k = kv.string() {
+        if let kv = m.required("kind", hint: "set `kind:` to one of \(kinds.joined(separator: ", "))"),
+            let k = kv.string()
+        {
             kind = Target.Kind(rawValue: k)
             if kind == nil {
                 kv.error("unknown target kind \"\(k)\"", hint: "use one of \(kinds.joined(separator: ", "))")
@@ -196,13 +208,16 @@ private struct SpecReader {
                     hint: "add `selector: {matchLabels: {app: web}}` and run the container with `--annotation app=web`")
             }
             if containersValue != nil {
-                containersValue?.error("`containers` does not apply to kind Container", hint: "use `name` to select a container by name")
+                containersValue?.error(
+                    "`containers` does not apply to kind Container", hint: "use `name` to select a container by name")
             }
         } else {
             if nameValue != nil && selectorValue != nil {
                 value.error("`name` and `selector` are mutually exclusive", hint: "keep one of them")
             } else if nameValue == nil && selectorValue == nil {
-                value.error("one of `name` or `selector` is required", hint: "add `name: <workload>` or `selector: {matchLabels: ...}`")
+                value.error(
+                    "one of `name` or `selector` is required",
+                    hint: "add `name: <workload>` or `selector: {matchLabels: ...}`")
             }
         }
         return Target(kind: kind, name: name, selector: selector, containers: containers)
@@ -226,7 +241,9 @@ enum LabelSelectorReader {
             guard let op = LabelSelector.Requirement.Operator(rawValue: opText) else {
                 opValue.error(
                     "unknown operator \"\(opText)\"",
-                    hint: "use one of \(LabelSelector.Requirement.Operator.allCases.map(\.rawValue).joined(separator: ", "))")
+                    hint:
+                        "use one of \(LabelSelector.Requirement.Operator.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
                 continue
             }
             if (op == .in || op == .notIn) && values.isEmpty {

@@ -1,4 +1,5 @@
 import Foundation
+
 /// vArmor's profile naming (`internal/profile/profile.go`): the same string names the AppArmor
 /// profile, the seccomp profile file and the BPF profile.
 public enum ProfileNaming {

@@ -1,4 +1,5 @@
 import Foundation
+
 /// Refuses hostile YAML before it reaches the parser, in time and memory linear in its size.
 ///
 /// libyaml and Yams are recursive in nesting depth and expand aliases by reference, so deep
@@ -16,11 +17,15 @@ public struct YAMLGuard: Sendable {
 
     public func check(_ text: String, file: String) throws(DiagnosticsError) {
         func fail(_ line: Int, _ column: Int, _ message: String, _ hint: String) -> DiagnosticsError {
-            DiagnosticsError([Diagnostic(.error, file: file, line: line, column: column, path: "", message: message, hint: hint)])
+            DiagnosticsError([
+                Diagnostic(.error, file: file, line: line, column: column, path: "", message: message, hint: hint)
+            ])
         }
         let bytes = Array(text.utf8)
         if bytes.count > maxBytes {
-            throw fail(1, 1, "file is \(bytes.count) bytes, more than the \(maxBytes)-byte limit", "split it into several policy files")
+            throw fail(
+                1, 1, "file is \(bytes.count) bytes, more than the \(maxBytes)-byte limit",
+                "split it into several policy files")
         }
         if bytes.contains(0) {
             throw fail(1, 1, "file contains a NUL byte", "policies are UTF-8 text; check that this is the right file")
@@ -127,7 +132,8 @@ public struct YAMLGuard: Sendable {
                     if atNodeStart { quote = c } else { atNodeStart = false }
                 case UInt8(ascii: "*") where atNodeStart:
                     return Problem(
-                        line: line, column: i - lineStart + 1, message: "YAML aliases (*name) are not accepted in policy files",
+                        line: line, column: i - lineStart + 1,
+                        message: "YAML aliases (*name) are not accepted in policy files",
                         hint: "write the value out in full, or quote it if it is a pattern such as \"**ping\"")
                 case UInt8(ascii: "&") where atNodeStart, UInt8(ascii: "!") where atNodeStart:
                     while i < end && !isBlank(i) { i += 1 }
@@ -165,7 +171,8 @@ public struct YAMLGuard: Sendable {
                             message: "more than \(limits.maxCompactIndicators) nested collections on one line",
                             hint: "flatten the document; policies need only a few levels")
                     }
-                case UInt8(ascii: ":") where isBlank(i + 1) || (flowDepth > 0 && i + 1 < end && ",]}".utf8.contains(bytes[i + 1])):
+                case UInt8(ascii: ":")
+                where isBlank(i + 1) || (flowDepth > 0 && i + 1 < end && ",]}".utf8.contains(bytes[i + 1])):
                     atNodeStart = true
                 default:
                     atNodeStart = false

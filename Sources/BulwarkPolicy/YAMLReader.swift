@@ -56,7 +56,9 @@ struct YValue {
     func string() -> String? {
         guard spend() else { return nil }
         guard case .scalar(let s) = node, !isNull else {
-            error("expected a string, found \(kindName)", hint: "write a single value, e.g. `\(path.split(separator: ".").last ?? ""): value`")
+            error(
+                "expected a string, found \(kindName)",
+                hint: "write a single value, e.g. `\(path.split(separator: ".").last ?? ""): value`")
             return nil
         }
         return s.string
@@ -89,7 +91,9 @@ struct YValue {
         guard spend() else { return nil }
         if case .scalar(let s) = node, s.style == .plain, let value = Self.parseInteger(s.string) {
             if let range, !range.contains(value) {
-                error("\(value) is out of range \(range.lowerBound)...\(range.upperBound)", hint: "use a value from \(range.lowerBound) to \(range.upperBound)")
+                error(
+                    "\(value) is out of range \(range.lowerBound)...\(range.upperBound)",
+                    hint: "use a value from \(range.lowerBound) to \(range.upperBound)")
                 return nil
             }
             return value
@@ -261,7 +265,8 @@ final class MappingReader {
 
 /// Parses text into YAML documents after the guard has accepted it.
 enum YAMLLoader {
-    static func documents(_ text: String, file: String, guard yamlGuard: YAMLGuard = YAMLGuard()) throws(DiagnosticsError)
+    static func documents(_ text: String, file: String, guard yamlGuard: YAMLGuard = YAMLGuard())
+        throws(DiagnosticsError)
         -> [Node]
     {
         try yamlGuard.check(text, file: file)

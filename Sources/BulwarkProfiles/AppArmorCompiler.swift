@@ -18,7 +18,8 @@ public struct AppArmorCompiler: Sendable {
 
     public init(diskDevices: [String] = []) { self.diskDevices = diskDevices }
 
-    static let header = "## == Managed by Bulwark (vArmor policy language) == ##\n\nabi <abi/3.0>,\n#include <tunables/global>\n\n"
+    static let header =
+        "## == Managed by Bulwark (vArmor policy language) == ##\n\nabi <abi/3.0>,\n#include <tunables/global>\n\n"
     static let flags = "flags=(attach_disconnected,mediate_deleted)"
 
     static let alwaysAllowBody = """
@@ -95,31 +96,41 @@ public struct AppArmorCompiler: Sendable {
             return AppArmorProfile(name: name, text: Self.wrap(name, Self.alwaysAllowBody), complain: false, notes: [])
         case .runtimeDefault:
             return AppArmorProfile(
-                name: name, text: Self.wrap(name, Self.runtimeDefaultBody(name: name, q: "deny ", allow: false)), complain: false,
+                name: name, text: Self.wrap(name, Self.runtimeDefaultBody(name: name, q: "deny ", allow: false)),
+                complain: false,
                 notes: [])
         case .behaviorModeling:
-            return AppArmorProfile(name: name, text: Self.header + "profile \(name) \(Self.flags) {\n}\n", complain: true, notes: [])
+            return AppArmorProfile(
+                name: name, text: Self.header + "profile \(name) \(Self.flags) {\n}\n", complain: true, notes: [])
         case .defenseInDepth:
             guard let aa = body.defenseInDepth?.appArmor else {
-                return AppArmorProfile(name: name, text: Self.wrap(name, Self.alwaysAllowBody), complain: false, notes: ["no appArmor profile"])
+                return AppArmorProfile(
+                    name: name, text: Self.wrap(name, Self.alwaysAllowBody), complain: false,
+                    notes: ["no appArmor profile"])
             }
             var text = Self.renameProfile(aa.customProfile, to: name, notes: &notes)
             let global = aa.rawRules.filter { $0.targets.isEmpty }
             var extra = global.isEmpty ? "" : "\n  # Custom Rules\n" + global.map { Self.indent($0.rules) }.joined()
-            extra += childProfiles(name: name, q: "", allow: false, privileged: false, parentRules: nil, groups: Self.groups([], aa.rawRules), defenseInDepth: true)
+            extra += childProfiles(
+                name: name, q: "", allow: false, privileged: false, parentRules: nil,
+                groups: Self.groups([], aa.rawRules), defenseInDepth: true)
             if let close = text.range(of: "}", options: .backwards) {
                 text.insert(contentsOf: extra, at: close.lowerBound)
             }
-            return AppArmorProfile(name: name, text: text, complain: body.defenseInDepth?.allowViolations ?? false, notes: notes)
+            return AppArmorProfile(
+                name: name, text: text, complain: body.defenseInDepth?.allowViolations ?? false, notes: notes)
         case .enhanceProtect:
             let ep = body.enhanceProtect ?? EnhanceProtect()
             let q = (ep.auditViolations ? "audit " : "") + (ep.allowViolations ? "" : "deny ")
-            var text = ep.privileged ? Self.alwaysAllowBody : Self.runtimeDefaultBody(name: name, q: q, allow: ep.allowViolations)
+            var text =
+                ep.privileged
+                ? Self.alwaysAllowBody : Self.runtimeDefaultBody(name: name, q: q, allow: ep.allowViolations)
             let rules = globalRules(ep, q: q)
             text += rules
             text += childProfiles(
                 name: name, q: q, allow: ep.allowViolations, privileged: ep.privileged, parentRules: rules,
-                groups: Self.groups(ep.attackProtectionRules.filter { !$0.targets.isEmpty }, ep.appArmorRawRules), defenseInDepth: false)
+                groups: Self.groups(ep.attackProtectionRules.filter { !$0.targets.isEmpty }, ep.appArmorRawRules),
+                defenseInDepth: false)
             if diskDevices.isEmpty && (ep.hardeningRules.contains { $0.id.contains("disk-device") }) {
                 notes.append("no disk devices given: disk-device rules expand to nothing")
             }
@@ -136,7 +147,9 @@ public struct AppArmorCompiler: Sendable {
                 case .rule(let r): out.append("  \(q)\(r)")
                 case .exec(let path): out.append("  \(q)\(path) \(allow ? "rix" : "rx"),")
                 case .perDiskDevice(let template):
-                    for d in diskDevices { out.append("  \(q)" + template.replacingOccurrences(of: "{dev}", with: "/dev/\(d)")) }
+                    for d in diskDevices {
+                        out.append("  \(q)" + template.replacingOccurrences(of: "{dev}", with: "/dev/\(d)"))
+                    }
                 }
             }
         }
@@ -147,8 +160,10 @@ public struct AppArmorCompiler: Sendable {
         var out = "\n  # Hardening Rules\n"
         out += lines(ep.hardeningRules, q: q, allow: ep.allowViolations).map { $0 + "\n" }.joined()
         out += "\n  # Attack Protection Rules\n"
-        out += lines(ep.attackProtectionRules.filter { $0.targets.isEmpty }.flatMap { $0.rules }, q: q, allow: ep.allowViolations)
-            .map { $0 + "\n" }.joined()
+        out += lines(
+            ep.attackProtectionRules.filter { $0.targets.isEmpty }.flatMap { $0.rules }, q: q, allow: ep.allowViolations
+        )
+        .map { $0 + "\n" }.joined()
         out += "\n  # Vulnerability Mitigation Rules\n"
         out += lines(ep.vulMitigationRules, q: q, allow: ep.allowViolations).map { $0 + "\n" }.joined()
         out += "\n  # Custom Rules\n"
@@ -194,7 +209,8 @@ public struct AppArmorCompiler: Sendable {
     }
 
     private func childProfiles(
-        name: String, q: String, allow: Bool, privileged: Bool, parentRules: String?, groups: [Group], defenseInDepth: Bool
+        name: String, q: String, allow: Bool, privileged: Bool, parentRules: String?, groups: [Group],
+        defenseInDepth: Bool
     ) -> String {
         guard !groups.isEmpty else { return "" }
         var out = "\n  ## Child Profile for Target Executables ##\n"
@@ -204,7 +220,8 @@ public struct AppArmorCompiler: Sendable {
             if !privileged {
                 out += "\n  # processes with parent profile may send signal to processes with child profile\n"
                 out += "  signal (send) peer=\(full),\n"
-                out += "  # processes with parent profile may ptrace processes with child profile, but not vice versa.\n"
+                out +=
+                    "  # processes with parent profile may ptrace processes with child profile, but not vice versa.\n"
                 out += "  ptrace (trace,read) peer=\(full),\n"
             }
             out += "\n" + g.targets.map { "  \($0) cx -> \(child),\n" }.joined()
@@ -213,20 +230,25 @@ public struct AppArmorCompiler: Sendable {
             var body = ""
             if defenseInDepth {
                 body += "  signal (receive) peer=\(name),\n  signal (send,receive) peer=\(full),\n"
-                body += "  ptrace (tracedby,readby) peer=\(name),\n  ptrace (trace,read,tracedby,readby) peer=\(full),\n"
+                body +=
+                    "  ptrace (tracedby,readby) peer=\(name),\n  ptrace (trace,read,tracedby,readby) peer=\(full),\n"
                 body += "\n  # Custom Rules\n" + g.raw.map { Self.indent($0) }.joined()
             } else {
                 if privileged {
                     body += Self.alwaysAllowBody
                 } else {
                     body += "  #include <abstractions/base>\n\n  network,\n  capability,\n  file,\n  umount,\n"
-                    body += "  signal (receive) peer=unconfined,\n  signal (receive) peer=runc,\n  signal (receive) peer=crun,\n"
+                    body +=
+                        "  signal (receive) peer=unconfined,\n  signal (receive) peer=runc,\n  signal (receive) peer=crun,\n"
                     body += "  signal (receive) peer=\(name),\n  signal (send,receive) peer=\(full),\n"
-                    body += Self.runtimeDefaultRules(q, allow: allow).filter { !$0.isEmpty }.map { "  \($0)\n" }.joined()
-                    body += "  ptrace (tracedby,readby) peer=\(name),\n  ptrace (trace,read,tracedby,readby) peer=\(full),\n"
+                    body += Self.runtimeDefaultRules(q, allow: allow).filter { !$0.isEmpty }.map { "  \($0)\n" }
+                        .joined()
+                    body +=
+                        "  ptrace (tracedby,readby) peer=\(name),\n  ptrace (trace,read,tracedby,readby) peer=\(full),\n"
                 }
                 body += parentRules ?? ""
-                body += "\n  # Attack Protection Rules\n" + lines(g.builtin, q: q, allow: allow).map { $0 + "\n" }.joined()
+                body +=
+                    "\n  # Attack Protection Rules\n" + lines(g.builtin, q: q, allow: allow).map { $0 + "\n" }.joined()
                 body += "\n  # Custom Rules\n" + g.raw.map { Self.indent($0) }.joined()
             }
             out += body.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }

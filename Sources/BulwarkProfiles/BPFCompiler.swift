@@ -76,10 +76,16 @@ public struct BPFCompiler: Sendable {
         case .mount(let source, let fstype, let flags, let reverse, let privilegedOnly):
             if !privilegedOnly || privileged { b.addMount(source, fstype, flags, reverse, mode) }
         case .diskDeviceFiles(let perms):
-            for d in diskDevices { b.addPath("/dev/\(d)", exec: false, verdict: .init(mode: mode, permissions: perms.rawValue)) }
-            if diskDevices.isEmpty { b.profile.notes.append("no disk devices given: disk-device file rules expand to nothing") }
+            for d in diskDevices {
+                b.addPath("/dev/\(d)", exec: false, verdict: .init(mode: mode, permissions: perms.rawValue))
+            }
+            if diskDevices.isEmpty {
+                b.profile.notes.append("no disk devices given: disk-device file rules expand to nothing")
+            }
         case .diskDeviceMounts(let flags, let reverse, let privilegedOnly):
-            if !privilegedOnly || privileged { for d in diskDevices { b.addMount("/dev/\(d)", "*", flags, reverse, mode) } }
+            if !privilegedOnly || privileged {
+                for d in diskDevices { b.addMount("/dev/\(d)", "*", flags, reverse, mode) }
+            }
         case .capabilities(let caps):
             let mask = caps.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) }
             if mode.contains(.deny) { b.profile.capabilityDeny |= mask }
@@ -95,10 +101,13 @@ public struct BPFCompiler: Sendable {
         }
     }
 
-    private func resolveService(_ ns: String?, _ name: String?, _ sel: LabelSelector?, mode: Qualifiers, into b: inout Builder) {
+    private func resolveService(
+        _ ns: String?, _ name: String?, _ sel: LabelSelector?, mode: Qualifiers, into b: inout Builder
+    ) {
         guard let endpoints = inventory.services(ns, name, sel) else {
             let what = name.map { "\(ns ?? "")/\($0)" } ?? "selector in \(ns ?? "all namespaces")"
-            b.profile.notes.append("service \(what) not resolved: no inventory (rules are added when its IPs are known)")
+            b.profile.notes.append(
+                "service \(what) not resolved: no inventory (rules are added when its IPs are known)")
             return
         }
         for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: e.ports, mode: mode) } }
@@ -109,12 +118,18 @@ public struct BPFCompiler: Sendable {
         // a file rule (vArmor runs both lists through both converters).
         for r in raw.files + raw.processes {
             let fileBits = r.permissions.subtracting(.exec)
-            if !fileBits.isEmpty { b.addPath(r.pattern, exec: false, verdict: .init(mode: r.qualifiers, permissions: fileBits.rawValue)) }
+            if !fileBits.isEmpty {
+                b.addPath(r.pattern, exec: false, verdict: .init(mode: r.qualifiers, permissions: fileBits.rawValue))
+            }
             if r.permissions.contains(.exec) {
-                b.addPath(r.pattern, exec: true, verdict: .init(mode: r.qualifiers, permissions: FilePermissions.exec.rawValue))
+                b.addPath(
+                    r.pattern, exec: true,
+                    verdict: .init(mode: r.qualifiers, permissions: FilePermissions.exec.rawValue))
             }
         }
-        for s in raw.sockets { b.addSocket(domains: s.domains, types: s.types, protocols: s.protocols, mode: s.qualifiers) }
+        for s in raw.sockets {
+            b.addSocket(domains: s.domains, types: s.types, protocols: s.protocols, mode: s.qualifiers)
+        }
         for d in raw.destinations {
             for a in d.addresses {
                 switch a {
@@ -132,7 +147,9 @@ public struct BPFCompiler: Sendable {
                 b.profile.notes.append("toPods in \(p.namespace ?? "all namespaces") not resolved: no inventory")
                 continue
             }
-            for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: p.ports, mode: p.qualifiers) } }
+            for e in endpoints {
+                if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: p.ports, mode: p.qualifiers) }
+            }
         }
         if let p = raw.ptrace { b.addPtrace(p.permissions, strict: p.strictMode, mode: p.qualifiers) }
         if privileged {
@@ -178,15 +195,24 @@ struct Builder {
     }
 
     mutating func addMount(_ source: String, _ fstype: String, _ flags: UInt32, _ reverse: UInt32, _ mode: Qualifiers) {
-        profile.mounts.append(.init(mode: mode.rawValue, source: source, fstype: fstype, flags: flags, reverseFlags: reverse))
+        profile.mounts.append(
+            .init(mode: mode.rawValue, source: source, fstype: fstype, flags: flags, reverseFlags: reverse))
     }
 
     mutating func addPtrace(_ perms: PtracePermissions, strict: Bool, mode: Qualifiers) {
         if mode.contains(.deny) {
-            if strict { profile.ptrace.denyStrict |= perms.rawValue } else { profile.ptrace.denyCross |= perms.rawValue }
+            if strict {
+                profile.ptrace.denyStrict |= perms.rawValue
+            } else {
+                profile.ptrace.denyCross |= perms.rawValue
+            }
         }
         if mode.contains(.audit) {
-            if strict { profile.ptrace.auditStrict |= perms.rawValue } else { profile.ptrace.auditCross |= perms.rawValue }
+            if strict {
+                profile.ptrace.auditStrict |= perms.rawValue
+            } else {
+                profile.ptrace.auditCross |= perms.rawValue
+            }
         }
     }
 
@@ -194,7 +220,11 @@ struct Builder {
         let ds: [Int?] = domains.isEmpty ? [nil] : domains
         let ts: [Int?] = types.isEmpty ? [nil] : types
         let ps: [Int?] = protocols.isEmpty ? [nil] : protocols
-        for d in ds { for t in ts { for p in ps { socketModes[SocketKey(family: d, type: t, proto: p), default: 0] |= mode.rawValue } } }
+        for d in ds {
+            for t in ts {
+                for p in ps { socketModes[SocketKey(family: d, type: t, proto: p), default: 0] |= mode.rawValue }
+            }
+        }
     }
 
     mutating func addEgress(_ n: IPNetwork, ports: [PortRange], mode: Qualifiers) {
@@ -208,11 +238,17 @@ struct Builder {
     func finish() -> BPFProfile {
         var p = profile
         PathTables.build(&p)
-        p.sockets = socketModes.map { .init(family: $0.key.family, type: $0.key.type, protocol: $0.key.proto, mode: $0.value) }
-            .sorted { ($0.family ?? -1, $0.type ?? -1, $0.protocol ?? -1) < ($1.family ?? -1, $1.type ?? -1, $1.protocol ?? -1) }
+        p.sockets = socketModes.map {
+            .init(family: $0.key.family, type: $0.key.type, protocol: $0.key.proto, mode: $0.value)
+        }
+        .sorted {
+            ($0.family ?? -1, $0.type ?? -1, $0.protocol ?? -1) < ($1.family ?? -1, $1.type ?? -1, $1.protocol ?? -1)
+        }
         for family in [IPNetwork.Family.ipv4, .ipv6] {
             let rules = egressRules.filter { $0.0.family == family }
-            let nets = Array(Set(rules.map(\.0))).sorted { ($0.prefixLength, $0.description) < ($1.prefixLength, $1.description) }
+            let nets = Array(Set(rules.map(\.0))).sorted {
+                ($0.prefixLength, $0.description) < ($1.prefixLength, $1.description)
+            }
             var entries: [BPFProfile.EgressEntry] = []
             for n in nets {
                 // Longest-prefix match returns one entry: it carries every rule whose network contains it.

@@ -28,7 +28,10 @@ public struct BPFProfile: Codable, Sendable, Equatable {
 
     /// `BULWARK_PATH_KIND_*`.
     public enum PathKind: UInt8, Codable, Sendable, Hashable, Comparable {
-        case file = 1, fileName = 2, exec = 3, execName = 4
+        case file = 1
+        case fileName = 2
+        case exec = 3
+        case execName = 4
         public static func < (a: PathKind, b: PathKind) -> Bool { a.rawValue < b.rawValue }
     }
 

@@ -35,7 +35,9 @@ public enum BPFTableEncoding {
         return v
     }
 
-    public static func profileValue(_ p: BPFProfile, podSelfFirst: UInt32 = 0, generation: UInt32 = 0) -> bulwark_profile {
+    public static func profileValue(_ p: BPFProfile, podSelfFirst: UInt32 = 0, generation: UInt32 = 0)
+        -> bulwark_profile
+    {
         var v = bulwark_profile()
         v.mode = p.mode == .enforce ? UInt32(BULWARK_PROFILE_ENFORCE) : UInt32(BULWARK_PROFILE_COMPLAIN)
         v.generation = generation

@@ -111,7 +111,8 @@ extension BPFProfile {
         return v
     }
 
-    private static func longest(_ entries: [PathEntry], kind: PathKind, subject: [UInt8], reversed: Bool) -> PathEntry? {
+    private static func longest(_ entries: [PathEntry], kind: PathKind, subject: [UInt8], reversed: Bool) -> PathEntry?
+    {
         var best: (PathEntry, Int)?
         for e in entries where e.kind == kind {
             let k = PathTables.Key(kind: e.kind, text: e.key, exact: e.exact).bytes(reversed: reversed)

@@ -21,7 +21,8 @@ public struct SeccompCompiler: Sendable {
             return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW")
         case .behaviorModeling:
             return LinuxSeccomp(
-                defaultAction: "SCMP_ACT_LOG", syscalls: [LinuxSyscall(names: Self.modelingAllowed, action: "SCMP_ACT_ALLOW")])
+                defaultAction: "SCMP_ACT_LOG",
+                syscalls: [LinuxSyscall(names: Self.modelingAllowed, action: "SCMP_ACT_ALLOW")])
         case .defenseInDepth:
             guard let sc = body.defenseInDepth?.seccomp else { return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW") }
             var profile = sc.customProfile
@@ -52,7 +53,8 @@ public struct SeccompCompiler: Sendable {
                     // the first's entry for the same syscall, as vArmor (runc turns several args
                     // on one index into OR-ed libseccomp rules).
                     if let i = builtin.indices.first(where: {
-                        builtin[$0].names == entry.names && owner[$0] != rule.id && owner[$0].hasPrefix("disable-chmod-")
+                        builtin[$0].names == entry.names && owner[$0] != rule.id
+                            && owner[$0].hasPrefix("disable-chmod-")
                             && rule.id.hasPrefix("disable-chmod-")
                     }) {
                         let have = builtin[i].args ?? []
@@ -67,7 +69,9 @@ public struct SeccompCompiler: Sendable {
         var raw: [LinuxSyscall] = []
         for r in ep.syscallRawRules {
             for name in r.names {
-                if let i = builtin.firstIndex(where: { $0.names == [name] && $0.action == r.action && $0.errnoRet == r.errnoRet }) {
+                if let i = builtin.firstIndex(where: {
+                    $0.names == [name] && $0.action == r.action && $0.errnoRet == r.errnoRet
+                }) {
                     let bArgs = builtin[i].args ?? []
                     let rArgs = r.args ?? []
                     if rArgs.isEmpty && !bArgs.isEmpty {
@@ -86,4 +90,3 @@ public struct SeccompCompiler: Sendable {
         return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW", syscalls: all.isEmpty ? nil : all)
     }
 }
-

@@ -12,7 +12,10 @@ public enum AtomicFile {
         let template = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).XXXXXX"
         var buf = Array(template.utf8CString)
         let fd = mkstemp(&buf)
-        guard fd >= 0 else { throw PolicyFiles.ReadError(description: "\(path): cannot create a temporary file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw PolicyFiles.ReadError(
+                description: "\(path): cannot create a temporary file: \(String(cString: strerror(errno)))")
+        }
         let tmp = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var ok = false
         defer {

@@ -22,7 +22,10 @@ public enum PolicyFiles {
         defer { try? handle.close() }
         let data = (try? handle.read(upToCount: maxBytes + 1)) ?? Data()
         if data.count > maxBytes {
-            throw ReadError(description: "\(path):1:1: error: file is larger than \(maxBytes) bytes\n  fix: split it into several policy files")
+            throw ReadError(
+                description:
+                    "\(path):1:1: error: file is larger than \(maxBytes) bytes\n  fix: split it into several policy files"
+            )
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ReadError(description: "\(path):1:1: error: file is not UTF-8 text")
@@ -38,7 +41,11 @@ public enum PolicyFiles {
             } catch {
                 return PolicyFile(
                     file: path, policies: [],
-                    diagnostics: [Diagnostic(.error, file: path, line: 1, column: 1, path: "", message: "\(error)".components(separatedBy: "error: ").last ?? "\(error)")])
+                    diagnostics: [
+                        Diagnostic(
+                            .error, file: path, line: 1, column: 1, path: "",
+                            message: "\(error)".components(separatedBy: "error: ").last ?? "\(error)")
+                    ])
             }
         }
     }
@@ -53,7 +60,9 @@ public enum PolicyFiles {
     }
 
     /// The node config: `--config` > `$BULWARK_CONFIG` > /etc/bulwark/bulwark.yaml > defaults.
-    public static func loadConfig(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment)
+    public static func loadConfig(
+        explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    )
         throws -> NodeConfig
     {
         let path = explicit ?? environment[NodeConfig.environmentVariable]

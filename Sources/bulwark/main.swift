@@ -53,7 +53,8 @@ func loadPolicies(_ files: [String], _ options: ParseOptions, quiet: Bool = fals
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check policy files; print every problem with file:line:column and field.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check policy files; print every problem with file:line:column and field.")
     @OptionGroup var common: Common
     @Argument(help: "Policy files (YAML, multi-document, or JSON).") var files: [String]
 
@@ -62,7 +63,9 @@ struct Validate: ParsableCommand {
         let policies = try loadPolicies(files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace))
         for (file, p) in policies {
             let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
-            print("\(file): \(p.kind.rawValue) \(p.displayName): valid (profile \(profile), enforcer \(p.spec.policy.enforcers), mode \(p.spec.policy.mode.rawValue))")
+            print(
+                "\(file): \(p.kind.rawValue) \(p.displayName): valid (profile \(profile), enforcer \(p.spec.policy.enforcers), mode \(p.spec.policy.mode.rawValue))"
+            )
         }
         if policies.isEmpty {
             FileHandle.standardError.write(Data("error: no VarmorPolicy or VarmorClusterPolicy found\n".utf8))
@@ -76,19 +79,23 @@ enum EnforcerChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct Compile: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Compile policies to AppArmor text, OCI seccomp JSON or BPF tables.")
+    static let configuration = CommandConfiguration(
+        abstract: "Compile policies to AppArmor text, OCI seccomp JSON or BPF tables.")
     @OptionGroup var common: Common
     @Argument(help: "Policy files.") var files: [String]
     @Option(help: "apparmor | seccomp | bpf") var enforcer: EnforcerChoice
-    @Option(help: "Disk devices for the disk-device rules, comma-separated (e.g. sda,nvme0n1).") var diskDevices: String?
+    @Option(help: "Disk devices for the disk-device rules, comma-separated (e.g. sda,nvme0n1).") var diskDevices:
+        String?
     @Option(help: "Write one artifact per profile into this directory instead of stdout.") var output: String?
 
     func run() throws {
         let config = try common.nodeConfig()
-        let policies = try loadPolicies(files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true)
+        let policies = try loadPolicies(
+            files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true)
         let devices = (diskDevices ?? "").split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
         for d in devices where d.contains("/") || d.hasPrefix(".") {
-            FileHandle.standardError.write(Data("error: --disk-devices: \"\(d)\" is not a device name (write sda, not /dev/sda)\n".utf8))
+            FileHandle.standardError.write(
+                Data("error: --disk-devices: \"\(d)\" is not a device name (write sda, not /dev/sda)\n".utf8))
             throw Failure()
         }
         var artifacts: [(name: String, ext: String, text: String)] = []
@@ -97,7 +104,8 @@ struct Compile: ParsableCommand {
         for (_, p) in policies {
             let name = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
             if !p.spec.policy.enforcers.contains(enforcerBit) {
-                FileHandle.standardError.write(Data("note: \(p.displayName) does not use the \(enforcer.rawValue) enforcer; skipped\n".utf8))
+                FileHandle.standardError.write(
+                    Data("note: \(p.displayName) does not use the \(enforcer.rawValue) enforcer; skipped\n".utf8))
                 continue
             }
             switch enforcer {
@@ -151,27 +159,33 @@ func keyValues(_ items: [String], option: String) throws -> [String: String] {
 }
 
 struct Explain: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show which policy and profile apply to a container, and why.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show which policy and profile apply to a container, and why.")
     @OptionGroup var common: Common
     @Argument(help: "Policy files.") var files: [String]
     @Option(help: "Pod namespace (Kubernetes container).") var namespace: String?
     @Option(help: "Pod name, to match workload targets by name (e.g. web-5d4f8b7c9-x2x7k).") var pod: String?
     @Option(name: .customLong("pod-label"), help: "Pod label key=value (repeatable).") var podLabels: [String] = []
-    @Option(name: .customLong("pod-annotation"), help: "Pod annotation key=value (repeatable).") var podAnnotations: [String] = []
-    @Option(name: .customLong("annotation"), help: "OCI annotation key=value of a standalone container (repeatable).") var annotations: [String] = []
+    @Option(name: .customLong("pod-annotation"), help: "Pod annotation key=value (repeatable).") var podAnnotations:
+        [String] = []
+    @Option(name: .customLong("annotation"), help: "OCI annotation key=value of a standalone container (repeatable).")
+    var annotations: [String] = []
     @Flag(help: "The container is an init container.") var initContainer = false
     @Option(help: "Container name.") var container: String
 
     func run() throws {
         let config = try common.nodeConfig()
-        let policies = try loadPolicies(files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true).map(\.1)
+        let policies = try loadPolicies(
+            files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true
+        ).map(\.1)
         var podInfo: ContainerDescriptor.Pod?
         if let namespace {
             podInfo = .init(
                 namespace: namespace, name: pod ?? "", labels: try keyValues(podLabels, option: "--pod-label"),
                 annotations: try keyValues(podAnnotations, option: "--pod-annotation"))
         } else if pod != nil || !podLabels.isEmpty || !podAnnotations.isEmpty {
-            FileHandle.standardError.write(Data("error: --pod, --pod-label and --pod-annotation need --namespace\n".utf8))
+            FileHandle.standardError.write(
+                Data("error: --pod, --pod-label and --pod-annotation need --namespace\n".utf8))
             throw Failure()
         }
         let c = ContainerDescriptor(
@@ -192,7 +206,8 @@ struct Explain: ParsableCommand {
 }
 
 struct Rules: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the built-in rules and the enforcers that implement them.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the built-in rules and the enforcers that implement them.")
     func run() {
         for category in BuiltinRule.Category.allCases {
             print("\(category.rawValue):")

@@ -7,7 +7,8 @@ func bulwark(_ args: [String], env: [String: String] = [:]) throws -> (code: Int
     if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("bulwark").path) {
         dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     }
-    for candidate in [dir, dir.deletingLastPathComponent()] where FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("bulwark").path) {
+    for candidate in [dir, dir.deletingLastPathComponent()]
+    where FileManager.default.isExecutableFile(atPath: candidate.appendingPathComponent("bulwark").path) {
         dir = candidate
         break
     }
@@ -56,10 +57,14 @@ struct CLITests {
         let ok = try bulwark(["policy", "validate", try tempFile(good)])
         #expect(ok.code == 0)
         #expect(ok.out.contains("VarmorPolicy shop/web: valid (profile varmor-shop-web"))
-        let badPath = try tempFile(good.replacingOccurrences(of: "disallow-create-user-ns", with: "disallow-create-userns"))
+        let badPath = try tempFile(
+            good.replacingOccurrences(of: "disallow-create-user-ns", with: "disallow-create-userns"))
         let bad = try bulwark(["policy", "validate", badPath])
         #expect(bad.code == 1)
-        #expect(bad.err.contains("\(badPath):10:52: error: spec.policy.enhanceProtect.hardeningRules[1]: unknown built-in rule \"disallow-create-userns\""))
+        #expect(
+            bad.err.contains(
+                "\(badPath):10:52: error: spec.policy.enhanceProtect.hardeningRules[1]: unknown built-in rule \"disallow-create-userns\""
+            ))
         #expect(bad.err.contains("fix: did you mean disallow-create-user-ns?"))
         #expect(try bulwark(["policy", "validate", "/nonexistent.yaml"]).code == 1)
         #expect(try bulwark(["policy", "frobnicate"]).code == 1)
@@ -79,7 +84,8 @@ struct CLITests {
         let bpf = try bulwark(["policy", "compile", path, "--enforcer", "bpf", "--disk-devices", "sda"])
         #expect(bpf.code == 0)
         #expect(bpf.out.contains("\"key\" : \"/dev/sda\""))
-        let outDir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-out-\(UUID().uuidString)").path
+        let outDir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-out-\(UUID().uuidString)")
+            .path
         let written = try bulwark(["policy", "compile", path, "--enforcer", "seccomp", "--output", outDir])
         #expect(written.code == 0)
         #expect(FileManager.default.fileExists(atPath: outDir + "/varmor-shop-web.json"))
@@ -89,14 +95,21 @@ struct CLITests {
 
     @Test func explainSaysWhy() throws {
         let path = try tempFile(good)
-        let hit = try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "app=web", "--container", "c"])
+        let hit = try bulwark([
+            "policy", "explain", path, "--namespace", "shop", "--pod-label", "app=web", "--container", "c",
+        ])
         #expect(hit.code == 0)
         #expect(hit.out.contains("profile:   varmor-shop-web"))
         #expect(hit.out.contains("selector matches the pod labels"))
-        let miss = try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "app=db", "--container", "c"])
+        let miss = try bulwark([
+            "policy", "explain", path, "--namespace", "shop", "--pod-label", "app=db", "--container", "c",
+        ])
         #expect(miss.code == 0)
         #expect(miss.out.contains("policy:    none"))
-        #expect(try bulwark(["policy", "explain", path, "--namespace", "shop", "--pod-label", "novalue", "--container", "c"]).code == 1)
+        #expect(
+            try bulwark([
+                "policy", "explain", path, "--namespace", "shop", "--pod-label", "novalue", "--container", "c",
+            ]).code == 1)
     }
 
     @Test func configFromEnvironmentIsValidated() throws {

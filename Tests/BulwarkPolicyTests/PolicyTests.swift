@@ -33,12 +33,14 @@ struct PolicyTests {
         #expect(p.namespace == "default")
         #expect(ProfileNaming.profileName(for: p) == "varmor-default-web")
         #expect(p.spec.policy.enforcers == [.appArmor, .bpf, .seccomp])
-        #expect(p.spec.policy.enhanceProtect?.hardeningRules.map(\.id) == ["disallow-umount", "disable-cap-privileged"])
+        #expect(
+            p.spec.policy.enhanceProtect?.hardeningRules.map(\.id) == ["disallow-umount", "disable-cap-privileged"])
         #expect(r.diagnostics.contains { $0.severity == .notice && $0.message.contains("Deployment") && $0.line == 17 })
     }
 
     @Test func jsonIsAccepted() {
-        let json = #"{"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy","metadata":{"name":"c"},"#
+        let json =
+            #"{"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy","metadata":{"name":"c"},"#
             + #""spec":{"target":{"kind":"Pod","selector":{"matchLabels":{"a":"b"}}},"policy":{"enforcer":"Seccomp","mode":"AlwaysAllow"}}}"#
         let r = PolicyParser.parse(json, file: "c.json")
         #expect(r.isValid)
@@ -75,7 +77,8 @@ struct PolicyTests {
 
     @Test func compactSequenceNestingIsRefused() {
         let text = String(repeating: "- ", count: 10_000) + "x\n"
-        #expect(PolicyParser.parse(text, file: "deep.yaml").errors.first?.message.contains("nested collections") == true)
+        #expect(
+            PolicyParser.parse(text, file: "deep.yaml").errors.first?.message.contains("nested collections") == true)
     }
 
     @Test func hugeFileIsRefused() {
@@ -87,7 +90,8 @@ struct PolicyTests {
         var rng = SystemRandomNumberGenerator()
         let alphabet = Array("ab:-[]{}&*!|>'\"#\n ,?%@`\t0123456789")
         for _ in 0..<500 {
-            let text = String((0..<Int.random(in: 0..<200, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            let text = String(
+                (0..<Int.random(in: 0..<200, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
             _ = PolicyParser.parse(text, file: "fuzz.yaml")
         }
         // Mutations of a valid policy.
@@ -157,21 +161,27 @@ struct PolicyTests {
         #expect(d.shadowed.map(\.name) == ["web"])
         #expect(d.profileName == "varmor-cluster-varmor-all-web")
         // Same answer whatever the input order.
-        #expect(DecisionEngine.decide(ps.reversed(), ContainerDescriptor(pod: pod, containerName: "main")).policy?.name == "all-web")
+        #expect(
+            DecisionEngine.decide(ps.reversed(), ContainerDescriptor(pod: pod, containerName: "main")).policy?.name
+                == "all-web")
         // Container not named by the cluster policy: the Deployment policy applies.
         let sidecar = DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "sidecar"))
         #expect(sidecar.policy?.name == "web")
         #expect(sidecar.profileName == "varmor-shop-web")
         // Init containers are not protected unless named.
-        #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "sidecar", isInitContainer: true)).policy == nil)
+        #expect(
+            DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "sidecar", isInitContainer: true))
+                .policy == nil)
     }
 
     @Test func workloadOwnersDerivedFromPodNames() {
         let ps = policies(Self.deployAndCluster)
         let sts = ContainerDescriptor.Pod(
-            namespace: "shop", name: "db-2", labels: ["controller-revision-hash": "db-7f", "statefulset.kubernetes.io/pod-name": "db-2"])
+            namespace: "shop", name: "db-2",
+            labels: ["controller-revision-hash": "db-7f", "statefulset.kubernetes.io/pod-name": "db-2"])
         #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: sts, containerName: "c")).policy?.name == "sts")
-        let other = ContainerDescriptor.Pod(namespace: "other", name: "web-5d4f8b7c9-x2x7k", labels: ["pod-template-hash": "5d4f8b7c9"])
+        let other = ContainerDescriptor.Pod(
+            namespace: "other", name: "web-5d4f8b7c9-x2x7k", labels: ["pod-template-hash": "5d4f8b7c9"])
         #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: other, containerName: "c")).policy == nil)
     }
 
@@ -186,7 +196,8 @@ struct PolicyTests {
 
     @Test func standaloneTargetsMatchAnnotationsNotPods() {
         let ps = policies(Self.standalone)
-        let hit = DecisionEngine.decide(ps, ContainerDescriptor(pod: nil, containerName: "x", annotations: ["bulwark.io/policy": "web"]))
+        let hit = DecisionEngine.decide(
+            ps, ContainerDescriptor(pod: nil, containerName: "x", annotations: ["bulwark.io/policy": "web"]))
         #expect(hit.profileName == "varmor-default-web")
         #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: nil, containerName: "x")).policy == nil)
         let pod = ContainerDescriptor.Pod(namespace: "default", labels: ["bulwark.io/policy": "web"])
@@ -217,7 +228,10 @@ struct PolicyTests {
         }
         #expect(firstError("socketpath: /x") == "c.yaml:1:1: error: socketpath: unknown field")
         #expect(firstError("runtime: bin/runc") == "c.yaml:1:10: error: runtime: \"bin/runc\" is a relative path")
-        #expect(firstError("failurePolicy: Maybe") == "c.yaml:1:16: error: failurePolicy: unknown failurePolicy \"Maybe\"")
-        #expect(firstError("policyDirectories: [rel]") == "c.yaml:1:20: error: policyDirectories[0]: \"rel\" is not an absolute path")
+        #expect(
+            firstError("failurePolicy: Maybe") == "c.yaml:1:16: error: failurePolicy: unknown failurePolicy \"Maybe\"")
+        #expect(
+            firstError("policyDirectories: [rel]")
+                == "c.yaml:1:20: error: policyDirectories[0]: \"rel\" is not an absolute path")
     }
 }

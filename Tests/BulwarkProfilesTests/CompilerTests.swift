@@ -25,79 +25,94 @@ func policy(_ body: String, kind: String = "Pod") -> Policy {
 let representative: [(String, Policy)] = [
     ("always-allow", policy("    enforcer: AppArmorBPFSeccomp\n    mode: AlwaysAllow")),
     ("runtime-default", policy("    enforcer: AppArmorBPFSeccomp\n    mode: RuntimeDefault")),
-    ("modeling", policy("    enforcer: AppArmorBPFSeccomp\n    mode: BehaviorModeling\n    modelingOptions: {duration: 10}")),
-    ("enhance-all", policy("""
-        enforcer: AppArmorBPFSeccomp
-        mode: EnhanceProtect
-        enhanceProtect:
-          auditViolations: true
-          hardeningRules: [disallow-write-core-pattern, disallow-mount-procfs, disallow-debug-disk-device, disallow-mount-disk-device, disable-cap-privileged, disallow-create-user-ns, disallow-load-bpf-via-setsockopt, disallow-load-all-bpf-prog, disallow-userfaultfd-creation]
-          attackProtectionRules:
-          - rules: [mitigate-sa-leak, disable-shell, disable-chmod-x-bit, disable-chmod-s-bit, disable-network, block-access-to-metadata-service]
-          - rules: [disable-write-etc, disable-curl]
-            targets: [/bin/bash, /usr/bin/bash]
-          vulMitigationRules: [cgroups-lxcfs-escape-mitigation, runc-override-mitigation, dirty-pipe-mitigation, copy-fail-mitigation]
-          appArmorRawRules:
-          - rules: "deny /etc/hosts r,"
-          - rules: "audit /etc/hostname r,"
-            targets: [/bin/bash]
-          syscallRawRules:
-          - {names: [chmod], action: SCMP_ACT_ERRNO, args: [{index: 1, value: 0o7000, valueTwo: 0o7000, op: SCMP_CMP_MASKED_EQ}]}
-          - {names: [splice, mkdir], action: SCMP_ACT_ERRNO}
-          - {names: [socket], action: SCMP_ACT_ERRNO, errnoRet: 13, args: [{index: 0, value: 38, op: SCMP_CMP_EQ}]}
-          bpfRawRules:
-            files:
-            - {qualifiers: [audit, deny], pattern: /etc/shadow, permissions: [read, write]}
-            - {qualifiers: [audit], pattern: "*.sh", permissions: [exec]}
-            - {qualifiers: [deny], pattern: /proc/**/environ, permissions: [read]}
-            network:
-              sockets:
-              - {qualifiers: [deny], domains: [inet, inet6], types: [raw]}
-              egress:
-                toDestinations:
-                - {qualifiers: [deny], cidr: 10.0.0.0/8, ports: [{port: 22}, {port: 8000, endPort: 9000}]}
-                - {qualifiers: [audit], ip: 10.1.2.3, ports: [{port: 8500, endPort: 9500}]}
-                - {qualifiers: [deny], ip: localhost, ports: [{port: 6443}]}
-                - {qualifiers: [audit], ip: pod-self}
-            ptrace: {qualifiers: [audit], strictMode: true, permissions: [traceby]}
-        """.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))),
-    ("observe", policy("""
+    (
+        "modeling",
+        policy("    enforcer: AppArmorBPFSeccomp\n    mode: BehaviorModeling\n    modelingOptions: {duration: 10}")
+    ),
+    (
+        "enhance-all",
+        policy(
+            """
             enforcer: AppArmorBPFSeccomp
             mode: EnhanceProtect
             enhanceProtect:
               auditViolations: true
-              allowViolations: true
-              privileged: true
-              hardeningRules: [disallow-mount, disallow-umount, disable-cap-all, disallow-create-user-ns]
-              attackProtectionRules: [{rules: [disable-su-sudo, disable-chmod-x-bit]}]
+              hardeningRules: [disallow-write-core-pattern, disallow-mount-procfs, disallow-debug-disk-device, disallow-mount-disk-device, disable-cap-privileged, disallow-create-user-ns, disallow-load-bpf-via-setsockopt, disallow-load-all-bpf-prog, disallow-userfaultfd-creation]
+              attackProtectionRules:
+              - rules: [mitigate-sa-leak, disable-shell, disable-chmod-x-bit, disable-chmod-s-bit, disable-network, block-access-to-metadata-service]
+              - rules: [disable-write-etc, disable-curl]
+                targets: [/bin/bash, /usr/bin/bash]
+              vulMitigationRules: [cgroups-lxcfs-escape-mitigation, runc-override-mitigation, dirty-pipe-mitigation, copy-fail-mitigation]
+              appArmorRawRules:
+              - rules: "deny /etc/hosts r,"
+              - rules: "audit /etc/hostname r,"
+                targets: [/bin/bash]
+              syscallRawRules:
+              - {names: [chmod], action: SCMP_ACT_ERRNO, args: [{index: 1, value: 0o7000, valueTwo: 0o7000, op: SCMP_CMP_MASKED_EQ}]}
+              - {names: [splice, mkdir], action: SCMP_ACT_ERRNO}
+              - {names: [socket], action: SCMP_ACT_ERRNO, errnoRet: 13, args: [{index: 0, value: 38, op: SCMP_CMP_EQ}]}
               bpfRawRules:
-                mounts:
-                - {qualifiers: [deny], sourcePattern: /dev/**, fstype: "*", flags: [B, rbind]}
-        """)),
-    ("defense-in-depth", policy("""
-            enforcer: AppArmorSeccomp
-            mode: DefenseInDepth
-            defenseInDepth:
-              allowViolations: true
-              appArmor:
-                profileType: Custom
-                customProfile: |
-                  abi <abi/3.0>,
-                  #include <tunables/global>
-                  profile other-name flags=(attach_disconnected,mediate_deleted) {
-                    #include <abstractions/base>
-                    /bin/** ix,
-                  }
-                appArmorRawRules:
-                - rules: "/etc/shadow r,"
-                - rules: "/etc/hostname r,"
-                  targets: [/bin/grep]
-              seccomp:
-                profileType: Custom
-                customProfile: '{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}'
-                syscallRawRules:
-                - {names: [chmod], action: SCMP_ACT_ALLOW}
-        """)),
+                files:
+                - {qualifiers: [audit, deny], pattern: /etc/shadow, permissions: [read, write]}
+                - {qualifiers: [audit], pattern: "*.sh", permissions: [exec]}
+                - {qualifiers: [deny], pattern: /proc/**/environ, permissions: [read]}
+                network:
+                  sockets:
+                  - {qualifiers: [deny], domains: [inet, inet6], types: [raw]}
+                  egress:
+                    toDestinations:
+                    - {qualifiers: [deny], cidr: 10.0.0.0/8, ports: [{port: 22}, {port: 8000, endPort: 9000}]}
+                    - {qualifiers: [audit], ip: 10.1.2.3, ports: [{port: 8500, endPort: 9500}]}
+                    - {qualifiers: [deny], ip: localhost, ports: [{port: 6443}]}
+                    - {qualifiers: [audit], ip: pod-self}
+                ptrace: {qualifiers: [audit], strictMode: true, permissions: [traceby]}
+            """.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+    ),
+    (
+        "observe",
+        policy(
+            """
+                enforcer: AppArmorBPFSeccomp
+                mode: EnhanceProtect
+                enhanceProtect:
+                  auditViolations: true
+                  allowViolations: true
+                  privileged: true
+                  hardeningRules: [disallow-mount, disallow-umount, disable-cap-all, disallow-create-user-ns]
+                  attackProtectionRules: [{rules: [disable-su-sudo, disable-chmod-x-bit]}]
+                  bpfRawRules:
+                    mounts:
+                    - {qualifiers: [deny], sourcePattern: /dev/**, fstype: "*", flags: [B, rbind]}
+            """)
+    ),
+    (
+        "defense-in-depth",
+        policy(
+            """
+                enforcer: AppArmorSeccomp
+                mode: DefenseInDepth
+                defenseInDepth:
+                  allowViolations: true
+                  appArmor:
+                    profileType: Custom
+                    customProfile: |
+                      abi <abi/3.0>,
+                      #include <tunables/global>
+                      profile other-name flags=(attach_disconnected,mediate_deleted) {
+                        #include <abstractions/base>
+                        /bin/** ix,
+                      }
+                    appArmorRawRules:
+                    - rules: "/etc/shadow r,"
+                    - rules: "/etc/hostname r,"
+                      targets: [/bin/grep]
+                  seccomp:
+                    profileType: Custom
+                    customProfile: '{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}'
+                    syscallRawRules:
+                    - {names: [chmod], action: SCMP_ACT_ALLOW}
+            """)
+    ),
 ]
 
 @Suite("Compilers")
@@ -142,10 +157,12 @@ struct CompilerTests {
         #expect(enhance.text.contains("  /bin/bash cx -> child_0,\n"))
         #expect(enhance.text.contains("    audit deny /etc/** wl,\n"))
         #expect(!enhance.complain)
-        let observe = AppArmorCompiler().compile(representative.first { $0.0 == "observe" }!.1, profileName: "varmor-ns-t")
+        let observe = AppArmorCompiler().compile(
+            representative.first { $0.0 == "observe" }!.1, profileName: "varmor-ns-t")
         #expect(observe.text.contains("  audit /**/su rix,\n"))
         #expect(observe.text.contains("  pivot_root,\n"))  // privileged: AlwaysAllow base
-        let did = AppArmorCompiler().compile(representative.first { $0.0 == "defense-in-depth" }!.1, profileName: "varmor-ns-t")
+        let did = AppArmorCompiler().compile(
+            representative.first { $0.0 == "defense-in-depth" }!.1, profileName: "varmor-ns-t")
         #expect(did.complain)
         #expect(did.text.contains("profile varmor-ns-t flags="))
         #expect(did.notes.first?.contains("other-name") == true)
@@ -180,21 +197,32 @@ struct CompilerTests {
             """.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
         let p = BPFCompiler().compile(policy(rules), profileName: "varmor-ns-t")
         var probes = [
-            "/", "/etc", "/etc/", "/etc/passwd", "/etc/passwd-", "/etc/passwd/x", "/etc/ssl/a.key", "/etc/ssl", "/etc/shadow",
+            "/", "/etc", "/etc/", "/etc/passwd", "/etc/passwd-", "/etc/passwd/x", "/etc/ssl/a.key", "/etc/ssl",
+            "/etc/shadow",
             "/proc/1/mounts", "/proc/mounts", "/proc/self/task/1/mountinfo", "/proc/sys/kernel/core_pattern",
             "/run/secrets/kubernetes.io/serviceaccount/token", "/sys/fs/cgroup/x/release_agent", "/release_agent",
             "/root/.ssh/id_rsa", "/home/a/.ssh", "/.ssh", "/bin/sh", "/usr/bin/bash", "/usr/bin/ping", "/bin/ping6",
-            "/var/run/containerd.sock", "/var/a/b/secrets", "/var/secrets", "/secrets", "/home/u/secret.txt", "/key", "/x/y.key",
-            "/a/id_ed25519", "/opt/app.conf", "/opt/app.conf.bak", "/opt/app.con", "/runc", "/usr/bin/runc", "/devices/tasks", "/sys/fs/cgroup/devices/tasks",
+            "/var/run/containerd.sock", "/var/a/b/secrets", "/var/secrets", "/secrets", "/home/u/secret.txt", "/key",
+            "/x/y.key",
+            "/a/id_ed25519", "/opt/app.conf", "/opt/app.conf.bak", "/opt/app.con", "/runc", "/usr/bin/runc",
+            "/devices/tasks", "/sys/fs/cgroup/devices/tasks",
         ]
         var rng = SystemRandomNumberGenerator()
-        let pieces = ["etc", "ssl", "passwd", ".ssh", "proc", "1", "mounts", "secrets", "runc", "bin", "sh", "x.key", "id_a", "var", "ping", "secret"]
+        let pieces = [
+            "etc", "ssl", "passwd", ".ssh", "proc", "1", "mounts", "secrets", "runc", "bin", "sh", "x.key", "id_a",
+            "var", "ping", "secret",
+        ]
         for _ in 0..<2000 {
-            probes.append("/" + (0..<Int.random(in: 1...5, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined(separator: "/"))
+            probes.append(
+                "/"
+                    + (0..<Int.random(in: 1...5, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined(
+                        separator: "/"))
         }
         for path in probes {
             for exec in [false, true] {
-                #expect(p.tableVerdict(path: path, exec: exec) == p.ruleVerdict(path: path, exec: exec), "\(path) exec=\(exec)")
+                #expect(
+                    p.tableVerdict(path: path, exec: exec) == p.ruleVerdict(path: path, exec: exec),
+                    "\(path) exec=\(exec)")
             }
         }
         // Exact is exact (vArmor's prefix bug fixed).
@@ -209,7 +237,10 @@ struct CompilerTests {
         #expect(ten.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["22-22:1", "8000-9000:1"])
         let host = try #require(p.egress4.first { $0.network == "10.1.2.3/32" })
         // The /32 entry carries the covering /8 rules too (one longest-prefix lookup).
-        #expect(host.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["22-22:1", "8000-8499:1", "8500-9000:3", "9001-9500:2"])
+        #expect(
+            host.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == [
+                "22-22:1", "8000-8499:1", "8500-9000:3", "9001-9500:2",
+            ])
         #expect(p.egress6.contains { $0.network.hasPrefix("0:0:0:0:0:0:0:1/128") })
         #expect(p.podSelfRanges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["0-65535:2"])
         #expect(p.egress4.contains { $0.network == "169.254.169.254/32" })
@@ -218,7 +249,10 @@ struct CompilerTests {
         #expect(p.sockets.contains { $0.family == 2 && $0.type == 3 })
         #expect(p.capabilityDeny & (1 << 21) != 0)  // sys_admin via disable-cap-privileged
         #expect(p.capabilityDeny & 1 == 0)  // chown stays
-        #expect(p.ptrace.auditStrict == PtracePermissions.traceBy.rawValue | PtracePermissions.read.rawValue | PtracePermissions.trace.rawValue | PtracePermissions.readBy.rawValue || p.ptrace.auditStrict & PtracePermissions.traceBy.rawValue != 0)
+        #expect(
+            p.ptrace.auditStrict == PtracePermissions.traceBy.rawValue | PtracePermissions.read.rawValue
+                | PtracePermissions.trace.rawValue | PtracePermissions.readBy.rawValue
+                || p.ptrace.auditStrict & PtracePermissions.traceBy.rawValue != 0)
         #expect(p.ptrace.denyCross == PtracePermissions.all.rawValue)
         // base mount rule, and disk-device mount rules only when privileged
         #expect(p.mounts.count == 2)  // base "deny all mounts" + /proc** bind-like
@@ -229,7 +263,8 @@ struct CompilerTests {
         #expect(p.mounts.contains { $0.source == "/dev/**" && $0.flags == LinuxNames.msBind | LinuxNames.msRec })
         #expect(p.mounts.allSatisfy { $0.source == "/dev/**" || $0.mode == Qualifiers.audit.rawValue })
         #expect(p.capabilityDeny == 0 && p.capabilityAudit == (1 << 41) - 1)
-        #expect(BPFCompiler().compile(representative.first { $0.0 == "modeling" }!.1, profileName: "x").mode == .complain)
+        #expect(
+            BPFCompiler().compile(representative.first { $0.0 == "modeling" }!.1, profileName: "x").mode == .complain)
     }
 
     // MARK: ABI
@@ -257,7 +292,8 @@ struct CompilerTests {
     }
 
     @Test func pathKeyEncoding() throws {
-        let entry = BPFProfile.PathEntry(kind: .file, key: "/etc/passwd", exact: true, verdict: .init(deny: 4, audit: 0), compound: [1, 70])
+        let entry = BPFProfile.PathEntry(
+            kind: .file, key: "/etc/passwd", exact: true, verdict: .init(deny: 4, audit: 0), compound: [1, 70])
         let key = try #require(BPFTableEncoding.pathKey(profile: 7, entry: entry, reversed: false))
         let bytes = BPFTableEncoding.bytes(of: key)
         #expect(Array(bytes[0..<4]) == [UInt8(32 + 8 + 8 * 12), 0, 0, 0])
@@ -266,7 +302,10 @@ struct CompilerTests {
         #expect(Array(bytes[9..<21]) == Array("/etc/passwd".utf8) + [0])
         let value = BPFTableEncoding.bytes(of: BPFTableEncoding.pathValue(entry))
         #expect(value[0] == 4 && value[8] == 0b10 && value[16] == 0b0100_0000)
-        let reversed = try #require(BPFTableEncoding.pathKey(profile: 7, entry: .init(kind: .file, key: "/sh", exact: false, verdict: .init(), compound: []), reversed: true))
+        let reversed = try #require(
+            BPFTableEncoding.pathKey(
+                profile: 7, entry: .init(kind: .file, key: "/sh", exact: false, verdict: .init(), compound: []),
+                reversed: true))
         #expect(Array(BPFTableEncoding.bytes(of: reversed)[9..<12]) == Array("hs/".utf8))
     }
 }

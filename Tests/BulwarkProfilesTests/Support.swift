@@ -31,7 +31,9 @@ enum Examples {
     static func files() -> [URL] {
         guard let directory else { return [] }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return names.filter { $0.hasSuffix(".yaml") && !outOfScope($0) }.sorted().map { directory.appendingPathComponent($0) }
+        return names.filter { $0.hasSuffix(".yaml") && !outOfScope($0) }.sorted().map {
+            directory.appendingPathComponent($0)
+        }
     }
 
     static func parse(_ url: URL) -> PolicyFile {
@@ -41,7 +43,9 @@ enum Examples {
 
 /// Finds a tool on PATH.
 func which(_ tool: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":") + ["/sbin", "/usr/sbin"] {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":")
+        + ["/sbin", "/usr/sbin"]
+    {
         let p = "\(dir)/\(tool)"
         if FileManager.default.isExecutableFile(atPath: p) { return p }
     }

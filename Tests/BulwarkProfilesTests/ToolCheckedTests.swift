@@ -10,7 +10,8 @@ import Testing
 @Suite("Tool-checked artifacts")
 struct ToolCheckedTests {
     static func allPolicies() -> [(String, Policy)] {
-        representative + Examples.files().flatMap { url in Examples.parse(url).policies.map { (url.lastPathComponent, $0) } }
+        representative
+            + Examples.files().flatMap { url in Examples.parse(url).policies.map { (url.lastPathComponent, $0) } }
     }
 
     @Test func appArmorProfilesCompileWithApparmorParser() throws {
@@ -53,7 +54,9 @@ struct ToolCheckedTests {
         }
         #expect(checked >= 8)
         // The check itself rejects bad input.
-        let bad = LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW", syscalls: [LinuxSyscall(names: ["not_a_syscall"], action: "SCMP_ACT_ERRNO")])
+        let bad = LinuxSeccomp(
+            defaultAction: "SCMP_ACT_ALLOW",
+            syscalls: [LinuxSyscall(names: ["not_a_syscall"], action: "SCMP_ACT_ERRNO")])
         #expect(!Self.load(bad).isEmpty)
     }
 
@@ -91,7 +94,8 @@ struct ToolCheckedTests {
     /// Loads `profile` the way runc does: several conditions on one argument index become
     /// separate rules. Returns the problems.
     static func load(_ profile: LinuxSeccomp) -> [String] {
-        guard let def = action(profile.defaultAction, errno: profile.defaultErrnoRet), let ctx = seccomp_init(def) else {
+        guard let def = action(profile.defaultAction, errno: profile.defaultErrnoRet), let ctx = seccomp_init(def)
+        else {
             return ["bad default action \(profile.defaultAction)"]
         }
         defer { seccomp_release(ctx) }
@@ -104,7 +108,9 @@ struct ToolCheckedTests {
             for name in entry.names {
                 let nr = seccomp_syscall_resolve_name(name)
                 if nr == __NR_SCMP_ERROR {
-                    if !newerThanLibseccomp.contains(name) && !unknownInVArmorExamples.contains(name) { problems.append("unknown syscall \(name)") }
+                    if !newerThanLibseccomp.contains(name) && !unknownInVArmorExamples.contains(name) {
+                        problems.append("unknown syscall \(name)")
+                    }
                     continue
                 }
                 if act == def { continue }  // libseccomp refuses rules equal to the default
@@ -121,7 +127,9 @@ struct ToolCheckedTests {
                         }
                         cmps.append(scmp_arg_cmp(arg: a.index, op: o, datum_a: a.value, datum_b: a.valueTwo ?? 0))
                     }
-                    let rc = cmps.withUnsafeBufferPointer { seccomp_rule_add_array(ctx, act, nr, UInt32($0.count), $0.baseAddress) }
+                    let rc = cmps.withUnsafeBufferPointer {
+                        seccomp_rule_add_array(ctx, act, nr, UInt32($0.count), $0.baseAddress)
+                    }
                     if rc != 0 { problems.append("\(name): seccomp_rule_add_array failed (\(rc))") }
                 }
             }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what building and testing Bulwark needs on Debian 12 (run as root). Idempotent.
+set -euo pipefail
+need=()
+for pkg in apparmor libseccomp-dev libbpf-dev libapparmor-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "swift not found: install the Swift 6.3 toolchain (e.g. /opt/swift/usr/bin)" >&2; exit 1; }
