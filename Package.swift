@@ -44,8 +44,7 @@ let package = Package(
         .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy"]),
         .testTarget(
             name: "BulwarkProfilesTests",
-            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"],
-            resources: [.copy("Golden")]
+            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]
         ),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy"]),
     ]
