@@ -13,7 +13,7 @@ public enum AtomicFile {
         var buf = Array(template.utf8CString)
         let fd = mkstemp(&buf)
         guard fd >= 0 else {
-            throw PolicyFiles.ReadError(
+            throw PolicyFiles.WriteError(
                 description: "\(path): cannot create a temporary file: \(String(cString: strerror(errno)))")
         }
         let tmp = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -36,7 +36,7 @@ public enum AtomicFile {
         let synced = fchmod(fd, permissions) == 0 && fsync(fd) == 0
         close(fd)
         guard written == data.count, synced, rename(tmp, path) == 0 else {
-            throw PolicyFiles.ReadError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")
+            throw PolicyFiles.WriteError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")
         }
         ok = true
     }

@@ -6,29 +6,31 @@ import Foundation
 public enum PolicyFiles {
     public static let maxBytes = 1 << 20
 
-    public struct ReadError: Error, CustomStringConvertible {
+    /// A file that cannot be written.
+    public struct WriteError: Error, CustomStringConvertible {
         public var description: String
     }
 
-    public static func read(_ path: String) throws -> String {
+    /// Reads a whole policy or config file; a problem is a `Diagnostic` for that file.
+    public static func read(_ path: String) throws(Diagnostic) -> String {
+        func failure(_ message: String, _ hint: String) -> Diagnostic {
+            Diagnostic(.error, file: path, line: 1, column: 1, path: "", message: message, hint: hint)
+        }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ReadError(description: "\(path): error: no such file")
+            throw failure("no such file", "check the path")
         }
-        if isDir.boolValue { throw ReadError(description: "\(path): error: is a directory (give the files inside it)") }
+        if isDir.boolValue { throw failure("is a directory", "give the files inside it") }
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ReadError(description: "\(path): error: cannot open (permission denied?)")
+            throw failure("cannot open the file", "check its permissions")
         }
         defer { try? handle.close() }
         let data = (try? handle.read(upToCount: maxBytes + 1)) ?? Data()
         if data.count > maxBytes {
-            throw ReadError(
-                description:
-                    "\(path):1:1: error: file is larger than \(maxBytes) bytes\n  fix: split it into several policy files"
-            )
+            throw failure("file is larger than \(maxBytes) bytes", "split it into several policy files")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ReadError(description: "\(path):1:1: error: file is not UTF-8 text")
+            throw failure("file is not UTF-8 text", "save it as UTF-8")
         }
         return text
     }
@@ -36,16 +38,10 @@ public enum PolicyFiles {
     /// Parses every file; unreadable files become one error diagnostic each.
     public static func load(_ paths: [String], options: ParseOptions = ParseOptions()) -> [PolicyFile] {
         paths.map { path in
-            do {
+            do throws(Diagnostic) {
                 return PolicyParser.parse(try read(path), file: path, options: options)
             } catch {
-                return PolicyFile(
-                    file: path, policies: [],
-                    diagnostics: [
-                        Diagnostic(
-                            .error, file: path, line: 1, column: 1, path: "",
-                            message: "\(error)".components(separatedBy: "error: ").last ?? "\(error)")
-                    ])
+                return PolicyFile(file: path, policies: [], diagnostics: [error])
             }
         }
     }

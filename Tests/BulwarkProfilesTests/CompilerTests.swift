@@ -249,10 +249,10 @@ struct CompilerTests {
         #expect(p.sockets.contains { $0.family == 2 && $0.type == 3 })
         #expect(p.capabilityDeny & (1 << 21) != 0)  // sys_admin via disable-cap-privileged
         #expect(p.capabilityDeny & 1 == 0)  // chown stays
-        #expect(
-            p.ptrace.auditStrict == PtracePermissions.traceBy.rawValue | PtracePermissions.read.rawValue
-                | PtracePermissions.trace.rawValue | PtracePermissions.readBy.rawValue
-                || p.ptrace.auditStrict & PtracePermissions.traceBy.rawValue != 0)
+        // Raw rule: audit traceby in strict mode; base rules (auditViolations): audit all, across namespaces.
+        #expect(p.ptrace.auditStrict == PtracePermissions.traceBy.rawValue)
+        #expect(p.ptrace.auditCross == PtracePermissions.all.rawValue)
+        #expect(p.ptrace.denyStrict == 0)
         #expect(p.ptrace.denyCross == PtracePermissions.all.rawValue)
         // base mount rule, and disk-device mount rules only when privileged
         #expect(p.mounts.count == 2)  // base "deny all mounts" + /proc** bind-like
