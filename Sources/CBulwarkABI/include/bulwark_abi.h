@@ -32,7 +32,7 @@ typedef __UINT16_TYPE__ bulwark_u16;
 typedef __UINT32_TYPE__ bulwark_u32;
 typedef __UINT64_TYPE__ bulwark_u64;
 
-#define BULWARK_ABI_VERSION 1
+#define BULWARK_ABI_VERSION 2
 
 /* Profile modes (vArmor: ENFORCE 1, COMPLAIN 2). */
 #define BULWARK_PROFILE_ENFORCE 0x1
@@ -93,16 +93,34 @@ typedef __UINT64_TYPE__ bulwark_u64;
 #define BULWARK_PATTERN_SUFFIX 0x8
 #define BULWARK_PATTERN_BASENAME 0x10
 
-/* Map and program names the loader looks up (defined once, here). */
-#define BULWARK_MAP_PROFILES "bulwark_profiles"
-#define BULWARK_MAP_PATH_PREFIX "bulwark_path_pfx"
-#define BULWARK_MAP_PATH_SUFFIX "bulwark_path_sfx"
-#define BULWARK_MAP_COMPOUND "bulwark_compound"
-#define BULWARK_MAP_SOCKETS "bulwark_sockets"
-#define BULWARK_MAP_EGRESS4 "bulwark_egress4"
-#define BULWARK_MAP_EGRESS6 "bulwark_egress6"
-#define BULWARK_MAP_PORT_RANGES "bulwark_port_ranges"
-#define BULWARK_MAP_MOUNTS "bulwark_mounts"
+/* Map names (kernel object names are at most 15 characters). The loader pins each map at
+ * <pin path>/maps/<name> and each program's link at <pin path>/links/<program name>. */
+#define BULWARK_MAP_META "bw_meta"
+#define BULWARK_MAP_BINDINGS "bw_bindings"
+#define BULWARK_MAP_PROFILES "bw_profiles"
+#define BULWARK_MAP_NAMES "bw_names"
+#define BULWARK_MAP_PATH_PREFIX "bw_path_pfx"
+#define BULWARK_MAP_PATH_SUFFIX "bw_path_sfx"
+#define BULWARK_MAP_COMPOUND "bw_compound"
+#define BULWARK_MAP_SOCKETS "bw_sockets"
+#define BULWARK_MAP_EGRESS4 "bw_egress4"
+#define BULWARK_MAP_EGRESS6 "bw_egress6"
+#define BULWARK_MAP_PORT_RANGES "bw_ports"
+#define BULWARK_MAP_MOUNTS "bw_mounts"
+#define BULWARK_MAP_EVENTS "bw_events"
+#define BULWARK_MAP_COUNTERS "bw_counters"
+
+/* Capacities (max_entries). */
+#define BULWARK_MAX_BINDINGS 16384
+#define BULWARK_MAX_PROFILES 1024
+#define BULWARK_MAX_PATH_ENTRIES 131072
+#define BULWARK_MAX_COMPOUND 32768
+#define BULWARK_MAX_SOCKET_ENTRIES 16384
+#define BULWARK_MAX_EGRESS_ENTRIES 65536
+#define BULWARK_MAX_PORT_RANGES 131072
+#define BULWARK_MAX_MOUNT_ENTRIES 16384
+#define BULWARK_EVENTS_BYTES (8 * 1024 * 1024)
+#define BULWARK_PROFILE_NAME_MAX 64
 
 /* Verdict of a set of rules: permissions each rule mode applies to. */
 struct bulwark_verdict {
@@ -111,7 +129,7 @@ struct bulwark_verdict {
 };
 _Static_assert(sizeof(struct bulwark_verdict) == 8, "bulwark_verdict");
 
-/* bulwark_profiles: profile id -> per-profile scalars. */
+/* bw_profiles: profile id -> per-profile scalars. */
 struct bulwark_profile {
 	bulwark_u32 mode;            /* BULWARK_PROFILE_* */
 	bulwark_u32 generation;      /* bumped on every update; events carry it */
@@ -123,12 +141,15 @@ struct bulwark_profile {
 	bulwark_u32 ptrace_audit_cross;
 	bulwark_u32 pod_self_ranges_first; /* port ranges applied to the container's own pod IP */
 	bulwark_u32 pod_self_ranges_count;
-	bulwark_u32 mount_rules;     /* number of entries in bulwark_mounts for this profile */
-	bulwark_u32 flags;           /* reserved, 0 */
+	bulwark_u32 mount_rules;     /* number of entries in bw_mounts for this profile */
+	bulwark_u32 tables;          /* table id: the `profile` field of every table key of this
+	                              * version of the profile. An update writes new tables under a
+	                              * fresh id, then swaps this one value (atomic), then deletes
+	                              * the old rows: bound containers never see half a profile. */
 };
 _Static_assert(sizeof(struct bulwark_profile) == 56, "bulwark_profile");
 
-/* bulwark_path_pfx / bulwark_path_sfx (BPF_MAP_TYPE_LPM_TRIE). prefixlen counts bits of
+/* bw_path_pfx / bw_path_sfx (BPF_MAP_TYPE_LPM_TRIE). prefixlen counts bits of
  * profile + kind + path. Suffix keys hold the path reversed. */
 struct bulwark_path_key {
 	bulwark_u32 prefixlen;
@@ -144,7 +165,7 @@ struct bulwark_path_value {
 };
 _Static_assert(sizeof(struct bulwark_path_value) == 136, "bulwark_path_value");
 
-/* bulwark_compound: (profile, kind, index) -> verdict of compound rule `index`. */
+/* bw_compound: (table id, kind, index) -> verdict of compound rule `index`. */
 struct bulwark_compound_key {
 	bulwark_u32 profile;
 	bulwark_u16 kind;
@@ -152,7 +173,7 @@ struct bulwark_compound_key {
 };
 _Static_assert(sizeof(struct bulwark_compound_key) == 8, "bulwark_compound_key");
 
-/* bulwark_sockets: (profile, family, type, protocol) -> verdict (bit 0 of deny/audit). */
+/* bw_sockets: (table id, family, type, protocol) -> verdict (bit 0 of deny/audit). */
 struct bulwark_socket_key {
 	bulwark_u32 profile;
 	bulwark_u16 family;   /* AF_* or BULWARK_SOCKET_ANY */
@@ -162,7 +183,7 @@ struct bulwark_socket_key {
 };
 _Static_assert(sizeof(struct bulwark_socket_key) == 12, "bulwark_socket_key");
 
-/* bulwark_egress4 / bulwark_egress6 (LPM tries). IPv4-mapped IPv6 is looked up in egress4. */
+/* bw_egress4 / bw_egress6 (LPM tries). IPv4-mapped IPv6 is looked up in egress4. */
 struct bulwark_egress4_key {
 	bulwark_u32 prefixlen; /* 32 + CIDR length */
 	bulwark_u32 profile;   /* big-endian */
@@ -177,12 +198,19 @@ struct bulwark_egress6_key {
 };
 _Static_assert(sizeof(struct bulwark_egress6_key) == 24, "bulwark_egress6_key");
 
-/* Egress trie value: a slice of bulwark_port_ranges, sorted by `first`, non-overlapping. */
+/* Egress trie value: a slice of bw_ports, sorted by `first`, non-overlapping. */
 struct bulwark_egress_value {
 	bulwark_u32 ranges_first;
 	bulwark_u32 ranges_count;
 };
 _Static_assert(sizeof(struct bulwark_egress_value) == 8, "bulwark_egress_value");
+
+/* bw_ports: (table id, index) -> range. */
+struct bulwark_port_range_key {
+	bulwark_u32 profile; /* table id */
+	bulwark_u32 index;
+};
+_Static_assert(sizeof(struct bulwark_port_range_key) == 8, "bulwark_port_range_key");
 
 struct bulwark_port_range {
 	bulwark_u16 first;
@@ -192,7 +220,7 @@ struct bulwark_port_range {
 };
 _Static_assert(sizeof(struct bulwark_port_range) == 8, "bulwark_port_range");
 
-/* bulwark_mounts: (profile, index) -> rule, scanned 0..mount_rules-1. */
+/* bw_mounts: (table id, index) -> rule, scanned 0..mount_rules-1. */
 struct bulwark_mount_key {
 	bulwark_u32 profile;
 	bulwark_u32 index;
@@ -209,5 +237,95 @@ struct bulwark_mount_rule {
 	bulwark_u8 suffix[BULWARK_MOUNT_PATTERN_MAX]; /* stored reversed */
 };
 _Static_assert(sizeof(struct bulwark_mount_rule) == 160, "bulwark_mount_rule");
+
+/* ---- Bindings: mount namespace -> profile ------------------------------------------------- */
+
+/* How a binding becomes active ("armed"). Until armed, nothing in the namespace is checked, so
+ * the runtime's own setup (mounts, pivot_root) inside the new namespace is never hit by the
+ * container's rules (vArmor #97). */
+#define BULWARK_ARM_EXEC 1      /* at the first execve by task `pid` (the container's entrypoint) */
+#define BULWARK_ARM_FIRST_USE 2 /* at the first checked operation in the namespace (manual bind) */
+
+#define BULWARK_BINDING_POD_IP4 0x1
+#define BULWARK_BINDING_POD_IP6 0x2
+
+/* bw_bindings: mount-namespace inode (u32) -> binding. The kernel reuses a namespace inode as soon
+ * as the namespace dies, so an armed binding records the namespace *instance* (mnt_namespace.seq,
+ * or ns_common.ns_id on kernels without it): a later namespace with the same inode has another
+ * instance id and is not confined by a stale entry. */
+struct bulwark_binding {
+	bulwark_u64 ns_instance; /* 0 until armed; written once by the kernel program */
+	bulwark_u32 profile;     /* bw_profiles key */
+	bulwark_u32 arm;         /* BULWARK_ARM_* */
+	bulwark_u32 pid;         /* BULWARK_ARM_EXEC: host pid of the container's init */
+	bulwark_u32 flags;       /* BULWARK_BINDING_* */
+	bulwark_u8 pod_ip4[4];
+	bulwark_u8 pod_ip6[16];
+	bulwark_u8 pad[4];
+};
+_Static_assert(sizeof(struct bulwark_binding) == 48, "bulwark_binding");
+
+/* bw_names: NUL-padded profile name -> profile id (lets the OCI hook bind without the agent). */
+struct bulwark_name_key {
+	char name[BULWARK_PROFILE_NAME_MAX];
+};
+_Static_assert(sizeof(struct bulwark_name_key) == 64, "bulwark_name_key");
+
+/* bw_meta (array, one entry): what is loaded, for adoption after an agent restart. */
+struct bulwark_meta {
+	bulwark_u32 abi_version; /* BULWARK_ABI_VERSION of the loader that created the maps */
+	bulwark_u32 next_tables; /* next free table id */
+	bulwark_u64 object_id;   /* FNV-1a of the BPF object that was loaded */
+	bulwark_u64 loaded_at;   /* unix seconds */
+};
+_Static_assert(sizeof(struct bulwark_meta) == 24, "bulwark_meta");
+
+/* ---- Events: one ring buffer ---------------------------------------------------------------- */
+
+#define BULWARK_EVENT_CAPABILITY 0x1
+#define BULWARK_EVENT_FILE 0x2
+#define BULWARK_EVENT_EXEC 0x4
+#define BULWARK_EVENT_NETWORK 0x8
+#define BULWARK_EVENT_PTRACE 0x10
+#define BULWARK_EVENT_MOUNT 0x20
+
+#define BULWARK_NET_CONNECT 0x1
+#define BULWARK_NET_SOCKET 0x2
+#define BULWARK_NET_SENDMSG 0x3
+
+#define BULWARK_EVENT_PATH_MAX 4096
+
+/* One record per checked operation that a rule audits, or (complain mode) that happened.
+ * Fixed size; fields that do not apply to `type` are zero. */
+struct bulwark_event {
+	bulwark_u32 action;     /* BULWARK_ACTION_* */
+	bulwark_u32 type;       /* BULWARK_EVENT_* */
+	bulwark_u32 mnt_ns;     /* namespace of the confined task (ptrace traceby/readby: the tracee) */
+	bulwark_u32 pid;        /* tgid, host pid namespace */
+	bulwark_u64 ktime;      /* bpf_ktime_get_boot_ns */
+	bulwark_u32 profile;    /* profile id */
+	bulwark_u32 detail;     /* FILE/EXEC: permissions; CAPABILITY: cap; PTRACE: permission;
+	                         * MOUNT: flags; NETWORK: BULWARK_NET_* */
+	bulwark_u16 family;     /* NETWORK */
+	bulwark_u16 sock_type;
+	bulwark_u16 protocol;
+	bulwark_u16 port;       /* host order */
+	bulwark_u8 addr[16];    /* IPv4 in the first 4 bytes */
+	bulwark_u32 peer;       /* PTRACE: the other task's tgid */
+	bulwark_u32 external;   /* PTRACE: 1 when the tasks are in different mount namespaces */
+	bulwark_u8 fstype[BULWARK_FSTYPE_MAX]; /* MOUNT */
+	char comm[16];
+	char path[BULWARK_EVENT_PATH_MAX]; /* FILE/EXEC: path; MOUNT: source */
+};
+_Static_assert(sizeof(struct bulwark_event) == 4192, "bulwark_event");
+
+/* bw_counters (per-CPU array of u64). */
+#define BULWARK_COUNTER_EVENTS 0   /* records submitted */
+#define BULWARK_COUNTER_DROPS 1    /* records lost: ring buffer full */
+#define BULWARK_COUNTER_DENIALS 2  /* operations refused */
+#define BULWARK_COUNTER_STALE 3    /* lookups that met a binding of a dead namespace instance */
+#define BULWARK_COUNTER_ARMED 4    /* bindings armed */
+#define BULWARK_COUNTER_TRUNCATED 5 /* paths longer than the walk could rebuild */
+#define BULWARK_COUNTERS 8
 
 #endif /* BULWARK_ABI_H */
