@@ -5,8 +5,10 @@ import PackageDescription
 //
 // Layers (see docs/architecture.md):
 //   pure   BulwarkPolicy, BulwarkOCI, BulwarkProfiles  (no syscalls, no files, no sockets)
-//   C      CBulwarkABI (the one header shared with bpf/), CSeccomp (libseccomp, tool checks)
-//   I/O    BulwarkSystem (bounded file reads, policy directories, config lookup)
+//   C      CBulwarkABI (the one header shared with bpf/), CSeccomp (libseccomp), CLibBPF (libbpf)
+//   build  BulwarkBPFObject (bpf/*.bpf.c compiled by BPFObjectPlugin + bulwark-bpf-embed, embedded)
+//   I/O    BulwarkSystem (bounded file reads, policy directories, config lookup),
+//          BulwarkBPF (libbpf loader, pinned maps, bindings, events)
 //   exe    bulwark (CLI: argument parsing and wiring only)
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
@@ -30,14 +32,26 @@ let package = Package(
         // MARK: C
         .target(name: "CBulwarkABI"),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CLibBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+
+        // MARK: Build: the BPF object, compiled by clang -target bpf during `swift build`
+        .executableTarget(name: "bulwark-bpf-embed"),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["bulwark-bpf-embed"]),
+        .target(name: "BulwarkBPFObject", plugins: ["BPFObjectPlugin"]),
 
         // MARK: Thin I/O
         .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),
+        .target(
+            name: "BulwarkBPF",
+            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
+        ),
 
         // MARK: Executables
         .executableTarget(
             name: "bulwark",
-            dependencies: ["BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", argumentParser]
+            dependencies: [
+                "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", argumentParser,
+            ]
         ),
 
         // MARK: Tests
@@ -50,7 +64,7 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system {
+for target in package.targets where target.type != .system && target.type != .plugin {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))

@@ -11,7 +11,10 @@ struct Bulwark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bulwark",
         abstract: "Bulwark: vArmor policies enforced with AppArmor, seccomp and BPF LSM in the container runtime path.",
-        subcommands: [PolicyCommand.self])
+        subcommands: [
+            PolicyCommand.self, EnforcerCommand.self, ProfileCommand.self, BindCommand.self, UnbindCommand.self,
+            SelftestCommand.self, SelftestProbeCommand.self,
+        ])
 }
 
 struct PolicyCommand: ParsableCommand {

@@ -1,0 +1,89 @@
+import CBulwarkABI
+import Foundation
+
+extension Enforcer {
+    public enum Arming: UInt32, Sendable, Codable {
+        /// Armed when task `pid` execs (the container's entrypoint): used by the OCI hook at
+        /// createRuntime, while the runtime still sets the container up.
+        case exec = 1
+        /// Armed by the first checked operation in the namespace: for a process already running.
+        case firstUse = 2
+    }
+
+    public struct Binding: Sendable, Codable, Equatable {
+        public var namespace: UInt32
+        public var profileID: UInt32
+        public var profileName: String?
+        public var arming: Arming?
+        public var pid: UInt32
+        public var armed: Bool
+        public var instance: UInt64
+    }
+
+    /// Binds the mount namespace of `pid` to the loaded profile `profile`.
+    @discardableResult
+    public func bind(
+        pid: Int32, profile: String, arming: Arming, podIPv4: [UInt8]? = nil, podIPv6: [UInt8]? = nil
+    ) throws(EnforcerError) -> Binding {
+        guard let ino = Self.namespaceInode(pid: pid) else {
+            throw .errno("cannot read /proc/\(pid)/ns/mnt", hint: "is process \(pid) running?")
+        }
+        guard ino <= UInt64(UInt32.max) else { throw EnforcerError("namespace inode \(ino) does not fit 32 bits") }
+        guard let id = try profileID(named: profile) else {
+            throw EnforcerError(
+                "no BPF profile named \(profile) is loaded", hint: "load it first: bulwark profile apply POLICY.yaml")
+        }
+        var b = bulwark_binding()
+        b.profile = id
+        b.arm = arming.rawValue
+        b.pid = UInt32(pid)
+        if let v4 = podIPv4, v4.count == 4 {
+            b.flags |= UInt32(BULWARK_BINDING_POD_IP4)
+            withUnsafeMutableBytes(of: &b.pod_ip4) { d in for (i, x) in v4.enumerated() { d[i] = x } }
+        }
+        if let v6 = podIPv6, v6.count == 16 {
+            b.flags |= UInt32(BULWARK_BINDING_POD_IP6)
+            withUnsafeMutableBytes(of: &b.pod_ip6) { d in for (i, x) in v6.enumerated() { d[i] = x } }
+        }
+        let ns = UInt32(ino)
+        try map(BULWARK_MAP_BINDINGS).update(key: Bytes.of(ns), value: Bytes.of(b))
+        // The process may have died and its inode been reused between the stat and the update.
+        guard Self.namespaceInode(pid: pid) == ino else {
+            _ = try? map(BULWARK_MAP_BINDINGS).delete(key: Bytes.of(ns))
+            throw EnforcerError("process \(pid) exited while it was being bound")
+        }
+        return Binding(
+            namespace: ns, profileID: id, profileName: profile, arming: arming, pid: UInt32(pid), armed: false,
+            instance: 0)
+    }
+
+    /// Removes the binding of a namespace inode. Returns false if there was none.
+    @discardableResult
+    public func unbind(namespace: UInt32) throws(EnforcerError) -> Bool {
+        try map(BULWARK_MAP_BINDINGS).delete(key: Bytes.of(namespace))
+    }
+
+    @discardableResult
+    public func unbind(pid: Int32) throws(EnforcerError) -> Bool {
+        guard let ino = Self.namespaceInode(pid: pid), ino <= UInt64(UInt32.max) else {
+            throw .errno("cannot read /proc/\(pid)/ns/mnt", hint: "is process \(pid) running?")
+        }
+        return try unbind(namespace: UInt32(ino))
+    }
+
+    public func bindings() -> [Binding] {
+        guard let m = try? map(BULWARK_MAP_BINDINGS) else { return [] }
+        let names = Dictionary(loadedProfiles().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+        var out: [Binding] = []
+        for key in m.keys() {
+            guard let ns = Bytes.load(UInt32.self, from: key),
+                let b = m.lookup(key: key).flatMap({ Bytes.load(bulwark_binding.self, from: $0) })
+            else { continue }
+            out.append(
+                Binding(
+                    namespace: ns, profileID: b.profile, profileName: names[b.profile], arming: Arming(rawValue: b.arm),
+                    pid: b.pid, armed: b.ns_instance != 0, instance: UInt64(b.ns_instance)))
+        }
+        return out.sorted { $0.namespace < $1.namespace }
+    }
+}

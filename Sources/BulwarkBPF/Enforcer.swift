@@ -1,0 +1,237 @@
+import BulwarkBPFObject
+import BulwarkProfiles
+import CBulwarkABI
+import CLibBPF
+import Foundation
+
+/// The BPF LSM enforcer as pinned kernel state under `pinPath` (default /sys/fs/bpf/bulwark):
+/// `maps/<name>` for every persistent map, `links/<program>` for every attached program. The
+/// programs keep enforcing with no process holding them, across agent restarts; a loader that
+/// finds the state adopts it instead of reloading.
+///
+/// Every mutating call takes an exclusive flock on the pin directory, so the agent, the OCI hook
+/// and the CLI can share the state.
+public struct Enforcer: Sendable {
+    public static let defaultPinPath = "/sys/fs/bpf/bulwark"
+    public static let persistentMaps = [
+        BULWARK_MAP_META, BULWARK_MAP_BINDINGS, BULWARK_MAP_PROFILES, BULWARK_MAP_NAMES, BULWARK_MAP_PATH_PREFIX,
+        BULWARK_MAP_PATH_SUFFIX, BULWARK_MAP_COMPOUND, BULWARK_MAP_SOCKETS, BULWARK_MAP_EGRESS4, BULWARK_MAP_EGRESS6,
+        BULWARK_MAP_PORT_RANGES, BULWARK_MAP_MOUNTS, BULWARK_MAP_EVENTS, BULWARK_MAP_COUNTERS,
+    ]
+    /// The programs of bpf/bulwark.bpf.c, one per LSM hook.
+    public static let programs = [
+        "bw_file_open", "bw_path_symlink", "bw_path_link", "bw_path_rename", "bw_socket_create", "bw_connect",
+        "bw_sendmsg", "bw_capable", "bw_ptrace", "bw_mount", "bw_move_mount", "bw_umount",
+    ]
+
+    public var pinPath: String
+    public init(pinPath: String = Enforcer.defaultPinPath) { self.pinPath = pinPath }
+
+    var mapsDir: String { pinPath + "/maps" }
+    var linksDir: String { pinPath + "/links" }
+    func mapPath(_ name: String) -> String { mapsDir + "/" + name }
+
+    public func map(_ name: String) throws(EnforcerError) -> BPFMap {
+        try BPFMap(path: mapPath(name), name: name)
+    }
+
+    // MARK: State
+
+    public struct Status: Sendable, Codable {
+        public var pinned: Bool
+        public var attachedPrograms: [String]
+        public var missingPrograms: [String]
+        public var abiVersion: UInt32?
+        public var objectMatches: Bool?
+        public var loadedAt: UInt64?
+        public var bindings: Int
+        public var profiles: Int
+        public var counters: [String: UInt64]
+    }
+
+    public func status() -> Status {
+        let fm = FileManager.default
+        let links = (try? fm.contentsOfDirectory(atPath: linksDir)) ?? []
+        var s = Status(
+            pinned: fm.fileExists(atPath: mapPath(BULWARK_MAP_META)),
+            attachedPrograms: Self.programs.filter { links.contains($0) },
+            missingPrograms: Self.programs.filter { !links.contains($0) },
+            abiVersion: nil, objectMatches: nil, loadedAt: nil, bindings: 0, profiles: 0, counters: [:])
+        if let meta = try? readMeta() {
+            s.abiVersion = meta.abi_version
+            s.loadedAt = UInt64(meta.loaded_at)
+            s.objectMatches = UInt64(meta.object_id) == BPFObject.identity(of: BPFObject.bulwark)
+        }
+        if let m = try? map(BULWARK_MAP_BINDINGS) { s.bindings = m.keys().count }
+        if let m = try? map(BULWARK_MAP_NAMES) { s.profiles = m.keys().count }
+        s.counters = counters()
+        return s
+    }
+
+    public static let counterNames: [(String, Int32)] = [
+        ("events", BULWARK_COUNTER_EVENTS), ("drops", BULWARK_COUNTER_DROPS), ("denials", BULWARK_COUNTER_DENIALS),
+        ("stale", BULWARK_COUNTER_STALE), ("armed", BULWARK_COUNTER_ARMED), ("truncated", BULWARK_COUNTER_TRUNCATED),
+    ]
+
+    public func counters() -> [String: UInt64] {
+        guard let m = try? map(BULWARK_MAP_COUNTERS) else { return [:] }
+        var out: [String: UInt64] = [:]
+        for (name, index) in Self.counterNames { out[name] = m.perCPUSum(index: UInt32(index)) }
+        return out
+    }
+
+    func readMeta() throws(EnforcerError) -> bulwark_meta {
+        let m = try map(BULWARK_MAP_META)
+        guard let bytes = m.lookup(key: Bytes.of(UInt32(0))), let meta = Bytes.load(bulwark_meta.self, from: bytes)
+        else { throw EnforcerError("cannot read \(BULWARK_MAP_META)") }
+        return meta
+    }
+
+    // MARK: Load / adopt / unload
+
+    public enum LoadOutcome: Sendable, Equatable {
+        case loaded
+        case adopted
+        case upgraded
+    }
+
+    /// Loads, attaches and pins the programs; adopts a complete pinned state of the same object;
+    /// replaces the programs (keeping maps and bindings) when the pinned state has the same ABI but
+    /// another object. Idempotent.
+    @discardableResult
+    public func load(support: KernelSupport? = nil) throws(EnforcerError) -> LoadOutcome {
+        let support = support ?? KernelSupport.probe()
+        guard support.usable else {
+            throw EnforcerError(
+                "BPF LSM enforcement is not available on this kernel (\(support.kernelRelease)):\n  - "
+                    + support.problems.joined(separator: "\n  - "))
+        }
+        try makeDirectory(pinPath)
+        return try withLock { () throws(EnforcerError) -> LoadOutcome in
+            let object = BPFObject.bulwark
+            let identity = BPFObject.identity(of: object)
+            let st = status()
+            if st.pinned {
+                let meta = try readMeta()
+                guard meta.abi_version == UInt32(BULWARK_ABI_VERSION) else {
+                    throw EnforcerError(
+                        "pinned enforcer state at \(pinPath) has ABI version \(meta.abi_version), this build "
+                            + "has \(BULWARK_ABI_VERSION)",
+                        hint: "run `bulwark enforcer unload` (running containers lose BPF confinement until "
+                            + "they are bound again), then `bulwark enforcer load`")
+                }
+                if UInt64(meta.object_id) == identity && st.missingPrograms.isEmpty { return .adopted }
+            }
+            try loadObject(object, identity: identity, replacing: st.pinned)
+            return st.pinned ? .upgraded : .loaded
+        }
+    }
+
+    private func loadObject(_ object: [UInt8], identity: UInt64, replacing: Bool) throws(EnforcerError) {
+        try makeDirectory(mapsDir)
+        try makeDirectory(linksDir)
+        let hostNS = UInt32(truncatingIfNeeded: Self.namespaceInode(pid: 1) ?? 0)
+        var failure: EnforcerError?
+        LibBPFLog.capture { log in
+            object.withUnsafeBytes { raw in
+                var opts = bpf_object_open_opts()
+                opts.sz = MemoryLayout<bpf_object_open_opts>.size
+                guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, &opts) else {
+                    failure = .errno("cannot open the embedded BPF object")
+                    return
+                }
+                defer { bpf_object__close(obj) }
+                var m = bpf_object__next_map(obj, nil)
+                while let map = m {
+                    let name = String(cString: bpf_map__name(map))
+                    if Self.persistentMaps.contains(name) {
+                        bpf_map__set_pin_path(map, mapPath(name))
+                    } else if name.hasSuffix(".rodata") {
+                        var size = 0
+                        if let data = bpf_map__initial_value(map, &size), size >= 4 {
+                            UnsafeMutableRawPointer(mutating: data).storeBytes(of: hostNS, as: UInt32.self)  // const volatile host_mnt_ns
+                        }
+                    }
+                    m = bpf_object__next_map(obj, map)
+                }
+                let rc = bpf_object__load(obj)
+                guard rc == 0 else {
+                    failure = .errno("loading the BPF programs failed", -rc)
+                    if let e = log.lastError { failure!.message += " (libbpf: \(e))" }
+                    return
+                }
+                var links: [(String, OpaquePointer)] = []
+                var p = bpf_object__next_program(obj, nil)
+                while let prog = p {
+                    let name = String(cString: bpf_program__name(prog))
+                    guard let link = bpf_program__attach(prog) else {
+                        failure = .errno("attaching \(name) failed")
+                        break
+                    }
+                    links.append((name, link))
+                    p = bpf_object__next_program(obj, prog)
+                }
+                defer { for (_, l) in links { bpf_link__destroy(l) } }
+                if failure != nil { return }  // nothing pinned yet: destroying the links detaches them
+                for (name, link) in links {
+                    let path = linksDir + "/" + name
+                    if replacing { unlink(path) }  // the old program detaches when its last pin goes
+                    let rc = bpf_link__pin(link, path)
+                    if rc != 0 {
+                        failure = .errno("pinning \(path) failed", -rc)
+                        return
+                    }
+                    bpf_link__disconnect(link)  // the pin keeps it attached
+                }
+                // meta: keep next_tables across upgrades
+                var meta = bulwark_meta()
+                if let old = try? readMeta() { meta.next_tables = old.next_tables }
+                if meta.next_tables == 0 { meta.next_tables = 1 }
+                meta.abi_version = UInt32(BULWARK_ABI_VERSION)
+                meta.object_id = bulwark_u64(identity)
+                meta.loaded_at = bulwark_u64(time(nil))
+                do throws(EnforcerError) {
+                    try map(BULWARK_MAP_META).update(key: Bytes.of(UInt32(0)), value: Bytes.of(meta))
+                } catch {
+                    failure = error
+                }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Detaches every program and removes all pinned state. Containers lose BPF confinement.
+    public func unload() throws(EnforcerError) {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: pinPath) else { return }
+        for dir in [linksDir, mapsDir] {
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
+                if unlink(dir + "/" + name) != 0 { throw .errno("cannot remove \(dir)/\(name)") }
+            }
+            if rmdir(dir) != 0 && errno != ENOENT { throw .errno("cannot remove \(dir)") }
+        }
+        if rmdir(pinPath) != 0 && errno != ENOENT { throw .errno("cannot remove \(pinPath)") }
+    }
+
+    // MARK: Helpers
+
+    func makeDirectory(_ path: String) throws(EnforcerError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .errno("cannot create \(path)") }
+    }
+
+    /// Runs `body` holding an exclusive flock on the pin directory.
+    func withLock<T>(_ body: () throws(EnforcerError) -> T) throws(EnforcerError) -> T {
+        let fd = open(pinPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .errno("cannot open \(pinPath)", hint: "load the enforcer: bulwark enforcer load") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw .errno("cannot lock \(pinPath)") }
+        return try body()
+    }
+
+    /// Inode of /proc/<pid>/ns/mnt (the key of bw_bindings).
+    public static func namespaceInode(pid: Int32) -> UInt64? {
+        var st = stat()
+        guard stat("/proc/\(pid)/ns/mnt", &st) == 0 else { return nil }
+        return UInt64(st.st_ino)
+    }
+}
