@@ -61,6 +61,12 @@ let package = Package(
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]
         ),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy"]),
+        .testTarget(
+            name: "BulwarkKernelTests",
+            dependencies: [
+                "BulwarkBPF", "BulwarkBPFObject", "BulwarkProfiles", "BulwarkPolicy", "CBulwarkABI", "CLibBPF",
+            ]
+        ),
     ]
 )
 

@@ -147,10 +147,13 @@ public struct Enforcer: Sendable {
                     if Self.persistentMaps.contains(name) {
                         bpf_map__set_pin_path(map, mapPath(name))
                     } else if name.hasSuffix(".rodata") {
+                        // .rodata holds exactly one variable: `const volatile u32 host_mnt_ns`.
                         var size = 0
-                        if let data = bpf_map__initial_value(map, &size), size >= 4 {
-                            UnsafeMutableRawPointer(mutating: data).storeBytes(of: hostNS, as: UInt32.self)  // const volatile host_mnt_ns
+                        guard let data = bpf_map__initial_value(map, &size), size == 4 else {
+                            failure = EnforcerError("unexpected .rodata layout in the BPF object (\(size) bytes)")
+                            return
                         }
+                        UnsafeMutableRawPointer(mutating: data).storeBytes(of: hostNS, as: UInt32.self)
                     }
                     m = bpf_object__next_map(obj, map)
                 }

@@ -51,13 +51,17 @@ public struct BPFMap: ~Copyable {
                 "\(name): row of \(key.count)/\(value.count) bytes, map wants \(keySize)/\(valueSize)",
                 hint: "the pinned maps come from another Bulwark version: bulwark enforcer unload, then load")
         }
-        let rc = key.withUnsafeBytes { k in value.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags) } }
+        let rc = key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags) }
+        }
         if rc != 0 { throw .errno("\(name): update failed", -rc) }
     }
 
     public func lookup(key: [UInt8]) -> [UInt8]? {
         var value = [UInt8](repeating: 0, count: valueSize)
-        let rc = key.withUnsafeBytes { k in value.withUnsafeMutableBytes { v in bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) } }
+        let rc = key.withUnsafeBytes { k in
+            value.withUnsafeMutableBytes { v in bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) }
+        }
         return rc == 0 ? value : nil
     }
 
@@ -74,7 +78,9 @@ public struct BPFMap: ~Copyable {
         while out.count < limit {
             let rc: Int32
             if let c = current {
-                rc = c.withUnsafeBytes { k in next.withUnsafeMutableBytes { n in bpf_map_get_next_key(fd, k.baseAddress, n.baseAddress) } }
+                rc = c.withUnsafeBytes { k in
+                    next.withUnsafeMutableBytes { n in bpf_map_get_next_key(fd, k.baseAddress, n.baseAddress) }
+                }
             } else {
                 rc = next.withUnsafeMutableBytes { n in bpf_map_get_next_key(fd, nil, n.baseAddress) }
             }

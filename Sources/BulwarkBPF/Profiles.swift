@@ -40,7 +40,8 @@ extension Enforcer {
                 }
             } else {
                 let used = Set(profiles.keys().compactMap { Bytes.load(UInt32.self, from: $0) })
-                    .union(names.keys().compactMap { names.lookup(key: $0).flatMap { Bytes.load(UInt32.self, from: $0) } })
+                    .union(
+                        names.keys().compactMap { names.lookup(key: $0).flatMap { Bytes.load(UInt32.self, from: $0) } })
                 id = 1
                 while used.contains(id) { id += 1 }
                 guard id <= UInt32(BULWARK_MAX_PROFILES) else {

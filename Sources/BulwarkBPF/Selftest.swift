@@ -79,7 +79,8 @@ public struct Selftest {
             event: .exec, arming: .exec),
         Case(
             name: "socket tcp (protocol 0)",
-            rules: "        network:\n          sockets:\n          - {qualifiers: [Q], domains: [inet], protocols: [tcp]}",
+            rules:
+                "        network:\n          sockets:\n          - {qualifiers: [Q], domains: [inet], protocols: [tcp]}",
             act: ["socket", "2", "1", "0"], event: .network),
         Case(
             name: "connect ipv4", rules: egress("{ip: 127.0.0.1, ports: [{port: 9}]}"),
@@ -105,7 +106,8 @@ public struct Selftest {
             act: ["mount", "{dir}/mnt"], event: .mount),
         Case(
             name: "umount",
-            rules: "        mounts:\n        - {qualifiers: [Q], sourcePattern: \"**\", fstype: \"*\", flags: [umount]}",
+            rules:
+                "        mounts:\n        - {qualifiers: [Q], sourcePattern: \"**\", fstype: \"*\", flags: [umount]}",
             act: ["umount", "{dir}/mnt"], event: .mount, setup: [["mount", "{dir}/mnt"]]),
         Case(
             name: "capability (root, full set)", rules: "", act: ["chown", "{dir}/plain", "1"], event: .capability),
@@ -250,15 +252,16 @@ public struct Selftest {
     }
 }
 
-/// A probe process in its own mount namespace, driven line by line.
-final class Probe {
+/// A probe process in its own mount namespace, driven line by line (`bulwark selftest-probe`
+/// started through `unshare --mount`).
+public final class Probe {
     let process = Process()
     let input = Pipe()
     let output = Pipe()
     var buffer: [UInt8] = []
-    var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.processIdentifier }
 
-    init(argv: [String]) throws {
+    public init(argv: [String]) throws {
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
         process.standardInput = input
@@ -270,7 +273,7 @@ final class Probe {
         }
     }
 
-    func readLine() -> String? {
+    public func readLine() -> String? {
         while true {
             if let i = buffer.firstIndex(of: 10) {
                 let line = String(decoding: buffer[..<i], as: UTF8.self)
@@ -284,7 +287,7 @@ final class Probe {
     }
 
     /// Returns 0, the errno, or nil if the probe died.
-    func perform(_ act: [String]) -> Int32? {
+    public func perform(_ act: [String]) -> Int32? {
         input.fileHandleForWriting.write(Data((act.joined(separator: " ") + "\n").utf8))
         guard let line = readLine() else { return nil }
         if line == "ok" { return 0 }
@@ -292,7 +295,7 @@ final class Probe {
     }
 
     /// exec replaces the probe: success shows as exit status 0 of the exec'd /bin/true copy.
-    func performExec(_ act: [String]) -> Int32 {
+    public func performExec(_ act: [String]) -> Int32 {
         input.fileHandleForWriting.write(Data((act.joined(separator: " ") + "\n").utf8))
         if let line = readLine() {
             return Int32(line.split(separator: " ").last ?? "") ?? -1
@@ -301,7 +304,7 @@ final class Probe {
         return process.terminationStatus == 0 ? 0 : -1
     }
 
-    func finish() {
+    public func finish() {
         try? input.fileHandleForWriting.close()
         process.waitUntilExit()
     }

@@ -2,7 +2,11 @@ import CBulwarkABI
 
 /// A decoded `struct bulwark_event` (one ring-buffer record of the BPF enforcer).
 public struct BPFEvent: Sendable, Codable, Equatable {
-    public enum Action: String, Sendable, Codable { case denied = "DENIED", audit = "AUDIT", allowed = "ALLOWED" }
+    public enum Action: String, Sendable, Codable {
+        case denied = "DENIED"
+        case audit = "AUDIT"
+        case allowed = "ALLOWED"
+    }
     public enum Kind: String, Sendable, Codable {
         case capability, file, exec, network, ptrace, mount, unknown
     }

@@ -63,7 +63,7 @@ public struct BPFTableRows: Sendable, Equatable {
         public var value: [UInt8]
     }
     public var tables: UInt32
-    public var profile: bulwark_profile_bytes
+    public var profile: [UInt8]
     public var pathPrefix: [Row] = []
     public var pathSuffix: [Row] = []
     public var compound: [Row] = []
@@ -80,9 +80,6 @@ public struct BPFTableRows: Sendable, Equatable {
             + portRanges.count + mounts.count
     }
 }
-
-/// `struct bulwark_profile` as bytes (the C struct itself is not Equatable).
-public typealias bulwark_profile_bytes = [UInt8]
 
 extension BPFTableEncoding {
     /// Encodes every table of `p` under table id `tables`.
@@ -153,13 +150,16 @@ extension BPFTableEncoding {
                     var k = bulwark_egress6_key()
                     k.prefixlen = UInt32(32 + n.prefixLength)
                     k.profile = tables.bigEndian
-                    withUnsafeMutableBytes(of: &k.addr) { b in for (i, x) in n.bytes.prefix(16).enumerated() { b[i] = x } }
+                    withUnsafeMutableBytes(of: &k.addr) { b in
+                        for (i, x) in n.bytes.prefix(16).enumerated() { b[i] = x }
+                    }
                     out.egress6.append(.init(key: bytes(of: k), value: bytes(of: value)))
                 } else {
                     var k = bulwark_egress4_key()
                     k.prefixlen = UInt32(32 + n.prefixLength)
                     k.profile = tables.bigEndian
-                    withUnsafeMutableBytes(of: &k.addr) { b in for (i, x) in n.bytes.prefix(4).enumerated() { b[i] = x } }
+                    withUnsafeMutableBytes(of: &k.addr) { b in for (i, x) in n.bytes.prefix(4).enumerated() { b[i] = x }
+                    }
                     out.egress4.append(.init(key: bytes(of: k), value: bytes(of: value)))
                 }
             }
@@ -199,7 +199,8 @@ extension BPFTableEncoding {
         r.reverse_flags = m.reverseFlags
         let fstype = Array(m.fstype.utf8)
         guard fstype.count < Int(BULWARK_FSTYPE_MAX) else {
-            return .failure(.init(message: "mount fstype \"\(m.fstype)\" is longer than \(BULWARK_FSTYPE_MAX - 1) bytes"))
+            return .failure(
+                .init(message: "mount fstype \"\(m.fstype)\" is longer than \(BULWARK_FSTYPE_MAX - 1) bytes"))
         }
         withUnsafeMutableBytes(of: &r.fstype) { b in for (i, x) in fstype.enumerated() { b[i] = x } }
         let maxPart = Int(BULWARK_MOUNT_PATTERN_MAX) - 1

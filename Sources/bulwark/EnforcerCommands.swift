@@ -26,7 +26,7 @@ struct PinOptions: ParsableArguments {
 struct EnforcerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enforcer", abstract: "Load, inspect and unload the BPF LSM enforcer.",
-        subcommands: [EnforcerStatus.self, EnforcerLoad.self, EnforcerUnload.self])
+        subcommands: [EnforcerStatus.self, EnforcerProbe.self, EnforcerLoad.self, EnforcerUnload.self])
 }
 
 struct EnforcerStatus: ParsableCommand {
@@ -47,7 +47,10 @@ struct EnforcerStatus: ParsableCommand {
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(Out(kernel: support, problems: support.problems, state: st)), as: UTF8.self))
+            print(
+                String(
+                    decoding: try enc.encode(Out(kernel: support, problems: support.problems, state: st)), as: UTF8.self
+                ))
             return
         }
         print("kernel:    \(support.kernelRelease)")
@@ -56,14 +59,33 @@ struct EnforcerStatus: ParsableCommand {
         print("pinned:    \(st.pinned ? e.pinPath : "no")")
         if st.pinned {
             print("programs:  \(st.attachedPrograms.count)/\(Enforcer.programs.count) attached")
-            if !st.missingPrograms.isEmpty { print("           missing: \(st.missingPrograms.joined(separator: ", "))") }
-            print("ABI:       \(st.abiVersion.map(String.init) ?? "?")\(st.objectMatches == false ? " (programs from another build)" : "")")
+            if !st.missingPrograms.isEmpty {
+                print("           missing: \(st.missingPrograms.joined(separator: ", "))")
+            }
+            print(
+                "ABI:       \(st.abiVersion.map(String.init) ?? "?")\(st.objectMatches == false ? " (programs from another build)" : "")"
+            )
             print("profiles:  \(st.profiles)")
             print("bindings:  \(st.bindings)")
             let c = st.counters
             print(
                 "counters:  " + Enforcer.counterNames.map { "\($0.0)=\(c[$0.0] ?? 0)" }.joined(separator: " "))
         }
+    }
+}
+
+struct EnforcerProbe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe", abstract: "Exit 0 if this kernel can run the BPF enforcer; else say what is missing.")
+
+    func run() throws {
+        let support = KernelSupport.probe()
+        guard support.usable else {
+            throw fail(
+                "BPF LSM is not usable on \(support.kernelRelease):\n  - "
+                    + support.problems.joined(separator: "\n  - "))
+        }
+        print("BPF LSM usable on \(support.kernelRelease) (LSMs: \(support.activeLSMs?.joined(separator: ",") ?? "?"))")
     }
 }
 
@@ -160,11 +182,14 @@ struct BindCommand: ParsableCommand {
     @OptionGroup var pin: PinOptions
     @Option(help: "A process in the namespace.") var pid: Int32
     @Option(help: "vArmor-style profile name (see `bulwark profile list`).") var profile: String
+    @Flag(help: "Arm at the process's next execve (as the OCI hook does before the entrypoint runs).")
+    var atExec = false
 
     func run() throws {
         do {
-            let b = try pin.enforcer().bind(pid: pid, profile: profile, arming: .firstUse)
-            print("bound mnt:[\(b.namespace)] to \(profile) (armed at its next checked operation)")
+            let b = try pin.enforcer().bind(pid: pid, profile: profile, arming: atExec ? .exec : .firstUse)
+            let when = atExec ? "at its next execve" : "at its next checked operation"
+            print("bound mnt:[\(b.namespace)] to \(profile) (armed \(when))")
         } catch {
             throw fail("\(error)")
         }
@@ -205,7 +230,9 @@ struct SelftestCommand: ParsableCommand {
         do {
             let outcome = try e.load(support: support)
             print("enforcer: \(outcome) at \(e.pinPath)")
-            let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            let me =
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
             let results = try Selftest(enforcer: e, probe: [me, "selftest-probe"]).run()
             printTable(results)
             if results.contains(where: { !$0.passed }) { throw Failure() }

@@ -1,0 +1,281 @@
+import BulwarkBPF
+import BulwarkBPFObject
+import BulwarkPolicy
+import BulwarkProfiles
+import CBulwarkABI
+import Foundation
+import Testing
+
+// The kernel tier: real BPF LSM programs on the running kernel. These tests run as root on a
+// kernel with BPF LSM active — in CI, inside the VM started by scripts/kernel-tests.sh (this
+// machine's own kernel refuses BPF LSM programs). Elsewhere they print "skipped: <reason>"; with
+// BULWARK_REQUIRE_KERNEL=1 (set by the VM runner) a missing BPF LSM is a failure instead.
+
+let requireKernel = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_KERNEL"] == "1"
+
+/// The kernel's support, probed once.
+let support = KernelSupport.probe()
+
+/// Nil (and a visible skip) unless this process can drive the BPF LSM.
+func kernelOrSkip(_ test: String = #function) -> Enforcer? {
+    if getuid() == 0 && support.usable { return Kernel.shared }
+    let reason =
+        getuid() != 0
+        ? "not root" : "BPF LSM unavailable on \(support.kernelRelease): \(support.problems.joined(separator: "; "))"
+    if requireKernel {
+        Issue.record("BULWARK_REQUIRE_KERNEL=1 but \(reason)")
+    } else {
+        print("skipped: \(test): \(reason)")
+    }
+    return nil
+}
+
+/// One enforcer for the whole run, pinned apart from a production one.
+enum Kernel {
+    static let pinPath = "/sys/fs/bpf/bulwark-test-\(getpid())"
+    static let shared: Enforcer = {
+        let e = Enforcer(pinPath: pinPath)
+        do { try e.load(support: support) } catch { fatalError("enforcer load failed: \(error)") }
+        atexit { try? Enforcer(pinPath: Kernel.pinPath).unload() }
+        return e
+    }()
+}
+
+/// The built `bulwark` executable (the probe).
+let bulwarkBinary: String = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("bulwark").path) {
+            return dir.appendingPathComponent("bulwark").path
+        }
+        dir.deleteLastPathComponent()
+    }
+    var repo = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { repo.deleteLastPathComponent() }
+    return repo.appendingPathComponent(".build/debug/bulwark").path
+}()
+
+func probe() throws -> Probe {
+    try Probe(argv: ["/usr/bin/unshare", "--mount", "--propagation", "private", "--", bulwarkBinary, "selftest-probe"])
+}
+
+func compile(_ rules: String, name: String, mode: String = "deny, audit") -> BPFProfile {
+    let text = """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata: {name: k, namespace: test}
+        spec:
+          target: {kind: Pod, name: k}
+          policy:
+            enforcer: BPF
+            mode: EnhanceProtect
+            enhanceProtect:
+              privileged: true
+              auditViolations: true
+              bpfRawRules:
+        \(rules.replacingOccurrences(of: "[Q]", with: "[\(mode)]"))
+
+        """
+    let r = PolicyParser.parse(text, file: "k.yaml")
+    precondition(r.isValid, "\(r.errors)")
+    var p = BPFCompiler().compile(r.policies[0], profileName: name)
+    p.name = name
+    return p
+}
+
+func fixture() throws -> String {
+    var template = Array("/tmp/bulwark-kt.XXXXXX".utf8CString)
+    guard mkdtemp(&template) != nil else { throw EnforcerError("mkdtemp failed") }
+    let dir = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    for f in ["x", "y", "z"] { _ = FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data("1".utf8)) }
+    return dir
+}
+
+@Suite("Kernel tier (BPF LSM)", .serialized)
+struct KernelTests {
+    @Test func selftestPassesEveryCase() throws {
+        guard let e = kernelOrSkip() else { return }
+        let results = try Selftest(enforcer: e, probe: [bulwarkBinary, "selftest-probe"]).run()
+        #expect(results.count == Selftest.cases.count * 3)
+        for r in results where !r.passed { Issue.record("\(r.name) [\(r.mode.rawValue)]: \(r.detail)") }
+    }
+
+    @Test func unboundNamespacesAndTheHostAreUnaffected() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: \(dir)/x, permissions: [read]}",
+                name: "kt-unbound"))
+        defer { try? e.remove(profile: "kt-unbound") }
+        let bound = try probe()
+        defer { bound.finish() }
+        try e.bind(pid: bound.pid, profile: "kt-unbound", arming: .firstUse)
+        let unbound = try probe()
+        defer { unbound.finish() }
+        #expect(bound.perform(["read", "\(dir)/x"]) == EPERM)
+        #expect(unbound.perform(["read", "\(dir)/x"]) == 0)
+        #expect(SelftestProbe.perform("read", ["\(dir)/x"]) == 0)  // this process: the host namespace
+    }
+
+    @Test func aReusedNamespaceInodeIsNotConfinedByAStaleBinding() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: \(dir)/x, permissions: [read]}", name: "kt-reuse")
+        )
+        defer { try? e.remove(profile: "kt-reuse") }
+        var reused = false
+        for _ in 0..<5 {
+            let a = try probe()
+            let ns = Enforcer.namespaceInode(pid: a.pid)!
+            try e.bind(pid: a.pid, profile: "kt-reuse", arming: .firstUse)
+            #expect(a.perform(["read", "\(dir)/x"]) == EPERM)  // armed
+            a.finish()  // namespace dies; the binding stays (no poststop here, on purpose)
+            let staleBefore = e.counters()["stale"] ?? 0
+            let b = try probe()
+            defer { b.finish() }
+            guard Enforcer.namespaceInode(pid: b.pid) == ns else {
+                _ = try? e.unbind(namespace: UInt32(ns))
+                continue
+            }
+            reused = true
+            #expect(e.bindings().contains { $0.namespace == UInt32(ns) && $0.armed })
+            #expect(b.perform(["read", "\(dir)/x"]) == 0, "the new namespace with the same inode must not be confined")
+            #expect((e.counters()["stale"] ?? 0) > staleBefore)
+            _ = try? e.unbind(namespace: UInt32(ns))
+            break
+        }
+        if !reused { print("skipped: the kernel did not reuse the namespace inode in 5 tries") }
+    }
+
+    @Test func liveUpdateSwitchesBoundContainersAtOnce() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        let rule = { (f: String) in
+            "        files:\n        - {qualifiers: [Q], pattern: \(dir)/\(f), permissions: [read]}"
+        }
+        let first = try e.apply(compile(rule("x"), name: "kt-live"))
+        defer { try? e.remove(profile: "kt-live") }
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-live", arming: .firstUse)
+        #expect(p.perform(["read", "\(dir)/x"]) == EPERM)
+        #expect(p.perform(["read", "\(dir)/y"]) == 0)
+        let second = try e.apply(compile(rule("y"), name: "kt-live"))
+        #expect(second.replaced && second.id == first.id && second.tables != first.tables)
+        #expect(p.perform(["read", "\(dir)/x"]) == 0)
+        #expect(p.perform(["read", "\(dir)/y"]) == EPERM)
+        // the old version's rows are gone
+        let pfx = try e.map(BULWARK_MAP_PATH_PREFIX)
+        let oldRows = pfx.keys().filter { k in
+            UInt32(bigEndian: k[4..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }) == first.tables
+        }
+        #expect(oldRows.isEmpty)
+    }
+
+    @Test func loadAdoptsPinnedStateAndKeepsEnforcing() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: \(dir)/z, permissions: [read]}", name: "kt-adopt")
+        )
+        defer { try? e.remove(profile: "kt-adopt") }
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-adopt", arming: .firstUse)
+        #expect(p.perform(["read", "\(dir)/z"]) == EPERM)
+        let before = e.bindings().count
+        #expect(try e.load(support: support) == .adopted)  // a restarted agent
+        #expect(e.bindings().count == before)
+        #expect(p.perform(["read", "\(dir)/z"]) == EPERM)
+        #expect(e.status().missingPrograms.isEmpty)
+    }
+
+    @Test func ringBufferEventsCarryTheOperation() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        let rules = """
+                    files:
+                    - {qualifiers: [Q], pattern: \(dir)/x, permissions: [write]}
+                    network:
+                      egress:
+                        toDestinations:
+                        - {qualifiers: [Q], ip: 127.0.0.1, ports: [{port: 9}]}
+            """
+        let applied = try e.apply(compile(rules, name: "kt-events"))
+        defer { try? e.remove(profile: "kt-events") }
+        let reader = try EventReader(enforcer: e)
+        _ = reader.drain()
+        let p = try probe()
+        defer { p.finish() }
+        let ns = UInt32(Enforcer.namespaceInode(pid: p.pid)!)
+        try e.bind(pid: p.pid, profile: "kt-events", arming: .firstUse)
+        #expect(p.perform(["write", "\(dir)/x"]) == EPERM)
+        #expect(p.perform(["connect", "127.0.0.1", "9"]) == EPERM)
+        let events = reader.drain().filter { $0.mountNamespace == ns }
+        let file = try #require(events.first { $0.kind == .file })
+        #expect(file.action == .denied)
+        #expect(file.path == "\(dir)/x")
+        #expect(file.permissionNames == ["write"])
+        #expect(file.pid == UInt32(p.pid))
+        #expect(file.profileID == applied.id)
+        #expect(file.comm == "bulwark")
+        #expect(file.bootTimeNanoseconds > 0)
+        let net = try #require(events.first { $0.kind == .network })
+        #expect(net.address == "127.0.0.1" && net.port == 9 && net.family == 2 && net.socketType == 1)
+        #expect(net.detail == UInt32(BULWARK_NET_CONNECT))
+    }
+
+    @Test func capacity1024RulesPerTypeAnd4096Bindings() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        var rules = "        files:\n"
+        for i in 0..<1024 { rules += "        - {qualifiers: [Q], pattern: \(dir)/f\(i), permissions: [read]}\n" }
+        rules += "        processes:\n"
+        for i in 0..<1024 { rules += "        - {qualifiers: [Q], pattern: /opt/p\(i)/**, permissions: [exec]}\n" }
+        rules += "        network:\n          egress:\n            toDestinations:\n"
+        for i in 0..<1024 {
+            rules += "            - {qualifiers: [Q], ip: 10.\(i / 256).\(i % 256).1, ports: [{port: 443}]}\n"
+        }
+        let profile = compile(rules, name: "kt-capacity")
+        let applied = try e.apply(profile)
+        defer { try? e.remove(profile: "kt-capacity") }
+        #expect(applied.skipped.isEmpty)
+        _ = FileManager.default.createFile(atPath: "\(dir)/f1023", contents: Data("1".utf8))
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-capacity", arming: .firstUse)
+        #expect(p.perform(["read", "\(dir)/f1023"]) == EPERM)
+        #expect(p.perform(["read", "\(dir)/x"]) == 0)
+        // 4096 bindings (namespaces that do not exist: the map must hold them)
+        let bindings = try e.map(BULWARK_MAP_BINDINGS)
+        var b = bulwark_binding()
+        b.profile = applied.id
+        b.arm = UInt32(BULWARK_ARM_FIRST_USE)
+        let value = withUnsafeBytes(of: b) { Array($0) }
+        for i in 0..<4096 {
+            try bindings.update(key: withUnsafeBytes(of: UInt32(0x7000_0000 + i)) { Array($0) }, value: value)
+        }
+        #expect(bindings.keys().count >= 4096)
+        for i in 0..<4096 { bindings.delete(key: withUnsafeBytes(of: UInt32(0x7000_0000 + i)) { Array($0) }) }
+    }
+
+    @Test func removingAProfileUnbindsItsContainers() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: \(dir)/x, permissions: [read]}", name: "kt-remove"
+            ))
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-remove", arming: .firstUse)
+        #expect(p.perform(["read", "\(dir)/x"]) == EPERM)
+        try e.remove(profile: "kt-remove")
+        #expect(p.perform(["read", "\(dir)/x"]) == 0)
+        #expect(!e.bindings().contains { $0.pid == UInt32(p.pid) })
+    }
+}

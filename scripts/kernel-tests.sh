@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The kernel tier: the BPF LSM tests (Tests/BulwarkKernelTests) and `bulwark selftest`, on a
+# kernel that loads BPF LSM programs. Runs them directly when this machine's kernel does;
+# otherwise boots Debian's kernel with lsm=...,bpf in a throwaway qemu VM (scripts/vmrun) and runs
+# them there. Needs root and a prior `swift build --build-tests`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.build/debug/bulwark
+
+if [ "${1:-}" = --inside ]; then
+    echo "== kernel tier on $(uname -r) ($(cat /sys/kernel/security/lsm 2>/dev/null))"
+    "$bin" enforcer probe
+    BULWARK_REQUIRE_KERNEL=1 swift test --skip-build --filter BulwarkKernelTests
+    "$bin" selftest --pin-path /sys/fs/bpf/bulwark-selftest
+    "$bin" enforcer unload --pin-path /sys/fs/bpf/bulwark-selftest
+    exit 0
+fi
+
+[ "$(id -u)" = 0 ] || { echo "skipped: kernel tier needs root"; exit 0; }
+if "$bin" enforcer probe >/dev/null 2>&1; then
+    exec "$0" --inside
+fi
+echo "this kernel cannot run the BPF enforcer:"
+"$bin" enforcer probe 2>&1 | sed 's/^/  /' || true
+echo "running the kernel tier in a VM (scripts/vmrun)"
+exec scripts/vmrun -- "$0" --inside
