@@ -1,0 +1,146 @@
+import BulwarkBPF
+import BulwarkPolicy
+import BulwarkProfiles
+import Foundation
+import Testing
+
+/// A real runc container on the BPF LSM kernel: bound by a createRuntime hook while runc is still
+/// setting the container up, armed at the entrypoint's execve, so the entrypoint's first act is
+/// already confined — and runc's own mounts in the new namespace are not (vArmor #97).
+@Suite("Kernel tier: runc", .serialized)
+struct RuncTests {
+    static func runcPath() -> String? {
+        ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    struct Bundle {
+        var dir: String
+        var hookLog: String
+    }
+
+    /// A busybox rootfs bundle whose createRuntime hook binds the container (arming at exec).
+    static func bundle(args: [String], profile: String, pinPath: String) throws -> Bundle {
+        let dir = try fixture()
+        let fm = FileManager.default
+        for d in ["rootfs/bin", "rootfs/proc", "rootfs/dev", "rootfs/tmp"] {
+            try fm.createDirectory(atPath: "\(dir)/\(d)", withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(dir)/rootfs/bin/busybox")
+        for applet in ["sh", "cat", "true", "echo"] {
+            try fm.createSymbolicLink(atPath: "\(dir)/rootfs/bin/\(applet)", withDestinationPath: "busybox")
+        }
+        _ = fm.createFile(atPath: "\(dir)/rootfs/secret", contents: Data("secret\n".utf8))
+        _ = fm.createFile(atPath: "\(dir)/rootfs/public", contents: Data("public\n".utf8))
+        let hook = "\(dir)/hook.sh"
+        let log = "\(dir)/hook.log"
+        let script = """
+            #!/bin/sh
+            # createRuntime: bind the container's mount namespace, armed at the entrypoint's execve.
+            state=$(cat)
+            pid=$(printf '%s' "$state" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')
+            exec '\(bulwarkBinary)' bind --pin-path '\(pinPath)' --pid "$pid" --profile '\(profile)' --at-exec >>'\(log)' 2>&1
+
+            """
+        _ = fm.createFile(atPath: hook, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
+        let config: [String: Any] = [
+            "ociVersion": "1.0.2",
+            "process": [
+                "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
+                "noNewPrivileges": true,
+            ],
+            "root": ["path": "rootfs", "readonly": true],
+            "hostname": "bulwark",
+            "mounts": [
+                ["destination": "/proc", "type": "proc", "source": "proc"],
+                ["destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]],
+                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]],
+            ],
+            "hooks": ["createRuntime": [["path": hook, "args": ["hook.sh"], "timeout": 30]]],
+            "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
+        ]
+        let json = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
+        try json.write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+        return Bundle(dir: dir, hookLog: log)
+    }
+
+    static func run(_ runc: String, bundle: String, id: String) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: runc)
+        p.arguments = ["run", "--bundle", bundle, id]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// RuntimeDefault's BPF rules forbid every mount: had the binding been armed at
+    /// createRuntime, runc's own /proc, /dev and /tmp mounts would fail and no container would start.
+    static func policy(_ extra: String) -> String {
+        "        files:\n        - {qualifiers: [deny, audit], pattern: /secret, permissions: [read]}\n" + extra
+    }
+
+    @Test func entrypointsFirstActIsDeniedOnEveryStart() throws {
+        guard let e = kernelOrSkip() else { return }
+        guard let runc = Self.runcPath() else {
+            if requireKernel { Issue.record("runc is not installed") } else { print("skipped: runc not installed") }
+            return
+        }
+        var profile = compile(Self.policy(""), name: "kt-runc")
+        profile = withRuntimeDefaultBase(profile)
+        try e.apply(profile)
+        defer { try? e.remove(profile: "kt-runc") }
+        let denied = try Self.bundle(args: ["/bin/cat", "/secret"], profile: "kt-runc", pinPath: e.pinPath)
+        let allowed = try Self.bundle(args: ["/bin/cat", "/public"], profile: "kt-runc", pinPath: e.pinPath)
+        let runs = 20
+        var escapes = 0
+        for i in 0..<runs {
+            let (code, out) = try Self.run(runc, bundle: denied.dir, id: "bw-kt-deny-\(i)")
+            if code == 0 || !out.contains("Operation not permitted") {
+                escapes += 1
+                Issue.record("run \(i): exit \(code), output: \(out)")
+            }
+        }
+        #expect(escapes == 0, "\(escapes) of \(runs) starts escaped")
+        let (code, out) = try Self.run(runc, bundle: allowed.dir, id: "bw-kt-allow")
+        #expect(code == 0 && out.contains("public"), "allowed container: exit \(code), \(out)")
+        let hookLog = (try? String(contentsOfFile: denied.hookLog, encoding: .utf8)) ?? ""
+        #expect(hookLog.contains("armed at its next execve"))
+    }
+
+    @Test func entrypointExecItselfIsChecked() throws {
+        guard let e = kernelOrSkip() else { return }
+        guard let runc = Self.runcPath() else {
+            if requireKernel { Issue.record("runc is not installed") } else { print("skipped: runc not installed") }
+            return
+        }
+        let rules = Self.policy(
+            "        processes:\n        - {qualifiers: [deny, audit], pattern: /bin/busybox, permissions: [exec]}")
+        try e.apply(compile(rules, name: "kt-runc-exec"))
+        defer { try? e.remove(profile: "kt-runc-exec") }
+        let b = try Self.bundle(args: ["/bin/true"], profile: "kt-runc-exec", pinPath: e.pinPath)
+        let (code, out) = try Self.run(runc, bundle: b.dir, id: "bw-kt-exec")
+        #expect(code != 0, "the entrypoint ran: \(out)")
+        #expect(out.lowercased().contains("permission denied") || out.contains("not permitted"), "\(out)")
+    }
+}
+
+/// Adds the RuntimeDefault BPF base (mount deny-all among others) to a compiled profile.
+func withRuntimeDefaultBase(_ p: BPFProfile) -> BPFProfile {
+    let text = """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata: {name: rd, namespace: test}
+        spec:
+          target: {kind: Pod, name: rd}
+          policy: {enforcer: BPF, mode: RuntimeDefault}
+
+        """
+    let base = BPFCompiler().compile(PolicyParser.parse(text, file: "rd.yaml").policies[0], profileName: p.name)
+    var out = p
+    out.mounts += base.mounts
+    out.ptrace.denyCross |= base.ptrace.denyCross
+    return out
+}
