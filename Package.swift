@@ -54,6 +54,10 @@ let package = Package(
             ]
         ),
 
+        // MARK: Benchmarks (scripts/bench-*.sh)
+        .executableTarget(
+            name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
+
         // MARK: Tests
         .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy"]),
         .testTarget(

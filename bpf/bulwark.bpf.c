@@ -139,8 +139,10 @@ struct {
 #define BUF_MASK (BUF_SIZE - 1)
 #define PATH_SPACE 4096
 struct scratch {
-	u8 buf[BUF_SIZE]; /* path: d_path writes at 0, the walk writes right-aligned below 4096 */
+	u8 buf[BUF_SIZE + 8]; /* path: d_path writes at 0, the walk right-aligned below 4096;
+			       * +8: 8-byte loads at any masked index stay inside */
 	struct bulwark_path_key key;
+	u8 key_pad[8]; /* the last 8-byte store of a reversed key may run one byte past it */
 	u64 pfx_compound[BULWARK_COMPOUND_WORDS];
 	u64 sfx_compound[BULWARK_COMPOUND_WORDS];
 };
@@ -155,6 +157,13 @@ struct {
 
 /* Keeps the compiler from folding a bounds check away from the use the verifier must see. */
 #define opaque(x) asm volatile("" : "+r"(x))
+/* An index into a buffer, masked in a way the compiler cannot drop. */
+#define masked(x, m)               \
+	({                         \
+		u32 _v = (u32)(x); \
+		opaque(_v);        \
+		_v & (m);          \
+	})
 
 static __always_inline void count(u32 which)
 {
@@ -435,19 +444,6 @@ static long compound_word(u32 w, struct compound_ctx *c)
 	return 0;
 }
 
-struct reverse_ctx {
-	u32 end;
-};
-
-static long reverse_step(u32 i, struct reverse_ctx *c)
-{
-	struct scratch *s = scratch();
-	if (!s || i >= BULWARK_PATH_KEY_MAX)
-		return 1;
-	s->key.path[i] = s->buf[(c->end - i) & BUF_MASK];
-	return 0;
-}
-
 struct name_ctx {
 	u32 floor;
 	u32 pos;
@@ -472,8 +468,9 @@ static __always_inline u32 basename_start(u32 start, u32 end)
 
 /* Verdict of the path rules of `kind` for the subject text [start, start+len): one prefix
  * lookup (text + NUL, so exact keys match only the whole text), one suffix lookup (reversed
- * text) and the compound rules named by both. */
-static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len, struct bulwark_verdict *acc)
+ * text) and the compound rules named by both. `which`: bit 0 prefix rows exist, bit 1 suffix. */
+static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len, u32 which,
+					struct bulwark_verdict *acc)
 {
 	struct scratch *s = scratch();
 	if (!s)
@@ -481,28 +478,38 @@ static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len,
 	struct bulwark_path_key *k = &s->key;
 	k->profile = bpf_htonl(tables);
 	k->kind = kind;
-	u32 n = len + 1;
-	if (n > BULWARK_PATH_KEY_MAX)
-		n = BULWARK_PATH_KEY_MAX;
-	opaque(n);
-	if (n > BULWARK_PATH_KEY_MAX)
-		return;
-	bpf_probe_read_kernel(k->path, n, &s->buf[start & (PATH_SPACE - 1)]);
-	k->prefixlen = 40 + 8 * n;
-	struct bulwark_path_value *pv = bpf_map_lookup_elem(&bw_path_pfx, k);
 	bool any_pfx = false;
-	if (pv) {
-		acc->deny |= pv->verdict.deny;
-		acc->audit |= pv->verdict.audit;
-		for (int i = 0; i < BULWARK_COMPOUND_WORDS; i++) {
-			s->pfx_compound[i] = pv->compound[i];
-			if (pv->compound[i])
-				any_pfx = true;
+	if (which & 1) {
+		u32 n = len + 1;
+		if (n > BULWARK_PATH_KEY_MAX)
+			n = BULWARK_PATH_KEY_MAX;
+		opaque(n);
+		if (n > BULWARK_PATH_KEY_MAX)
+			return;
+		bpf_probe_read_kernel(k->path, n, &s->buf[start & (PATH_SPACE - 1)]);
+		k->prefixlen = 40 + 8 * n;
+		struct bulwark_path_value *pv = bpf_map_lookup_elem(&bw_path_pfx, k);
+		if (pv) {
+			acc->deny |= pv->verdict.deny;
+			acc->audit |= pv->verdict.audit;
+			for (int i = 0; i < BULWARK_COMPOUND_WORDS; i++) {
+				s->pfx_compound[i] = pv->compound[i];
+				if (pv->compound[i])
+					any_pfx = true;
+			}
 		}
 	}
-	n = len > BULWARK_PATH_KEY_MAX ? BULWARK_PATH_KEY_MAX : len;
-	struct reverse_ctx rc = { .end = start + len - 1 };
-	bpf_loop(n, (void *)reverse_step, &rc, 0);
+	if (!(which & 2))
+		return;
+	/* the reversed text, 8 bytes at a time (bytes past the text are ignored: prefixlen) */
+	u32 n = len > BULWARK_PATH_KEY_MAX ? BULWARK_PATH_KEY_MAX : len;
+	u32 end = start + len;
+	for (int w = 0; w < (BULWARK_PATH_KEY_MAX + 7) / 8; w++) {
+		if (w * 8 >= n)
+			break;
+		u64 v = *(u64 *)&s->buf[masked(end - 8 - w * 8, BUF_MASK)];
+		*(u64 *)&k->path[w * 8] = __builtin_bswap64(v);
+	}
 	k->prefixlen = 40 + 8 * n;
 	struct bulwark_path_value *sv = bpf_map_lookup_elem(&bw_path_sfx, k);
 	if (!sv)
@@ -525,24 +532,44 @@ static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len,
 	acc->audit |= c.v.audit;
 }
 
-/* Verdict of the full-path kind and the basename kind for the path [start, start+len).
- * A global function (verified once); returns deny << 32 | audit. */
-__attribute__((noinline)) u64 bw_path_verdict(u32 tables, u32 exec, u32 start, u32 len)
+/* Verdict of the full-path kind and the basename kind for the path [start, start+len), looking
+ * only at the tables the profile has (`path_tables`). A global function (verified once);
+ * returns deny << 32 | audit. */
+__attribute__((noinline)) u64 bw_path_verdict(u32 tables, u32 exec, u32 start, u32 len, u32 path_tables)
 {
 	struct bulwark_verdict v = {};
-	if (start >= PATH_SPACE || len >= PATH_SPACE)
+	struct scratch *s = scratch();
+	if (!s || start >= PATH_SPACE || len >= PATH_SPACE)
 		return 0;
-	path_lookup(tables, exec ? BULWARK_PATH_KIND_EXEC : BULWARK_PATH_KIND_FILE, start, len, &v);
+	u32 kind = exec ? BULWARK_PATH_KIND_EXEC : BULWARK_PATH_KIND_FILE;
+	u32 name_kind = exec ? BULWARK_PATH_KIND_EXEC_NAME : BULWARK_PATH_KIND_FILE_NAME;
+	u32 which = (path_tables >> (2 * kind)) & 3;
+	if (which)
+		path_lookup(tables, kind, start, len, which, &v);
+	which = (path_tables >> (2 * name_kind)) & 3;
+	if (!which)
+		return ((u64)v.deny << 32) | v.audit;
+	/* basename: after the last '/' (names are at most 255 bytes) */
 	u32 end = start + len;
-	u32 name_start = basename_start(start, end);
-	path_lookup(tables, exec ? BULWARK_PATH_KIND_EXEC_NAME : BULWARK_PATH_KIND_FILE_NAME, name_start,
-		    end - name_start, &v);
+	u32 pos = end;
+	for (int i = 0; i < 256; i++) {
+		if (pos <= start || s->buf[masked(pos - 1, BUF_MASK)] == '/')
+			break;
+		pos--;
+	}
+	path_lookup(tables, name_kind, pos, end - pos, which, &v);
 	return ((u64)v.deny << 32) | v.audit;
 }
 
-static __always_inline struct bulwark_verdict path_verdict(u32 tables, bool exec, struct span *sp)
+static __always_inline bool has_path_tables(struct bulwark_profile *p, bool exec)
 {
-	u64 r = bw_path_verdict(tables, exec, sp->start, sp->len);
+	u32 kinds = exec ? (0xf << (2 * BULWARK_PATH_KIND_EXEC)) : (0xf << (2 * BULWARK_PATH_KIND_FILE));
+	return (p->path_tables & kinds) != 0;
+}
+
+static __always_inline struct bulwark_verdict path_verdict(struct bulwark_profile *p, bool exec, struct span *sp)
+{
+	u64 r = bw_path_verdict(p->tables, exec, sp->start, sp->len, p->path_tables);
 	struct bulwark_verdict v = { .deny = (u32)(r >> 32), .audit = (u32)r };
 	return v;
 }
@@ -562,7 +589,7 @@ static __always_inline void event_path(struct bulwark_event *e, struct span *sp)
 /* Checks one path operation; returns 0 or -EPERM. */
 static __always_inline int check_path(struct subject *s, struct span *sp, bool exec, u32 requested, u32 type)
 {
-	struct bulwark_verdict v = path_verdict(s->profile->tables, exec, sp);
+	struct bulwark_verdict v = path_verdict(s->profile, exec, sp);
 	bool deny;
 	u32 action = decide(s, v, requested, &deny);
 	if (action) {
@@ -588,6 +615,8 @@ int BPF_PROG(bw_file_open, struct file *file, int ret)
 	struct subject s;
 	if (current_subject(exec, &s))
 		return 0;
+	if (s.profile->mode == BULWARK_PROFILE_ENFORCE && !has_path_tables(s.profile, exec))
+		return 0; /* nothing to match, nothing to record */
 	struct span sp;
 	if (dpath(&file->f_path, &sp)) {
 		count(BULWARK_COUNTER_TRUNCATED);

@@ -273,6 +273,11 @@ public final class Probe {
         }
     }
 
+    /// Sends one line to the probe.
+    public func send(_ line: String) {
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+    }
+
     public func readLine() -> String? {
         while true {
             if let i = buffer.firstIndex(of: 10) {

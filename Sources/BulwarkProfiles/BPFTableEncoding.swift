@@ -36,12 +36,13 @@ public enum BPFTableEncoding {
         return v
     }
 
-    public static func profileValue(_ p: BPFProfile, podSelfFirst: UInt32 = 0, generation: UInt32 = 0)
+    public static func profileValue(_ p: BPFProfile, podSelfFirst: UInt32 = 0)
         -> bulwark_profile
     {
         var v = bulwark_profile()
         v.mode = p.mode == .enforce ? UInt32(BULWARK_PROFILE_ENFORCE) : UInt32(BULWARK_PROFILE_COMPLAIN)
-        v.generation = generation
+        for e in p.prefixes { v.path_tables |= 1 << (2 * UInt32(e.kind.rawValue)) }
+        for e in p.suffixes { v.path_tables |= 1 << (2 * UInt32(e.kind.rawValue) + 1) }
         v.cap_deny = bulwark_u64(p.capabilityDeny)
         v.cap_audit = bulwark_u64(p.capabilityAudit)
         v.ptrace_deny_strict = p.ptrace.denyStrict

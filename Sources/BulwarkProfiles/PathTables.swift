@@ -74,15 +74,24 @@ public enum PathTables {
         var compound = Set<Int>()
     }
 
+    /// Every entry gets the union of the entries of its kind whose key is a prefix of its own.
+    /// Only prefixes whose length some key has are looked up: O(keys × distinct lengths).
     private static func closure(_ rows: [Key: Row], reversed: Bool) -> [BPFProfile.PathEntry] {
         let keys = rows.keys.sorted { ($0.kind, $0.text, $0.exact ? 1 : 0) < ($1.kind, $1.text, $1.exact ? 1 : 0) }
+        var byBytes: [BPFProfile.PathKind: [[UInt8]: Row]] = [:]
+        var lengths: [BPFProfile.PathKind: Set<Int>] = [:]
+        for k in keys {
+            let b = k.bytes(reversed: reversed)
+            byBytes[k.kind, default: [:]][b] = rows[k]
+            lengths[k.kind, default: []].insert(b.count)
+        }
         return keys.map { k in
             var v = BPFProfile.Verdict()
             var c = Set<Int>()
             let kb = k.bytes(reversed: reversed)
-            for other in keys where other.kind == k.kind {
-                let ob = other.bytes(reversed: reversed)
-                if ob.count <= kb.count && Array(kb.prefix(ob.count)) == ob, let row = rows[other] {
+            let table = byBytes[k.kind] ?? [:]
+            for n in lengths[k.kind] ?? [] where n <= kb.count {
+                if let row = table[Array(kb.prefix(n))] {
                     v.formUnion(row.verdict)
                     c.formUnion(row.compound)
                 }

@@ -24,7 +24,7 @@ struct ABITests {
         "bulwark_profile": swiftView(
             bulwark_profile.self,
             [
-                ("mode", \.mode), ("generation", \.generation), ("cap_deny", \.cap_deny), ("cap_audit", \.cap_audit),
+                ("mode", \.mode), ("path_tables", \.path_tables), ("cap_deny", \.cap_deny), ("cap_audit", \.cap_audit),
                 ("ptrace_deny_strict", \.ptrace_deny_strict), ("ptrace_deny_cross", \.ptrace_deny_cross),
                 ("ptrace_audit_strict", \.ptrace_audit_strict), ("ptrace_audit_cross", \.ptrace_audit_cross),
                 ("pod_self_ranges_first", \.pod_self_ranges_first), ("pod_self_ranges_count", \.pod_self_ranges_count),

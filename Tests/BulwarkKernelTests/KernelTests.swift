@@ -194,6 +194,29 @@ struct KernelTests {
         #expect(e.status().missingPrograms.isEmpty)
     }
 
+    @Test func loadUpgradesProgramsOfAnotherBuildKeepingBindings() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try e.apply(compile("        files:\n        - {qualifiers: [Q], pattern: \(dir)/z, permissions: [read]}", name: "kt-upgrade"))
+        defer { try? e.remove(profile: "kt-upgrade") }
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-upgrade", arming: .firstUse)
+        #expect(p.perform(["read", "\(dir)/z"]) == EPERM)
+        // Pretend the pinned programs came from another build of the same ABI.
+        let meta = try e.map(BULWARK_MAP_META)
+        let key = withUnsafeBytes(of: UInt32(0)) { Array($0) }
+        let current = meta.lookup(key: key)
+        var value = try #require(current)
+        value[8] ^= 0xff  // object_id
+        try meta.update(key: key, value: value)
+        #expect(e.status().objectMatches == false)
+        #expect(try e.load(support: support) == .upgraded)
+        #expect(e.status().objectMatches == true)
+        #expect(e.status().missingPrograms.isEmpty)
+        #expect(p.perform(["read", "\(dir)/z"]) == EPERM, "binding and profile survive the upgrade")
+    }
+
     @Test func ringBufferEventsCarryTheOperation() throws {
         guard let e = kernelOrSkip() else { return }
         let dir = try fixture()

@@ -132,7 +132,7 @@ _Static_assert(sizeof(struct bulwark_verdict) == 8, "bulwark_verdict");
 /* bw_profiles: profile id -> per-profile scalars. */
 struct bulwark_profile {
 	bulwark_u32 mode;            /* BULWARK_PROFILE_* */
-	bulwark_u32 generation;      /* bumped on every update; events carry it */
+	bulwark_u32 path_tables;     /* bit 2*kind: prefix rows exist; bit 2*kind+1: suffix rows */
 	bulwark_u64 cap_deny;        /* 1 << CAP_* */
 	bulwark_u64 cap_audit;
 	bulwark_u32 ptrace_deny_strict;  /* BULWARK_PTRACE_* denied whoever the peer is */
