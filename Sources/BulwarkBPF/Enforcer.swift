@@ -238,3 +238,41 @@ public struct Enforcer: Sendable {
         return UInt64(st.st_ino)
     }
 }
+
+extension Enforcer {
+    /// Per-program run count and run time, as the kernel accounts them while
+    /// `kernel.bpf_stats_enabled` is 1 (see `withProgramStats`).
+    public struct ProgramStats: Sendable, Equatable {
+        public var runs: UInt64
+        public var nanoseconds: UInt64
+    }
+
+    public func programStats() -> [String: ProgramStats] {
+        var out: [String: ProgramStats] = [:]
+        for name in Self.programs {
+            let linkFD = bpf_obj_get(linksDir + "/" + name)
+            guard linkFD >= 0 else { continue }
+            defer { close(linkFD) }
+            var link = bpf_link_info()
+            var len = UInt32(MemoryLayout<bpf_link_info>.size)
+            guard bpf_obj_get_info_by_fd(linkFD, &link, &len) == 0 else { continue }
+            let progFD = bpf_prog_get_fd_by_id(link.prog_id)
+            guard progFD >= 0 else { continue }
+            defer { close(progFD) }
+            var prog = bpf_prog_info()
+            var plen = UInt32(MemoryLayout<bpf_prog_info>.size)
+            guard bpf_obj_get_info_by_fd(progFD, &prog, &plen) == 0 else { continue }
+            out[name] = ProgramStats(runs: UInt64(prog.run_cnt), nanoseconds: UInt64(prog.run_time_ns))
+        }
+        return out
+    }
+
+    /// Runs `body` with BPF run-time statistics enabled (they cost a little; off by default).
+    public static func withProgramStats<T>(_ body: () throws -> T) rethrows -> T {
+        let path = "/proc/sys/kernel/bpf_stats_enabled"
+        let previous = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespaces)
+        try? "1\n".write(toFile: path, atomically: false, encoding: .utf8)
+        defer { try? ((previous ?? "0") + "\n").write(toFile: path, atomically: false, encoding: .utf8) }
+        return try body()
+    }
+}

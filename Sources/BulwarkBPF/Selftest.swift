@@ -123,7 +123,7 @@ public struct Selftest {
         "        network:\n          egress:\n            toDestinations:\n            - \(dest.replacingOccurrences(of: "{ip", with: "{qualifiers: [Q], ip").replacingOccurrences(of: "{cidr", with: "{qualifiers: [Q], cidr"))"
     }
 
-    /// The vArmor policy for a case in a mode.
+    /// The vArmor `spec.policy` for a case in a mode.
     static func policyYAML(_ c: Case, _ mode: Mode, dir: String) -> String {
         var body: String
         switch mode {
@@ -143,17 +143,7 @@ public struct Selftest {
                 """
             if !rules.isEmpty { body += "\n      bpfRawRules:\n" + rules }
         }
-        return """
-            apiVersion: crd.varmor.org/v1beta1
-            kind: VarmorPolicy
-            metadata: {name: selftest, namespace: bulwark}
-            spec:
-              target: {kind: Pod, name: selftest}
-              policy:
-                enforcer: BPF
-            \(body)
-
-            """
+        return "    enforcer: BPF\n" + body
     }
 
     public func run(log: (String) -> Void = { _ in }) throws(EnforcerError) -> [Result] {
@@ -181,8 +171,7 @@ public struct Selftest {
     }
 
     func runCase(_ c: Case, _ mode: Mode, dir: String, profileName: String, reader: EventReader) throws -> Result {
-        let yaml = Self.policyYAML(c, mode, dir: dir)
-        let parsed = PolicyParser.parse(yaml, file: "selftest.yaml")
+        let parsed = PolicyParser.inline(Self.policyYAML(c, mode, dir: dir), name: "selftest")
         guard parsed.isValid, let policy = parsed.policies.first else {
             throw EnforcerError("selftest policy does not validate: \(parsed.errors.map(\.description))")
         }

@@ -59,6 +59,13 @@ public enum SelftestProbe {
             return result(mount("tmpfs", arg(0), "tmpfs", 0, nil) == 0)
         case "umount":
             return result(umount(arg(0)) == 0)
+        case "repeat":  // repeat N ACT ARGS...: the first errno, or 0
+            guard let n = Int(arg(0)), a.count > 1 else { return EINVAL }
+            for _ in 0..<n {
+                let rc = perform(a[1], Array(a.dropFirst(2)))
+                if rc != 0 { return rc }
+            }
+            return 0
         case "chown":
             return result(chown(arg(0), UInt32(arg(1)) ?? 1, UInt32(arg(1)) ?? 1) == 0)
         default:

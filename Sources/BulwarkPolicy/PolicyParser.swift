@@ -258,3 +258,23 @@ enum LabelSelectorReader {
         return selector
     }
 }
+
+extension PolicyParser {
+    /// Parses a one-off `VarmorPolicy` whose `spec.policy` is `policyBody` (YAML lines indented by
+    /// four spaces, as they stand under `policy:`). For the selftest, benchmarks and tests.
+    public static func inline(_ policyBody: String, name: String = "inline", namespace: String = "bulwark")
+        -> PolicyFile
+    {
+        let text = """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: \(name), namespace: \(namespace)}
+            spec:
+              target: {kind: Pod, name: \(name)}
+              policy:
+            \(policyBody)
+
+            """
+        return parse(text, file: "\(name).yaml")
+    }
+}

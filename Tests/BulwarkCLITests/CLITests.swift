@@ -53,6 +53,36 @@ let good = """
 
 @Suite("bulwark CLI")
 struct CLITests {
+    @Test func enforcerSaysPreciselyWhyItCannotRunHere() throws {
+        let probe = try bulwark(["enforcer", "probe"])
+        if probe.code == 0 {
+            print("skipped: enforcerSaysPreciselyWhyItCannotRunHere: this kernel can run the BPF enforcer")
+            return
+        }
+        #expect(probe.err.contains("BPF LSM is not usable on"))
+        let status = try bulwark(["enforcer", "status"])
+        #expect(status.code == 0 && status.out.contains("BPF LSM:   NOT available"))
+        let selftest = try bulwark(["selftest"])
+        #expect(selftest.code == 1)
+        #expect(selftest.err.contains("cannot run the BPF enforcer"))
+        #expect(selftest.err.contains("  - "), "each missing piece on its own line: \(selftest.err)")
+    }
+
+    @Test func profileApplyWithoutAnEnforcerFailsClearly() throws {
+        let f = try tempFile(
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: p, namespace: ns}
+            spec:
+              target: {kind: Pod, name: x}
+              policy: {enforcer: BPF, mode: RuntimeDefault}
+            """)
+        let r = try bulwark(["profile", "apply", "--pin-path", "/nonexistent/bulwark", f])
+        #expect(r.code == 1)
+        #expect(r.err.contains("bulwark enforcer load"), "the hint names the fix: \(r.err)")
+    }
+
     @Test func validateAcceptsAndRejects() throws {
         let ok = try bulwark(["policy", "validate", try tempFile(good)])
         #expect(ok.code == 0)

@@ -60,13 +60,7 @@ func probe() throws -> Probe {
 }
 
 func compile(_ rules: String, name: String, mode: String = "deny, audit") -> BPFProfile {
-    let text = """
-        apiVersion: crd.varmor.org/v1beta1
-        kind: VarmorPolicy
-        metadata: {name: k, namespace: test}
-        spec:
-          target: {kind: Pod, name: k}
-          policy:
+    let body = """
             enforcer: BPF
             mode: EnhanceProtect
             enhanceProtect:
@@ -74,9 +68,8 @@ func compile(_ rules: String, name: String, mode: String = "deny, audit") -> BPF
               auditViolations: true
               bpfRawRules:
         \(rules.replacingOccurrences(of: "[Q]", with: "[\(mode)]"))
-
         """
-    let r = PolicyParser.parse(text, file: "k.yaml")
+    let r = PolicyParser.inline(body, name: "k")
     precondition(r.isValid, "\(r.errors)")
     var p = BPFCompiler().compile(r.policies[0], profileName: name)
     p.name = name
@@ -197,7 +190,10 @@ struct KernelTests {
     @Test func loadUpgradesProgramsOfAnotherBuildKeepingBindings() throws {
         guard let e = kernelOrSkip() else { return }
         let dir = try fixture()
-        try e.apply(compile("        files:\n        - {qualifiers: [Q], pattern: \(dir)/z, permissions: [read]}", name: "kt-upgrade"))
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: \(dir)/z, permissions: [read]}",
+                name: "kt-upgrade"))
         defer { try? e.remove(profile: "kt-upgrade") }
         let p = try probe()
         defer { p.finish() }
@@ -284,6 +280,43 @@ struct KernelTests {
         }
         #expect(bindings.keys().count >= 4096)
         for i in 0..<4096 { bindings.delete(key: withUnsafeBytes(of: UInt32(0x7000_0000 + i)) { Array($0) }) }
+    }
+
+    @Test func ptraceTracebyAndReadbyProtectTheTracee() throws {
+        guard let e = kernelOrSkip() else { return }
+        let rules = "        ptrace: {qualifiers: [Q], strictMode: true, permissions: [traceby, readby]}"
+        try e.apply(compile(rules, name: "kt-traceby"))
+        defer { try? e.remove(profile: "kt-traceby") }
+        let tracee = try probe()
+        defer { tracee.finish() }
+        try e.bind(pid: tracee.pid, profile: "kt-traceby", arming: .firstUse)
+        let other = try probe()  // another, unconfined container
+        defer { other.finish() }
+        // /proc reports a refused ptrace check as EACCES
+        #expect(other.perform(["read", "/proc/\(tracee.pid)/environ"]) == EACCES)  // readby
+        #expect(other.perform(["read", "/proc/\(tracee.pid)/mem"]) == EACCES)  // traceby
+        // the host's own namespace is exempt from tracee-side rules (as vArmor)
+        #expect(SelftestProbe.perform("read", ["/proc/\(tracee.pid)/environ"]) == 0)
+    }
+
+    @Test func eventsThatDoNotFitAreCountedAsDrops() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        // complain mode records every operation; nobody reads the ring buffer meanwhile
+        var complain = compile("        files: []", name: "kt-drops")
+        complain.mode = .complain
+        try e.apply(complain)
+        defer { try? e.remove(profile: "kt-drops") }
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-drops", arming: .firstUse)
+        let before = e.counters()
+        let records = Int(BULWARK_EVENTS_BYTES) / MemoryLayout<bulwark_event>.size
+        #expect(p.perform(["repeat", String(records + 500), "read", "\(dir)/x"]) == 0, "complain never refuses")
+        let after = e.counters()
+        #expect((after["drops"] ?? 0) > (before["drops"] ?? 0), "a full ring buffer must count drops")
+        #expect((after["events"] ?? 0) > (before["events"] ?? 0))
+        _ = try EventReader(enforcer: e).drain()
     }
 
     @Test func removingAProfileUnbindsItsContainers() throws {

@@ -129,16 +129,8 @@ struct RuncTests {
 
 /// Adds the RuntimeDefault BPF base (mount deny-all among others) to a compiled profile.
 func withRuntimeDefaultBase(_ p: BPFProfile) -> BPFProfile {
-    let text = """
-        apiVersion: crd.varmor.org/v1beta1
-        kind: VarmorPolicy
-        metadata: {name: rd, namespace: test}
-        spec:
-          target: {kind: Pod, name: rd}
-          policy: {enforcer: BPF, mode: RuntimeDefault}
-
-        """
-    let base = BPFCompiler().compile(PolicyParser.parse(text, file: "rd.yaml").policies[0], profileName: p.name)
+    let parsed = PolicyParser.inline("    enforcer: BPF\n    mode: RuntimeDefault", name: "rd")
+    let base = BPFCompiler().compile(parsed.policies[0], profileName: p.name)
     var out = p
     out.mounts += base.mounts
     out.ptrace.denyCross |= base.ptrace.denyCross

@@ -119,7 +119,7 @@ typedef __UINT64_TYPE__ bulwark_u64;
 #define BULWARK_MAX_EGRESS_ENTRIES 65536
 #define BULWARK_MAX_PORT_RANGES 131072
 #define BULWARK_MAX_MOUNT_ENTRIES 16384
-#define BULWARK_EVENTS_BYTES (8 * 1024 * 1024)
+#define BULWARK_EVENTS_BYTES 8388608 /* 8 MiB */
 #define BULWARK_PROFILE_NAME_MAX 64
 
 /* Verdict of a set of rules: permissions each rule mode applies to. */
