@@ -17,7 +17,8 @@ let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
 let package = Package(
     name: "bulwark",
     products: [
-        .executable(name: "bulwark", targets: ["bulwark"])
+        .executable(name: "bulwark", targets: ["bulwark"]),
+        .executable(name: "bulwark-hook", targets: ["bulwark-hook"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -41,6 +42,7 @@ let package = Package(
 
         // MARK: Thin I/O
         .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),
+        .target(name: "BulwarkRuntime", dependencies: ["BulwarkBPF", "BulwarkOCI"]),
         .target(
             name: "BulwarkBPF",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
@@ -53,6 +55,8 @@ let package = Package(
                 "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", argumentParser,
             ]
         ),
+
+        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkRuntime", "BulwarkBPF", "BulwarkOCI"]),
 
         // MARK: Benchmarks (scripts/bench-*.sh)
         .executableTarget(

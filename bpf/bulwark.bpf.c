@@ -178,18 +178,21 @@ static __always_inline struct scratch *scratch(void)
 	return bpf_map_lookup_elem(&bw_scratch, &zero);
 }
 
+/* Hot path: direct (CO-RE relocated, fault-tolerant) loads through BTF pointers instead of
+ * bpf_probe_read_kernel calls. */
 static __always_inline struct mnt_namespace *task_mnt_ns(struct task_struct *t)
 {
-	return BPF_CORE_READ(t, nsproxy, mnt_ns);
+	struct nsproxy *n = t->nsproxy;
+	return n ? n->mnt_ns : 0;
 }
 
 /* The never-reused identity of a mount namespace instance. */
 static __always_inline u64 ns_instance(struct mnt_namespace *ns)
 {
 	if (bpf_core_field_exists(struct mnt_namespace___seq, seq))
-		return BPF_CORE_READ((struct mnt_namespace___seq *)ns, seq);
+		return ((struct mnt_namespace___seq *)ns)->seq;
 	if (bpf_core_field_exists(struct ns_common___id, ns_id))
-		return BPF_CORE_READ((struct ns_common___id *)&ns->ns, ns_id);
+		return ((struct ns_common___id *)&ns->ns)->ns_id;
 	return (u64)(unsigned long)ns; /* weakest: address (documented in docs/bpf.md) */
 }
 
@@ -207,7 +210,7 @@ static __always_inline int resolve(struct mnt_namespace *ns_ptr, bool arm_exec, 
 {
 	if (!ns_ptr)
 		return -1;
-	u32 ns = BPF_CORE_READ(ns_ptr, ns.inum);
+	u32 ns = ns_ptr->ns.inum;
 	struct bulwark_binding *b = bpf_map_lookup_elem(&bw_bindings, &ns);
 	if (!b)
 		return -1;
@@ -609,8 +612,8 @@ int BPF_PROG(bw_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	unsigned int flags = BPF_CORE_READ(file, f_flags);
-	unsigned int fmode = BPF_CORE_READ(file, f_mode);
+	unsigned int flags = file->f_flags;
+	unsigned int fmode = file->f_mode;
 	bool exec = (flags & __FMODE_EXEC) || (fmode & FMODE_EXEC);
 	struct subject s;
 	if (current_subject(exec, &s))

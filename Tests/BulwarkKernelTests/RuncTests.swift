@@ -18,7 +18,8 @@ struct RuncTests {
         var hookLog: String
     }
 
-    /// A busybox rootfs bundle whose createRuntime hook binds the container (arming at exec).
+    /// A busybox rootfs bundle whose createRuntime hook (`bulwark-hook`) binds the container
+    /// (armed at the entrypoint's exec) and whose poststop hook unbinds it.
     static func bundle(args: [String], profile: String, pinPath: String) throws -> Bundle {
         let dir = try fixture()
         let fm = FileManager.default
@@ -31,17 +32,16 @@ struct RuncTests {
         }
         _ = fm.createFile(atPath: "\(dir)/rootfs/secret", contents: Data("secret\n".utf8))
         _ = fm.createFile(atPath: "\(dir)/rootfs/public", contents: Data("public\n".utf8))
-        let hook = "\(dir)/hook.sh"
-        let log = "\(dir)/hook.log"
-        let script = """
-            #!/bin/sh
-            # createRuntime: bind the container's mount namespace, armed at the entrypoint's execve.
-            state=$(cat)
-            pid=$(printf '%s' "$state" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')
-            exec '\(bulwarkBinary)' bind --pin-path '\(pinPath)' --pid "$pid" --profile '\(profile)' --at-exec >>'\(log)' 2>&1
-
-            """
-        _ = fm.createFile(atPath: hook, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
+        let log = "\(dir)/hook-state"
+        let hookBinary = URL(fileURLWithPath: bulwarkBinary).deletingLastPathComponent().appendingPathComponent(
+            "bulwark-hook"
+        ).path
+        let hookArgs = { (stage: String) -> [String: Any] in
+            [
+                "path": hookBinary,
+                "args": ["bulwark-hook", stage, "--pin-path", pinPath, "--state-dir", log], "timeout": 30,
+            ]
+        }
         let config: [String: Any] = [
             "ociVersion": "1.0.2",
             "process": [
@@ -55,7 +55,8 @@ struct RuncTests {
                 ["destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]],
                 ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]],
             ],
-            "hooks": ["createRuntime": [["path": hook, "args": ["hook.sh"], "timeout": 30]]],
+            "annotations": ["bulwark.io/bpf-profile": profile, "bulwark.io/applied-policy": "test/kt-runc"],
+            "hooks": ["createRuntime": [hookArgs("createRuntime")], "poststop": [hookArgs("poststop")]],
             "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
         ]
         let json = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
@@ -106,8 +107,10 @@ struct RuncTests {
         #expect(escapes == 0, "\(escapes) of \(runs) starts escaped")
         let (code, out) = try Self.run(runc, bundle: allowed.dir, id: "bw-kt-allow")
         #expect(code == 0 && out.contains("public"), "allowed container: exit \(code), \(out)")
-        let hookLog = (try? String(contentsOfFile: denied.hookLog, encoding: .utf8)) ?? ""
-        #expect(hookLog.contains("armed at its next execve"))
+        // poststop removed every binding and record the hook made
+        #expect(!e.bindings().contains { $0.profileName == "kt-runc" }, "\(e.bindings())")
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: denied.hookLog)) ?? []
+        #expect(records.isEmpty, "records left: \(records)")
     }
 
     @Test func entrypointExecItselfIsChecked() throws {

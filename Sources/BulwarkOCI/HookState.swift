@@ -1,0 +1,55 @@
+import Foundation
+
+/// The container state an OCI runtime writes to a hook's stdin. runc and crun differ (status
+/// words, `pid` omitted or 0 at poststop, crun's extra `root`), so parsing is lenient: only `id`
+/// and `bundle` are required; unknown fields are ignored.
+public struct OCIState: Sendable, Equatable {
+    public var ociVersion: String?
+    public var id: String
+    public var status: String?
+    /// Host pid of the container's init; nil when absent or 0 (poststop).
+    public var pid: Int32?
+    public var bundle: String
+    public var annotations: [String: String]
+
+    public struct ParseError: Error, Sendable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    public static let maxBytes = 1 << 20
+
+    public static func parse(_ data: Data) throws(ParseError) -> OCIState {
+        guard data.count <= maxBytes else { throw ParseError(message: "state is larger than 1 MiB") }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw ParseError(message: "state on stdin is not JSON (\(data.count) bytes)")
+        }
+        guard let o = object as? [String: Any] else { throw ParseError(message: "state is not a JSON object") }
+        guard let id = o["id"] as? String, !id.isEmpty else { throw ParseError(message: "state has no `id`") }
+        guard let bundle = o["bundle"] as? String, bundle.hasPrefix("/") else {
+            throw ParseError(message: "state has no absolute `bundle`")
+        }
+        var pid: Int32?
+        if let n = o["pid"] as? NSNumber, n.int32Value > 0 { pid = n.int32Value }
+        var annotations: [String: String] = [:]
+        for (k, v) in (o["annotations"] as? [String: Any]) ?? [:] { if let s = v as? String { annotations[k] = s } }
+        return OCIState(
+            ociVersion: o["ociVersion"] as? String, id: id, status: o["status"] as? String, pid: pid, bundle: bundle,
+            annotations: annotations)
+    }
+}
+
+/// Annotations that carry Bulwark's decision for a container (written by the NRI plugin or the
+/// runtime wrapper, read by the OCI hook).
+public enum DecisionAnnotations {
+    /// vArmor-style name of the BPF profile the container is bound to.
+    public static let bpfProfile = "bulwark.io/bpf-profile"
+    /// `namespace/name` (or `name` for cluster policies) of the policy that decided.
+    public static let policy = "bulwark.io/applied-policy"
+    /// `Fail` (default): a container that cannot be confined is refused. `Ignore`: it runs
+    /// unconfined with a warning.
+    public static let failurePolicy = "bulwark.io/failure-policy"
+}

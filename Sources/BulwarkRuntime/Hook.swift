@@ -1,0 +1,135 @@
+import BulwarkBPF
+import BulwarkOCI
+import Foundation
+
+/// The OCI hook (`bulwark-hook`): binds a container's mount namespace to its BPF profile at
+/// createRuntime (armed at the entrypoint's execve) and unbinds it at poststop. It needs only the
+/// pinned enforcer state, not the agent.
+public struct Hook {
+    public enum Stage: String, Sendable {
+        case createRuntime, prestart, poststop
+    }
+
+    public var enforcer: Enforcer
+    /// Where container records live (identity for event attribution, and what poststop unbinds).
+    public var stateDirectory: String
+
+    public init(enforcer: Enforcer, stateDirectory: String = "/run/bulwark/containers") {
+        self.enforcer = enforcer
+        self.stateDirectory = stateDirectory
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// What the hook did, for the log line.
+    public enum Outcome: Equatable, Sendable {
+        case untargeted
+        case bound(namespace: UInt32, profile: String)
+        case unbound(namespace: UInt32)
+        case nothingToUnbind
+        case ignoredFailure(String)
+    }
+
+    /// The record kept per container (JSON in `stateDirectory/<id>.json`).
+    public struct Record: Codable, Sendable, Equatable {
+        public var id: String
+        public var pid: Int32
+        public var namespace: UInt32
+        public var profile: String
+        public var policy: String?
+        public var bundle: String
+        public var boundAt: Double
+    }
+
+    public func run(stage: Stage, state: OCIState) throws(Failure) -> Outcome {
+        switch stage {
+        case .createRuntime, .prestart: return try create(state)
+        case .poststop: return poststop(state)
+        }
+    }
+
+    func create(_ state: OCIState) throws(Failure) -> Outcome {
+        guard let profile = state.annotations[DecisionAnnotations.bpfProfile], !profile.isEmpty else {
+            return .untargeted
+        }
+        let failClosed = state.annotations[DecisionAnnotations.failurePolicy] != "Ignore"
+        func refuse(_ why: String) throws(Failure) -> Outcome {
+            let message = "container \(state.id): cannot confine with BPF profile \(profile): \(why)"
+            if failClosed { throw Failure(message: message) }
+            return .ignoredFailure(message)
+        }
+        guard let pid = state.pid else { return try refuse("the runtime gave no pid") }
+        let binding: Enforcer.Binding
+        do {
+            binding = try enforcer.bind(pid: pid, profile: profile, arming: .exec)
+        } catch {
+            return try refuse(error.message + (error.hint.map { " (\($0))" } ?? ""))
+        }
+        let record = Record(
+            id: state.id, pid: pid, namespace: binding.namespace, profile: profile,
+            policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
+            boundAt: Date().timeIntervalSince1970)
+        do {
+            try saveRecord(record)
+        } catch {
+            _ = try? enforcer.unbind(namespace: binding.namespace)  // nothing half-done
+            return try refuse("cannot record the container: \(error)")
+        }
+        return .bound(namespace: binding.namespace, profile: profile)
+    }
+
+    func poststop(_ state: OCIState) -> Outcome {
+        let path = recordPath(state.id)
+        defer { unlink(path) }
+        guard let data = FileManager.default.contents(atPath: path),
+            let record = try? JSONDecoder().decode(Record.self, from: data)
+        else { return .nothingToUnbind }
+        // Only our binding: the inode may already belong to a newer container's binding.
+        guard let current = enforcer.bindings().first(where: { $0.namespace == record.namespace }),
+            current.pid == UInt32(record.pid)
+        else { return .nothingToUnbind }
+        _ = try? enforcer.unbind(namespace: record.namespace)
+        return .unbound(namespace: record.namespace)
+    }
+
+    /// Container ids come from the runtime; anything but a plain name is hashed into one.
+    func recordPath(_ id: String) -> String {
+        let safe =
+            id.utf8.count <= 128 && id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
+            && !id.hasPrefix(".")
+        let name = safe ? id : String(format: "%016llx", fnv1a(id))
+        return stateDirectory + "/" + name + ".json"
+    }
+
+    func fnv1a(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        return h
+    }
+
+    func saveRecord(_ r: Record) throws {
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: stateDirectory, isDirectory: &isDir) {
+            try FileManager.default.createDirectory(
+                atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let data = try JSONEncoder().encode(r)
+        let path = recordPath(r.id)
+        let tmp = path + ".tmp.\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw Failure(message: "open \(tmp): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == data.count, synced, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw Failure(message: "write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,41 @@
+// bulwark-hook: the OCI hook. `bulwark-hook createRuntime|prestart|poststop [--pin-path DIR]
+// [--state-dir DIR]`, container state on stdin. Exit 0 when done or nothing to do; exit 1 with one
+// line on stderr when a targeted container cannot be confined (the runtime then refuses it).
+import BulwarkBPF
+import BulwarkOCI
+import BulwarkRuntime
+import Foundation
+
+func die(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("bulwark-hook: \(message)\n".utf8))
+    exit(1)
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+var pinPath = Enforcer.defaultPinPath
+var stateDir = "/run/bulwark/containers"
+var stageName: String?
+while !args.isEmpty {
+    let a = args.removeFirst()
+    switch a {
+    case "--pin-path", "--state-dir":
+        guard !args.isEmpty else { die("\(a) needs a value") }
+        if a == "--pin-path" { pinPath = args.removeFirst() } else { stateDir = args.removeFirst() }
+    default: stageName = a
+    }
+}
+guard let stageName, let stage = Hook.Stage(rawValue: stageName) else {
+    die("usage: bulwark-hook createRuntime|prestart|poststop [--pin-path DIR] [--state-dir DIR]")
+}
+let input = FileHandle.standardInput.readData(ofLength: OCIState.maxBytes + 1)
+let state: OCIState
+do { state = try OCIState.parse(input) } catch { die("\(stage.rawValue): \(error)") }
+do {
+    let outcome = try Hook(enforcer: Enforcer(pinPath: pinPath), stateDirectory: stateDir).run(
+        stage: stage, state: state)
+    if case .ignoredFailure(let why) = outcome {
+        FileHandle.standardError.write(Data("bulwark-hook: warning: \(why) (failure policy Ignore)\n".utf8))
+    }
+} catch {
+    die(error.message)
+}
