@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .executable(name: "bulwark", targets: ["bulwark"]),
         .executable(name: "bulwark-hook", targets: ["bulwark-hook"]),
+        .executable(name: "bulwark-runtime", targets: ["bulwark-runtime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -42,7 +43,10 @@ let package = Package(
 
         // MARK: Thin I/O
         .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),
-        .target(name: "BulwarkRuntime", dependencies: ["BulwarkBPF", "BulwarkOCI"]),
+        .target(
+            name: "BulwarkRuntime",
+            dependencies: ["BulwarkBPF", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkSystem"]
+        ),
         .target(
             name: "BulwarkBPF",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
@@ -57,13 +61,15 @@ let package = Package(
         ),
 
         .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkRuntime", "BulwarkBPF", "BulwarkOCI"]),
+        .executableTarget(
+            name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkPolicy", "BulwarkSystem"]),
 
         // MARK: Benchmarks (scripts/bench-*.sh)
         .executableTarget(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
 
         // MARK: Tests
-        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy"]),
+        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI"]),
         .testTarget(
             name: "BulwarkProfilesTests",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+
+/// `bulwark-runtime` with real runc and crun on this machine (root): a standalone container chosen
+/// by an OCI annotation gets the policy's seccomp filter from its first instruction; untargeted
+/// containers and every other subcommand are untouched.
+@Suite("bulwark-runtime with runc and crun", .serialized)
+struct RuntimeWrapperTests {
+    static let policy = """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorClusterPolicy
+        metadata: {name: nomkdir}
+        spec:
+          target:
+            kind: Container
+            selector: {matchLabels: {bulwark.io/policy: nomkdir}}
+          policy:
+            enforcer: Seccomp
+            mode: EnhanceProtect
+            enhanceProtect:
+              syscallRawRules:
+              - {names: [mkdir, mkdirat], action: SCMP_ACT_ERRNO}
+        """
+
+    struct Setup {
+        var dir: String
+        var config: String
+    }
+
+    /// Node config + policy directory for `runtime`, or nil (and a visible skip) when it cannot run.
+    static func setup(runtime: String) throws -> Setup? {
+        let path = "/usr/bin/\(runtime)"
+        let runtimePath = FileManager.default.isExecutableFile(atPath: path) ? path : "/usr/sbin/\(runtime)"
+        let required = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1"
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: runtimePath),
+            FileManager.default.fileExists(atPath: "/bin/busybox")
+        else {
+            if required { Issue.record("\(runtime) e2e needs root, \(runtime) and busybox-static") }
+            print("skipped: bulwark-runtime with \(runtime): needs root, \(runtime) and busybox-static")
+            return nil
+        }
+        let dir = NSTemporaryDirectory() + "bw-rt-\(runtime)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try policy.write(toFile: dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
+        let config = dir + "/bulwark.yaml"
+        try "policyDirectories: [\(dir)/policies]\nruntime: \(runtimePath)\nbpfPinPath: /nonexistent/bulwark-pins\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        return Setup(dir: dir, config: config)
+    }
+
+    static func bundle(in dir: String, args: [String], annotations: [String: String]) throws -> String {
+        let b = dir + "/bundle-\(UUID().uuidString.prefix(8))"
+        let fm = FileManager.default
+        for d in ["rootfs/bin", "rootfs/proc", "rootfs/tmp", "rootfs/dev"] {
+            try fm.createDirectory(atPath: "\(b)/\(d)", withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(b)/rootfs/bin/busybox")
+        for a in ["mkdir", "echo", "sh"] {
+            try fm.createSymbolicLink(atPath: "\(b)/rootfs/bin/\(a)", withDestinationPath: "busybox")
+        }
+        let spec: [String: Any] = [
+            "ociVersion": "1.0.2",
+            "process": [
+                "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
+            ],
+            "root": ["path": "rootfs", "readonly": false],
+            "annotations": annotations,
+            "mounts": [
+                ["destination": "/proc", "type": "proc", "source": "proc"],
+                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs"],
+            ],
+            "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
+            "x-bulwark-test-unknown": ["kept": true],
+        ]
+        try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys]).write(
+            to: URL(fileURLWithPath: "\(b)/config.json"))
+        return b
+    }
+
+    static func wrapper(_ args: [String], config: String) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bulwarkDirectory() + "/bulwark-runtime")
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["BULWARK_CONFIG"] = config
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static func direct(_ tool: String, _ args: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// BULWARK_FIRST_ACT_RUNS raises the number of starts (e.g. 10000); the default is 200.
+    static let runs = Int(ProcessInfo.processInfo.environment["BULWARK_FIRST_ACT_RUNS"] ?? "") ?? 200
+
+    @Test(arguments: ["runc", "crun"])
+    func theEntrypointsFirstActIsDeniedOnEveryStart(runtime: String) throws {
+        guard let s = try Self.setup(runtime: runtime) else { return }
+        if runtime == "crun" && !FileManager.default.fileExists(atPath: "/sys/fs/cgroup/hugetlb/cgroup.procs")
+            && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified")
+        {
+            Issue.record("crun needs the hybrid-cgroup fix (scripts/install-deps.sh applies it)")
+            return
+        }
+        var escapes = 0
+        for i in 0..<Self.runs {
+            let b = try Self.bundle(
+                in: s.dir, args: ["/bin/mkdir", "/tmp/escape"], annotations: ["bulwark.io/policy": "nomkdir"])
+            let (code, out) = try Self.wrapper(
+                ["run", "--bundle", b, "bw-fa-\(runtime)-\(getpid())-\(i)"], config: s.config)
+            if code == 0 || !out.contains("Operation not permitted") {
+                escapes += 1
+                if escapes <= 3 { Issue.record("start \(i): exit \(code): \(out)") }
+            }
+            try? FileManager.default.removeItem(atPath: b)
+        }
+        #expect(escapes == 0, "\(escapes) of \(Self.runs) starts escaped")
+    }
+
+    @Test(arguments: ["runc", "crun"])
+    func untargetedContainersAndOtherSubcommandsAreUntouched(runtime: String) throws {
+        guard let s = try Self.setup(runtime: runtime) else { return }
+        if runtime == "crun" && !FileManager.default.fileExists(atPath: "/sys/fs/cgroup/hugetlb/cgroup.procs")
+            && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified")
+        {
+            return
+        }
+        let runtimePath =
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/\(runtime)")
+            ? "/usr/bin/\(runtime)" : "/usr/sbin/\(runtime)"
+        let b = try Self.bundle(in: s.dir, args: ["/bin/mkdir", "/tmp/fine"], annotations: ["other": "x"])
+        let before = try Data(contentsOf: URL(fileURLWithPath: b + "/config.json"))
+        let (code, out) = try Self.wrapper(["run", "--bundle", b, "bw-un-\(runtime)-\(getpid())"], config: s.config)
+        #expect(code == 0, "\(out)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: b + "/config.json")) == before, "config.json changed")
+        // pass-through: the real runtime's stdout and exit status
+        let (vw, vout) = try Self.wrapper(["--version"], config: s.config)
+        let (vr, rout) = try Self.direct(runtimePath, ["--version"])
+        #expect(vw == vr && vout == rout)
+        let (sw, sout) = try Self.wrapper(["state", "bw-no-such-container"], config: s.config)
+        let (sr, srout) = try Self.direct(runtimePath, ["state", "bw-no-such-container"])
+        #expect(sw == sr && sw != 0)
+        #expect(sout.split(separator: "\n").count == srout.split(separator: "\n").count)
+        // a targeted spec keeps the fields Bulwark does not know
+        let t = try Self.bundle(in: s.dir, args: ["/bin/echo", "ok"], annotations: ["bulwark.io/policy": "nomkdir"])
+        _ = try Self.wrapper(["run", "--bundle", t, "bw-kp-\(runtime)-\(getpid())"], config: s.config)
+        let spec =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: t + "/config.json")))
+            as? [String: Any]
+        #expect((spec?["x-bulwark-test-unknown"] as? [String: Any])?["kept"] as? Bool == true)
+        #expect((spec?["annotations"] as? [String: String])?["bulwark.io/applied-policy"] == "nomkdir")
+    }
+
+    @Test func aFailureBeforeExecIsAJSONLogLineAndNoContainer() throws {
+        guard let s = try Self.setup(runtime: "runc") else { return }
+        let log = s.dir + "/oci-log"
+        let (code, out) = try Self.wrapper(
+            ["--log-format=json", "--log", log, "create", "--bundle", s.dir + "/missing", "bw-missing"],
+            config: s.config)
+        #expect(code == 1)
+        #expect(out.contains("cannot read"))
+        let line = try String(contentsOfFile: log, encoding: .utf8)
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+        #expect(object?["level"] == "error" && object?["msg"]?.contains("cannot read") == true)
+        #expect(object?["time"] != nil)
+    }
+}
