@@ -30,8 +30,19 @@ public struct Wrapper {
         case rewritten(policy: String, profile: String, notes: [String])
     }
 
+    /// Phase timings on stderr when BULWARK_TRACE_TIMING=1 (start-latency diagnosis).
+    static let tracing = ProcessInfo.processInfo.environment["BULWARK_TRACE_TIMING"] == "1"
+    static func trace(_ phase: String, since start: inout UInt64) {
+        guard tracing else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        FileHandle.standardError.write(Data("bulwark-runtime: \(phase) \((now - start) / 1000) µs\n".utf8))
+        start = now
+    }
+
     public func prepare(_ cmd: RuntimeCommandLine, cwd: String) throws(Failure) -> Outcome {
         guard cmd.subcommand == "create" || cmd.subcommand == "run" else { return .passThrough }
+        var t = DispatchTime.now().uptimeNanoseconds
+        defer { Self.trace("done", since: &t) }
         let bundle = absolute(cmd.bundle ?? ".", relativeTo: cwd)
         let specPath = absolute(cmd.config ?? "config.json", relativeTo: bundle)
         guard let data = FileManager.default.contents(atPath: specPath) else {
@@ -41,9 +52,12 @@ public struct Wrapper {
             throw Failure(message: "\(specPath) is not a JSON object")
         }
         let annotations = (spec["annotations"] as? [String: String]) ?? [:]
+        Self.trace("read spec", since: &t)
         let policies = loadPolicies()
+        Self.trace("load policies", since: &t)
         let container = ContainerDescriptor(pod: nil, containerName: cmd.id ?? "", annotations: annotations)
         let decision = DecisionEngine.decide(policies, container, clusterNamespace: config.clusterProfileNamespace)
+        Self.trace("decide", since: &t)
         guard let policy = decision.policy, let profile = decision.profileName else { return .untargeted }
         let enforcers = decision.enforcers.intersection(config.enforcers)
         var notes: [String] = []
@@ -86,6 +100,7 @@ public struct Wrapper {
             spec["hooks"] = hooks
         }
         spec["annotations"] = newAnnotations
+        Self.trace("compile and merge", since: &t)
         let out: Data
         do {
             out = try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys, .withoutEscapingSlashes])
@@ -95,7 +110,7 @@ public struct Wrapper {
         var st = stat()
         let mode = stat(specPath, &st) == 0 ? st.st_mode & 0o777 : 0o644
         do {
-            try AtomicFile.write(out, to: specPath, permissions: mode)
+            try AtomicFile.write(out, to: specPath, permissions: mode, durable: false)
         } catch {
             throw Failure(message: "cannot write \(specPath): \(error)")
         }

@@ -5,9 +5,10 @@ import Foundation
 #endif
 
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename. Readers
-/// see the old or the new content, never a torn one.
+/// see the old or the new content, never a torn one. `durable: false` skips the fsync (for files
+/// that do not outlive a crash anyway, like a container bundle's config.json on the start path).
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String, permissions: mode_t = 0o644) throws {
+    public static func write(_ data: Data, to path: String, permissions: mode_t = 0o644, durable: Bool = true) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let template = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).XXXXXX"
         var buf = Array(template.utf8CString)
@@ -33,7 +34,7 @@ public enum AtomicFile {
             }
             return off
         }
-        let synced = fchmod(fd, permissions) == 0 && fsync(fd) == 0
+        let synced = fchmod(fd, permissions) == 0 && (!durable || fsync(fd) == 0)
         close(fd)
         guard written == data.count, synced, rename(tmp, path) == 0 else {
             throw PolicyFiles.WriteError(description: "\(path): cannot write: \(String(cString: strerror(errno)))")

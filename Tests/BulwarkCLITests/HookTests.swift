@@ -21,6 +21,21 @@ func run(_ tool: String, _ args: [String], stdin: String) throws -> (code: Int32
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// Runs `path` and returns its exit status and combined stdout+stderr.
+func capture(_ path: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 func bulwarkDirectory() -> String {
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
@@ -114,18 +129,7 @@ struct HookRuncTests {
         return dir
     }
 
-    static func runc(_ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/runc")
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func runc(_ args: [String]) throws -> (Int32, String) { try capture("/usr/sbin/runc", args) }
 
     @Test func runcRefusesATargetedContainerTheHookCannotConfine() throws {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc"),

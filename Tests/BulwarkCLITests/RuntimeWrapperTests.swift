@@ -78,33 +78,12 @@ struct RuntimeWrapperTests {
     }
 
     static func wrapper(_ args: [String], config: String) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bulwarkDirectory() + "/bulwark-runtime")
-        p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["BULWARK_CONFIG"] = config
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return try capture(bulwarkDirectory() + "/bulwark-runtime", args, environment: env)
     }
 
-    static func direct(_ tool: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func direct(_ tool: String, _ args: [String]) throws -> (Int32, String) { try capture(tool, args) }
 
     /// BULWARK_FIRST_ACT_RUNS raises the number of starts (e.g. 10000); the default is 200.
     static let runs = Int(ProcessInfo.processInfo.environment["BULWARK_FIRST_ACT_RUNS"] ?? "") ?? 200
