@@ -39,7 +39,7 @@ let package = Package(
         // MARK: Build: the BPF object, compiled by clang -target bpf during `swift build`
         .executableTarget(name: "bulwark-bpf-embed"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["bulwark-bpf-embed"]),
-        .target(name: "BulwarkBPFObject", plugins: ["BPFObjectPlugin"]),
+        .target(name: "BulwarkBPFObject", dependencies: ["BulwarkOCI"], plugins: ["BPFObjectPlugin"]),
 
         // MARK: Thin I/O
         .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),

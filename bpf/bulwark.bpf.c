@@ -872,16 +872,15 @@ int BPF_PROG(bw_capable, const struct cred *cred, struct user_namespace *ns, int
 {
 	if (ret || cap < 0 || cap > 63)
 		return ret;
-	struct task_struct *t = bpf_get_current_task_btf();
+	struct subject s;
+	if (current_subject(false, &s))
+		return 0; /* unconfined: the common case, decided by one map lookup */
 	/* A check made with credentials the kernel substituted (overlayfs copy-up uses the
 	 * mounter's) is the kernel's, not the task's. A task's own full capability set is not an
 	 * exemption (vArmor exempts it: §9.3 #2). */
-	if (cred != BPF_CORE_READ(t, cred))
-		return 0;
-	if (BPF_CORE_READ(t, cred) != BPF_CORE_READ(t, real_cred))
-		return 0;
-	struct subject s;
-	if (current_subject(false, &s))
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct cred *own = t->cred;
+	if (cred != own || own != t->real_cred)
 		return 0;
 	u64 bit = 1ULL << cap;
 	struct bulwark_verdict v = {

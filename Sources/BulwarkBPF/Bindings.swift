@@ -71,6 +71,16 @@ extension Enforcer {
         return try unbind(namespace: UInt32(ino))
     }
 
+    /// The binding of one namespace inode (one map lookup), without its profile name.
+    public func binding(namespace: UInt32) -> Binding? {
+        guard let m = try? map(BULWARK_MAP_BINDINGS),
+            let b = m.lookup(key: Bytes.of(namespace)).flatMap({ Bytes.load(bulwark_binding.self, from: $0) })
+        else { return nil }
+        return Binding(
+            namespace: namespace, profileID: b.profile, profileName: nil, arming: Arming(rawValue: b.arm),
+            pid: b.pid, armed: b.ns_instance != 0, instance: UInt64(b.ns_instance))
+    }
+
     public func bindings() -> [Binding] {
         guard let m = try? map(BULWARK_MAP_BINDINGS) else { return [] }
         let names = Dictionary(loadedProfiles().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })

@@ -37,6 +37,9 @@ public struct Enforcer: Sendable {
 
     // MARK: State
 
+    /// True when an enforcer is pinned here (one stat; for paths that must stay cheap).
+    public var isLoaded: Bool { access(mapPath(BULWARK_MAP_META), F_OK) == 0 }
+
     public struct Status: Sendable, Codable {
         public var pinned: Bool
         public var attachedPrograms: [String]

@@ -175,8 +175,7 @@ public struct Selftest {
         guard parsed.isValid, let policy = parsed.policies.first else {
             throw EnforcerError("selftest policy does not validate: \(parsed.errors.map(\.description))")
         }
-        var profile = BPFCompiler().compile(policy, profileName: profileName)
-        profile.name = profileName
+        let profile = BPFCompiler().compile(policy, profileName: profileName)
         try enforcer.apply(profile)
         defer { try? enforcer.remove(profile: profileName) }
 

@@ -1,3 +1,4 @@
+import BulwarkOCI
 import Foundation
 
 /// The BPF LSM object compiled from `bpf/bulwark.bpf.c` during the build (BPFObjectPlugin) and
@@ -10,12 +11,5 @@ public enum BPFObject {
     }
 
     /// FNV-1a 64 of the object: identifies what is loaded (pinned state records it).
-    public static func identity(of bytes: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01b3
-        }
-        return h
-    }
+    public static func identity(of bytes: [UInt8]) -> UInt64 { FNV1a.hash(bytes) }
 }

@@ -52,4 +52,6 @@ public enum DecisionAnnotations {
     /// `Fail` (default): a container that cannot be confined is refused. `Ignore`: it runs
     /// unconfined with a warning.
     public static let failurePolicy = "bulwark.io/failure-policy"
+    /// `unavailable` when the policy asks for AppArmor and the kernel cannot apply it.
+    public static let appArmor = "bulwark.io/apparmor"
 }

@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkOCI
+import BulwarkSystem
 import Foundation
 
 /// The OCI hook (`bulwark-hook`): binds a container's mount namespace to its BPF profile at
@@ -88,8 +89,7 @@ public struct Hook {
             let record = try? JSONDecoder().decode(Record.self, from: data)
         else { return .nothingToUnbind }
         // Only our binding: the inode may already belong to a newer container's binding.
-        guard let current = enforcer.bindings().first(where: { $0.namespace == record.namespace }),
-            current.pid == UInt32(record.pid)
+        guard let current = enforcer.binding(namespace: record.namespace), current.pid == UInt32(record.pid)
         else { return .nothingToUnbind }
         _ = try? enforcer.unbind(namespace: record.namespace)
         return .unbound(namespace: record.namespace)
@@ -100,36 +100,16 @@ public struct Hook {
         let safe =
             id.utf8.count <= 128 && id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
             && !id.hasPrefix(".")
-        let name = safe ? id : String(format: "%016llx", fnv1a(id))
+        let name = safe ? id : String(format: "%016llx", FNV1a.hash(id.utf8))
         return stateDirectory + "/" + name + ".json"
     }
 
-    func fnv1a(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01b3
-        }
-        return h
-    }
-
     func saveRecord(_ r: Record) throws {
-        var isDir: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: stateDirectory, isDirectory: &isDir) {
+        if !FileManager.default.fileExists(atPath: stateDirectory) {
             try FileManager.default.createDirectory(
                 atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let data = try JSONEncoder().encode(r)
-        let path = recordPath(r.id)
-        let tmp = path + ".tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw Failure(message: "open \(tmp): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == data.count, synced, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw Failure(message: "write \(path): \(String(cString: strerror(errno)))")
-        }
+        // /run is tmpfs: no fsync on the container start path
+        try AtomicFile.write(JSONEncoder().encode(r), to: recordPath(r.id), permissions: 0o600, durable: false)
     }
 }

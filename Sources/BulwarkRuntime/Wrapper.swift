@@ -80,7 +80,7 @@ public struct Wrapper {
                 spec["process"] = process
             } else {
                 notes.append("AppArmor unavailable: \(profile) not enforced by AppArmor")
-                newAnnotations["bulwark.io/apparmor"] = "unavailable"
+                newAnnotations[DecisionAnnotations.appArmor] = "unavailable"
             }
         }
         if enforcers.contains(.bpf) {
@@ -146,9 +146,8 @@ public struct Wrapper {
     /// profile is not. Without an enforcer the hook decides (fail-closed by default).
     func loadBPFProfileIfMissing(_ policy: Policy, profile: String, notes: inout [String]) {
         let e = Enforcer(pinPath: config.bpfPinPath)
-        guard e.status().pinned, (try? e.profileID(named: profile)) ?? nil == nil else { return }
-        var compiled = BPFCompiler().compile(policy, profileName: profile)
-        compiled.name = profile
+        guard e.isLoaded, (try? e.profileID(named: profile)) ?? nil == nil else { return }
+        let compiled = BPFCompiler().compile(policy, profileName: profile)
         do { try e.apply(compiled) } catch { notes.append("BPF profile \(profile) not loaded: \(error.message)") }
     }
 

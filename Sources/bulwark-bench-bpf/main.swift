@@ -122,9 +122,7 @@ func profile(rules n: Int) -> BPFProfile {
         """
     let parsed = PolicyParser.inline(body, name: "bench")
     guard parsed.isValid else { fail("bench policy: \(parsed.errors)") }
-    var p = BPFCompiler().compile(parsed.policies[0], profileName: "bench-\(n)")
-    p.name = "bench-\(n)"
-    return p
+    return BPFCompiler().compile(parsed.policies[0], profileName: "bench-\(n)")
 }
 
 enum Config: CaseIterable, CustomStringConvertible {

@@ -12,6 +12,17 @@ func fail(_ message: String) -> Failure {
     return Failure()
 }
 
+/// Runs `body`; any error but an already-reported `Failure` is printed and becomes one.
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let f as Failure {
+        throw f
+    } catch {
+        throw fail("\(error)")
+    }
+}
+
 struct PinOptions: ParsableArguments {
     @OptionGroup var common: Common
     @Option(help: "BPF pin directory (default: the node config's bpfPinPath, /sys/fs/bpf/bulwark).")
@@ -96,12 +107,8 @@ struct EnforcerLoad: ParsableCommand {
 
     func run() throws {
         let e = try pin.enforcer()
-        do {
-            let outcome = try e.load()
-            print("enforcer \(outcome) at \(e.pinPath)")
-        } catch {
-            throw fail("\(error)")
-        }
+        let outcome = try reporting { try e.load() }
+        print("enforcer \(outcome) at \(e.pinPath)")
     }
 }
 
@@ -113,7 +120,7 @@ struct EnforcerUnload: ParsableCommand {
 
     func run() throws {
         let e = try pin.enforcer()
-        do { try e.unload() } catch { throw fail("\(error)") }
+        try reporting { try e.unload() }
         print("enforcer unloaded from \(e.pinPath)")
     }
 }
@@ -162,7 +169,7 @@ struct ProfileRemove: ParsableCommand {
     @Argument(help: "Profile name.") var name: String
 
     func run() throws {
-        do { try pin.enforcer().remove(profile: name) } catch { throw fail("\(error)") }
+        try reporting { try pin.enforcer().remove(profile: name) }
         print("removed \(name)")
     }
 }
@@ -186,13 +193,11 @@ struct BindCommand: ParsableCommand {
     var atExec = false
 
     func run() throws {
-        do {
-            let b = try pin.enforcer().bind(pid: pid, profile: profile, arming: atExec ? .exec : .firstUse)
-            let when = atExec ? "at its next execve" : "at its next checked operation"
-            print("bound mnt:[\(b.namespace)] to \(profile) (armed \(when))")
-        } catch {
-            throw fail("\(error)")
+        let b = try reporting {
+            try pin.enforcer().bind(pid: pid, profile: profile, arming: atExec ? .exec : .firstUse)
         }
+        let when = atExec ? "at its next execve" : "at its next checked operation"
+        print("bound mnt:[\(b.namespace)] to \(profile) (armed \(when))")
     }
 }
 
@@ -203,12 +208,8 @@ struct UnbindCommand: ParsableCommand {
     @Option(help: "A process in the namespace.") var pid: Int32
 
     func run() throws {
-        do {
+        try reporting {
             if try pin.enforcer().unbind(pid: pid) { print("unbound") } else { throw fail("no binding for pid \(pid)") }
-        } catch let f as Failure {
-            throw f
-        } catch {
-            throw fail("\(error)")
         }
     }
 }
@@ -227,20 +228,16 @@ struct SelftestCommand: ParsableCommand {
                     + support.problems.joined(separator: "\n  - "))
         }
         let e = try pin.enforcer()
-        do {
+        let results = try reporting {
             let outcome = try e.load(support: support)
             print("enforcer: \(outcome) at \(e.pinPath)")
             let me =
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                 ?? CommandLine.arguments[0]
-            let results = try Selftest(enforcer: e, probe: [me, "selftest-probe"]).run()
-            printTable(results)
-            if results.contains(where: { !$0.passed }) { throw Failure() }
-        } catch let f as Failure {
-            throw f
-        } catch {
-            throw fail("\(error)")
+            return try Selftest(enforcer: e, probe: [me, "selftest-probe"]).run()
         }
+        printTable(results)
+        if results.contains(where: { !$0.passed }) { throw Failure() }
     }
 
     func printTable(_ results: [Selftest.Result]) {
