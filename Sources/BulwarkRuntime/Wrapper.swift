@@ -90,6 +90,11 @@ public struct Wrapper {
             var hooks = (spec["hooks"] as? [String: Any]) ?? [:]
             for stage in ["createRuntime", "poststop"] {
                 var list = (hooks[stage] as? [Any]) ?? []
+                // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two.
+                let present = list.contains {
+                    (($0 as? [String: Any])?["path"] as? String)?.hasSuffix("/bulwark-hook") == true
+                }
+                if present { continue }
                 list.append([
                     "path": executableDirectory + "/bulwark-hook",
                     "args": ["bulwark-hook", stage, "--pin-path", config.bpfPinPath],

@@ -55,7 +55,7 @@ struct RuntimeWrapperTests {
             try fm.createDirectory(atPath: "\(b)/\(d)", withIntermediateDirectories: true)
         }
         try fm.copyItem(atPath: "/bin/busybox", toPath: "\(b)/rootfs/bin/busybox")
-        for a in ["mkdir", "echo", "sh"] {
+        for a in ["mkdir", "echo", "sh", "sleep"] {
             try fm.createSymbolicLink(atPath: "\(b)/rootfs/bin/\(a)", withDestinationPath: "busybox")
         }
         let spec: [String: Any] = [
@@ -142,6 +142,46 @@ struct RuntimeWrapperTests {
             as? [String: Any]
         #expect((spec?["x-bulwark-test-unknown"] as? [String: Any])?["kept"] as? Bool == true)
         #expect((spec?["annotations"] as? [String: String])?["bulwark.io/applied-policy"] == "nomkdir")
+    }
+
+    /// create, start, state, exec, kill, delete through the wrapper: each is the real runtime's
+    /// (exit status, state JSON), and a process started by `exec` is confined like the entrypoint.
+    @Test(arguments: ["runc", "crun"])
+    func theLifecyclePassesThroughAndExecIsConfined(runtime: String) throws {
+        guard let s = try Self.setup(runtime: runtime), Self.crunCanRun(runtime) else { return }
+        var env = ProcessInfo.processInfo.environment
+        env["BULWARK_CONFIG"] = s.config
+        let wrapper = bulwarkDirectory() + "/bulwark-runtime"
+        let b = try Self.bundle(
+            in: s.dir, args: ["/bin/sleep", "300"], annotations: ["bulwark.io/policy": "nomkdir"])
+        let id = "bw-life-\(runtime)-\(getpid())"
+        let (ccode, cout) = try captureDetached(wrapper, ["create", "--bundle", b, id], environment: env)
+        #expect(ccode == 0, "create: \(cout)")
+        defer { _ = try? Self.wrapper(["delete", "--force", id], config: s.config) }
+        func status() throws -> String? {
+            let (_, out) = try Self.wrapper(["state", id], config: s.config)
+            let json = out.firstIndex(of: "{").map { String(out[$0...]) } ?? ""
+            return (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["status"] as? String
+        }
+        #expect(try status() == "created")
+        let (scode, sout) = try Self.wrapper(["start", id], config: s.config)
+        #expect(scode == 0, "start: \(sout)")
+        #expect(try status() == "running")
+        let (ecode, eout) = try Self.wrapper(["exec", id, "/bin/mkdir", "/tmp/from-exec"], config: s.config)
+        #expect(ecode != 0 && eout.contains("Operation not permitted"), "exec escaped: \(ecode) \(eout)")
+        let (hcode, hout) = try Self.wrapper(["exec", id, "/bin/echo", "exec works"], config: s.config)
+        #expect(hcode == 0 && hout.contains("exec works"), "\(hout)")
+        let (kcode, kout) = try Self.wrapper(["kill", id, "KILL"], config: s.config)
+        #expect(kcode == 0, "kill: \(kout)")
+        var stopped = false
+        for _ in 0..<100 where !stopped {
+            stopped = try status() == "stopped"
+            if !stopped { usleep(20_000) }
+        }
+        #expect(stopped)
+        let (dcode, dout) = try Self.wrapper(["delete", id], config: s.config)
+        #expect(dcode == 0, "delete: \(dout)")
+        #expect(try status() == nil)
     }
 
     @Test func aFailureBeforeExecIsAJSONLogLineAndNoContainer() throws {

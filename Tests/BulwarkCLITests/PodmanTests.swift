@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+
+/// Podman 4.3 on this machine (root), with the busybox rootfs (`--rootfs`, no image pulls):
+/// `--runtime bulwark-runtime` confines a container chosen by `--annotation` from its first
+/// instruction on top of podman's own default seccomp profile; `podman exec`, `stop` and `rm` pass
+/// through; `--hooks-dir` with the shipped hooks/ files runs `bulwark-hook`.
+///
+/// Podman clears the environment before it runs the OCI runtime, so `BULWARK_CONFIG` cannot reach
+/// the wrapper: the tests point podman at a two-line shim that sets it and `exec`s
+/// `bulwark-runtime` (operators use /etc/bulwark/bulwark.yaml and no shim). Podman's settings for
+/// these machines (environment.md §2.1) come from a private `CONTAINERS_CONF`; /etc is not touched.
+@Suite("podman with bulwark-runtime and hooks.d", .serialized)
+struct PodmanTests {
+    struct Setup {
+        var dir: String
+        var rootfs: String
+        var environment: [String: String]
+        /// The `--runtime` shim per real runtime.
+        var shims: [String: String]
+    }
+
+    static func setup() throws -> Setup? {
+        let fm = FileManager.default
+        let podman = ["/usr/bin/podman", "/usr/sbin/podman"].first { fm.isExecutableFile(atPath: $0) }
+        guard getuid() == 0, podman != nil, fm.fileExists(atPath: "/bin/busybox") else {
+            if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" {
+                Issue.record("podman e2e needs root, podman and busybox-static")
+            }
+            print("skipped: podman e2e: needs root, podman and busybox-static")
+            return nil
+        }
+        let dir = NSTemporaryDirectory() + "bw-podman-\(UUID().uuidString.prefix(8))"
+        let rootfs = dir + "/rootfs"
+        for d in ["bin", "proc", "dev", "tmp", "sys", "etc"] {
+            try fm.createDirectory(atPath: "\(rootfs)/\(d)", withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
+        for a in ["sh", "mkdir", "echo", "sleep", "cat", "grep"] {
+            try fm.createSymbolicLink(atPath: "\(rootfs)/bin/\(a)", withDestinationPath: "busybox")
+        }
+        try fm.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try RuntimeWrapperTests.policy.write(toFile: dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
+        try """
+        [containers]
+        log_driver = "k8s-file"
+        default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+        [engine]
+        cgroup_manager = "cgroupfs"
+        events_logger = "file"
+        runtime = "runc"
+        """.write(toFile: dir + "/containers.conf", atomically: true, encoding: .utf8)
+        var shims: [String: String] = [:]
+        for runtime in ["runc", "crun"] {
+            guard let path = ["/usr/sbin/\(runtime)", "/usr/bin/\(runtime)"].first(where: fm.isExecutableFile)
+            else { continue }
+            let config = "\(dir)/bulwark-\(runtime).yaml"
+            try "policyDirectories: [\(dir)/policies]\nruntime: \(path)\nbpfPinPath: /nonexistent/bulwark-pins\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let shim = "\(dir)/bulwark-runtime-\(runtime)"
+            try "#!/bin/sh\nBULWARK_CONFIG='\(config)' exec '\(bulwarkDirectory())/bulwark-runtime' \"$@\"\n"
+                .write(toFile: shim, atomically: true, encoding: .utf8)
+            chmod(shim, 0o755)
+            shims[runtime] = shim
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["CONTAINERS_CONF"] = dir + "/containers.conf"
+        return Setup(dir: dir, rootfs: rootfs, environment: env, shims: shims)
+    }
+
+    static func podman(_ s: Setup, _ args: [String]) throws -> (Int32, String) {
+        try capture("/usr/bin/podman", args, environment: s.environment)
+    }
+
+    static let runs = Int(ProcessInfo.processInfo.environment["BULWARK_FIRST_ACT_RUNS"] ?? "") ?? 200
+
+    @Test(arguments: ["runc", "crun"])
+    func theEntrypointsFirstActIsDeniedOnTopOfPodmansSeccompProfile(runtime: String) throws {
+        guard let s = try Self.setup() else { return }
+        guard let shim = s.shims[runtime], RuntimeWrapperTests.crunCanRun(runtime) else {
+            Issue.record("\(runtime) is not installed")
+            return
+        }
+        var escapes = 0
+        for i in 0..<Self.runs {
+            let (code, out) = try Self.podman(
+                s,
+                [
+                    "run", "--rm", "--network", "none", "--runtime", shim, "--annotation", "bulwark.io/policy=nomkdir",
+                    "--rootfs", s.rootfs, "/bin/mkdir", "/tmp/escape",
+                ])
+            if code == 0 || !out.contains("Operation not permitted") {
+                escapes += 1
+                if escapes <= 3 { Issue.record("start \(i): exit \(code): \(out)") }
+                try? FileManager.default.removeItem(atPath: s.rootfs + "/tmp/escape")
+            }
+        }
+        #expect(escapes == 0, "\(escapes) of \(Self.runs) podman starts escaped")
+        // One filter: Bulwark's rules were merged into podman's profile, which still applies
+        // (its default action refuses what it does not list, e.g. `reboot`).
+        let (code, out) = try Self.podman(
+            s,
+            [
+                "run", "--rm", "--network", "none", "--runtime", shim, "--annotation", "bulwark.io/policy=nomkdir",
+                "--rootfs", s.rootfs, "/bin/grep", "Seccomp", "/proc/self/status",
+            ])
+        #expect(code == 0 && out.contains("Seccomp:\t2") && out.contains("Seccomp_filters:\t1"), "\(out)")
+        // An untargeted container through the same wrapper is not confined.
+        let (ucode, uout) = try Self.podman(
+            s,
+            ["run", "--rm", "--network", "none", "--runtime", shim, "--rootfs", s.rootfs, "/bin/mkdir", "/tmp/fine"])
+        #expect(ucode == 0, "\(uout)")
+        #expect(FileManager.default.fileExists(atPath: s.rootfs + "/tmp/fine"))
+        try? FileManager.default.removeItem(atPath: s.rootfs + "/tmp/fine")
+    }
+
+    /// `podman exec` (runtime `exec`), `stop` (`kill`) and `rm` (`delete`) pass through the wrapper;
+    /// the exec'd process is confined like the entrypoint.
+    @Test func execStopAndRemovePassThroughAndExecIsConfined() throws {
+        guard let s = try Self.setup(), let shim = s.shims["runc"] else { return }
+        let name = "bw-podman-life-\(getpid())"
+        let (code, out) = try captureDetached(
+            "/usr/bin/podman",
+            [
+                "run", "-d", "--name", name, "--network", "none", "--runtime", shim, "--annotation",
+                "bulwark.io/policy=nomkdir", "--rootfs", s.rootfs, "/bin/sleep", "300",
+            ], environment: s.environment)
+        #expect(code == 0, "\(out)")
+        defer { _ = try? Self.podman(s, ["rm", "-f", "-t", "0", name]) }
+        let (ecode, eout) = try Self.podman(s, ["exec", name, "/bin/mkdir", "/tmp/from-exec"])
+        #expect(ecode != 0 && eout.contains("Operation not permitted"), "exec escaped: \(ecode) \(eout)")
+        let (hcode, hout) = try Self.podman(s, ["exec", name, "/bin/echo", "exec works"])
+        #expect(hcode == 0 && hout.contains("exec works"), "\(hout)")
+        let (scode, sout) = try Self.podman(s, ["stop", "-t", "1", name])
+        #expect(scode == 0, "\(sout)")
+        let (icode, iout) = try Self.podman(s, ["inspect", "--format", "{{.State.Status}}", name])
+        #expect(icode == 0 && iout.contains("exited"), "\(iout)")
+        let (rcode, rout) = try Self.podman(s, ["rm", name])
+        #expect(rcode == 0, "\(rout)")
+    }
+
+    /// packaging/runtime/podman-containers.conf as written (runtime path pointed at the test shim):
+    /// plain `podman run` goes through the wrapper.
+    @Test func thePackagedContainersConfMakesTheWrapperPodmansRuntime() throws {
+        guard let s = try Self.setup(), let shim = s.shims["runc"] else { return }
+        let snippet = try String(
+            contentsOf: Self.repository.appendingPathComponent("packaging/runtime/podman-containers.conf"),
+            encoding: .utf8)
+        #expect(snippet.contains("/usr/libexec/bulwark/bulwark-runtime"))
+        let conf =
+            (try String(contentsOfFile: s.dir + "/containers.conf", encoding: .utf8)).components(
+                separatedBy: "[engine]")[0]
+            + snippet.replacingOccurrences(of: "/usr/libexec/bulwark/bulwark-runtime", with: shim)
+            .replacingOccurrences(
+                of: "[engine]\n", with: "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n")
+        try conf.write(toFile: s.dir + "/packaged.conf", atomically: true, encoding: .utf8)
+        var env = s.environment
+        env["CONTAINERS_CONF"] = s.dir + "/packaged.conf"
+        let (code, out) = try capture(
+            "/usr/bin/podman",
+            [
+                "run", "--rm", "--network", "none", "--annotation", "bulwark.io/policy=nomkdir", "--rootfs", s.rootfs,
+                "/bin/mkdir", "/tmp/escape",
+            ], environment: env)
+        #expect(code != 0 && out.contains("Operation not permitted"), "\(code) \(out)")
+        let (icode, iout) = try capture(
+            "/usr/bin/podman", ["info", "--format", "{{.Host.OCIRuntime.Path}}"], environment: env)
+        #expect(icode == 0 && iout.contains(shim), "\(iout)")
+    }
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// The shipped hooks.d files (paths pointed at this build): an annotated container runs
+    /// `bulwark-hook`, which refuses it here because this kernel has no BPF LSM (fail-closed, one
+    /// line shown by podman); an unannotated one never runs the hook. The kernel tier binds for real.
+    @Test func hooksDirRunsTheHookOnlyForAnnotatedContainers() throws {
+        guard let s = try Self.setup() else { return }
+        let hooks = try Self.hooksDirectory(in: s.dir, pinPath: "/nonexistent/bulwark-pins")
+        let base = ["--hooks-dir", hooks, "run", "--rm", "--network", "none"]
+        let (code, out) = try Self.podman(
+            s,
+            base + [
+                "--annotation", "bulwark.io/bpf-profile=varmor-demo-web", "--rootfs", s.rootfs, "/bin/echo", "started",
+            ])
+        #expect(code != 0, "podman started a container the hook refused: \(out)")
+        #expect(out.contains("cannot confine with BPF profile varmor-demo-web"), "\(out)")
+        #expect(!out.contains("started"))
+        let (ucode, uout) = try Self.podman(s, base + ["--rootfs", s.rootfs, "/bin/echo", "started"])
+        #expect(ucode == 0 && uout.contains("started"), "\(uout)")
+    }
+
+    /// hooks/*.json from the repository with the hook path and pin path of this build.
+    static func hooksDirectory(in dir: String, pinPath: String) throws -> String {
+        let source = repository.appendingPathComponent("hooks")
+        let out = dir + "/hooks.d"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".json") {
+            let data = try Data(contentsOf: source.appendingPathComponent(file))
+            guard var hook = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                var h = hook["hook"] as? [String: Any], let args = h["args"] as? [String]
+            else {
+                Issue.record("hooks/\(file) is not a hooks.d document")
+                continue
+            }
+            h["path"] = bulwarkDirectory() + "/bulwark-hook"
+            h["args"] = args + ["--pin-path", pinPath, "--state-dir", dir + "/hook-state"]
+            hook["hook"] = h
+            try JSONSerialization.data(withJSONObject: hook).write(to: URL(fileURLWithPath: out + "/" + file))
+        }
+        return out
+    }
+}
