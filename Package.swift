@@ -74,11 +74,14 @@ let package = Package(
             name: "BulwarkProfilesTests",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]
         ),
-        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy"]),
+        // Process helpers shared by the test targets that run the built executables.
+        .target(name: "BulwarkTestSupport", path: "Tests/BulwarkTestSupport"),
+        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkTestSupport"]),
         .testTarget(
             name: "BulwarkKernelTests",
             dependencies: [
                 "BulwarkBPF", "BulwarkBPFObject", "BulwarkProfiles", "BulwarkPolicy", "CBulwarkABI", "CLibBPF",
+                "BulwarkTestSupport",
             ]
         ),
     ]

@@ -23,4 +23,5 @@ fi
 echo "this kernel cannot run the BPF enforcer:"
 "$bin" enforcer probe 2>&1 | sed 's/^/  /' || true
 echo "running the kernel tier in a VM (scripts/vmrun)"
-exec scripts/vmrun -- "$0" --inside
+# the VM does not inherit this environment: pass the loop sizes on
+exec scripts/vmrun -- env BULWARK_KERNEL_RUNS="${BULWARK_KERNEL_RUNS:-200}" "$0" --inside

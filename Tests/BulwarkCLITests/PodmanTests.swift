@@ -1,3 +1,4 @@
+import BulwarkTestSupport
 import Foundation
 import Testing
 
@@ -5,11 +6,7 @@ import Testing
 /// `--runtime bulwark-runtime` confines a container chosen by `--annotation` from its first
 /// instruction on top of podman's own default seccomp profile; `podman exec`, `stop` and `rm` pass
 /// through; `--hooks-dir` with the shipped hooks/ files runs `bulwark-hook`.
-///
-/// Podman clears the environment before it runs the OCI runtime, so `BULWARK_CONFIG` cannot reach
-/// the wrapper: the tests point podman at a two-line shim that sets it and `exec`s
-/// `bulwark-runtime` (operators use /etc/bulwark/bulwark.yaml and no shim). Podman's settings for
-/// these machines (environment.md §2.1) come from a private `CONTAINERS_CONF`; /etc is not touched.
+/// (Podman clears the environment of the runtime it runs: see `PodmanFixture.runtimeShim`.)
 @Suite("podman with bulwark-runtime and hooks.d", .serialized)
 struct PodmanTests {
     struct Setup {
@@ -22,7 +19,7 @@ struct PodmanTests {
 
     static func setup() throws -> Setup? {
         let fm = FileManager.default
-        let podman = ["/usr/bin/podman", "/usr/sbin/podman"].first { fm.isExecutableFile(atPath: $0) }
+        let podman = [PodmanFixture.podman, "/usr/sbin/podman"].first { fm.isExecutableFile(atPath: $0) }
         guard getuid() == 0, podman != nil, fm.fileExists(atPath: "/bin/busybox") else {
             if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" {
                 Issue.record("podman e2e needs root, podman and busybox-static")
@@ -32,24 +29,10 @@ struct PodmanTests {
         }
         let dir = NSTemporaryDirectory() + "bw-podman-\(UUID().uuidString.prefix(8))"
         let rootfs = dir + "/rootfs"
-        for d in ["bin", "proc", "dev", "tmp", "sys", "etc"] {
-            try fm.createDirectory(atPath: "\(rootfs)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
-        for a in ["sh", "mkdir", "echo", "sleep", "cat", "grep"] {
-            try fm.createSymbolicLink(atPath: "\(rootfs)/bin/\(a)", withDestinationPath: "busybox")
-        }
+        try PodmanFixture.rootfs(at: rootfs, applets: ["sh", "mkdir", "echo", "sleep", "cat", "grep"])
         try fm.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         try RuntimeWrapperTests.policy.write(toFile: dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
-        try """
-        [containers]
-        log_driver = "k8s-file"
-        default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-        [engine]
-        cgroup_manager = "cgroupfs"
-        events_logger = "file"
-        runtime = "runc"
-        """.write(toFile: dir + "/containers.conf", atomically: true, encoding: .utf8)
+        let env = try PodmanFixture.environment(in: dir)
         var shims: [String: String] = [:]
         for runtime in ["runc", "crun"] {
             guard let path = ["/usr/sbin/\(runtime)", "/usr/bin/\(runtime)"].first(where: fm.isExecutableFile)
@@ -57,19 +40,14 @@ struct PodmanTests {
             let config = "\(dir)/bulwark-\(runtime).yaml"
             try "policyDirectories: [\(dir)/policies]\nruntime: \(path)\nbpfPinPath: /nonexistent/bulwark-pins\n"
                 .write(toFile: config, atomically: true, encoding: .utf8)
-            let shim = "\(dir)/bulwark-runtime-\(runtime)"
-            try "#!/bin/sh\nBULWARK_CONFIG='\(config)' exec '\(bulwarkDirectory())/bulwark-runtime' \"$@\"\n"
-                .write(toFile: shim, atomically: true, encoding: .utf8)
-            chmod(shim, 0o755)
-            shims[runtime] = shim
+            shims[runtime] = "\(dir)/bulwark-runtime-\(runtime)"
+            try PodmanFixture.runtimeShim(at: shims[runtime]!, config: config)
         }
-        var env = ProcessInfo.processInfo.environment
-        env["CONTAINERS_CONF"] = dir + "/containers.conf"
         return Setup(dir: dir, rootfs: rootfs, environment: env, shims: shims)
     }
 
     static func podman(_ s: Setup, _ args: [String]) throws -> (Int32, String) {
-        try capture("/usr/bin/podman", args, environment: s.environment)
+        try capture(PodmanFixture.podman, args, environment: s.environment)
     }
 
     static let runs = Int(ProcessInfo.processInfo.environment["BULWARK_FIRST_ACT_RUNS"] ?? "") ?? 200
@@ -120,7 +98,7 @@ struct PodmanTests {
         guard let s = try Self.setup(), let shim = s.shims["runc"] else { return }
         let name = "bw-podman-life-\(getpid())"
         let (code, out) = try captureDetached(
-            "/usr/bin/podman",
+            PodmanFixture.podman,
             [
                 "run", "-d", "--name", name, "--network", "none", "--runtime", shim, "--annotation",
                 "bulwark.io/policy=nomkdir", "--rootfs", s.rootfs, "/bin/sleep", "300",
@@ -144,7 +122,7 @@ struct PodmanTests {
     @Test func thePackagedContainersConfMakesTheWrapperPodmansRuntime() throws {
         guard let s = try Self.setup(), let shim = s.shims["runc"] else { return }
         let snippet = try String(
-            contentsOf: Self.repository.appendingPathComponent("packaging/runtime/podman-containers.conf"),
+            contentsOf: PodmanFixture.repository.appendingPathComponent("packaging/runtime/podman-containers.conf"),
             encoding: .utf8)
         #expect(snippet.contains("/usr/libexec/bulwark/bulwark-runtime"))
         let conf =
@@ -157,26 +135,23 @@ struct PodmanTests {
         var env = s.environment
         env["CONTAINERS_CONF"] = s.dir + "/packaged.conf"
         let (code, out) = try capture(
-            "/usr/bin/podman",
+            PodmanFixture.podman,
             [
                 "run", "--rm", "--network", "none", "--annotation", "bulwark.io/policy=nomkdir", "--rootfs", s.rootfs,
                 "/bin/mkdir", "/tmp/escape",
             ], environment: env)
         #expect(code != 0 && out.contains("Operation not permitted"), "\(code) \(out)")
         let (icode, iout) = try capture(
-            "/usr/bin/podman", ["info", "--format", "{{.Host.OCIRuntime.Path}}"], environment: env)
+            PodmanFixture.podman, ["info", "--format", "{{.Host.OCIRuntime.Path}}"], environment: env)
         #expect(icode == 0 && iout.contains(shim), "\(iout)")
     }
-
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
 
     /// The shipped hooks.d files (paths pointed at this build): an annotated container runs
     /// `bulwark-hook`, which refuses it here because this kernel has no BPF LSM (fail-closed, one
     /// line shown by podman); an unannotated one never runs the hook. The kernel tier binds for real.
     @Test func hooksDirRunsTheHookOnlyForAnnotatedContainers() throws {
         guard let s = try Self.setup() else { return }
-        let hooks = try Self.hooksDirectory(in: s.dir, pinPath: "/nonexistent/bulwark-pins")
+        let hooks = try PodmanFixture.hooksDirectory(in: s.dir, pinPath: "/nonexistent/bulwark-pins")
         let base = ["--hooks-dir", hooks, "run", "--rm", "--network", "none"]
         let (code, out) = try Self.podman(
             s,
@@ -188,26 +163,5 @@ struct PodmanTests {
         #expect(!out.contains("started"))
         let (ucode, uout) = try Self.podman(s, base + ["--rootfs", s.rootfs, "/bin/echo", "started"])
         #expect(ucode == 0 && uout.contains("started"), "\(uout)")
-    }
-
-    /// hooks/*.json from the repository with the hook path and pin path of this build.
-    static func hooksDirectory(in dir: String, pinPath: String) throws -> String {
-        let source = repository.appendingPathComponent("hooks")
-        let out = dir + "/hooks.d"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".json") {
-            let data = try Data(contentsOf: source.appendingPathComponent(file))
-            guard var hook = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                var h = hook["hook"] as? [String: Any], let args = h["args"] as? [String]
-            else {
-                Issue.record("hooks/\(file) is not a hooks.d document")
-                continue
-            }
-            h["path"] = bulwarkDirectory() + "/bulwark-hook"
-            h["args"] = args + ["--pin-path", pinPath, "--state-dir", dir + "/hook-state"]
-            hook["hook"] = h
-            try JSONSerialization.data(withJSONObject: hook).write(to: URL(fileURLWithPath: out + "/" + file))
-        }
-        return out
     }
 }

@@ -1,0 +1,51 @@
+import Foundation
+
+/// Runs `path` and returns its exit status and combined stdout+stderr.
+public func capture(_ path: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Like `capture`, for commands that leave a daemon behind (`podman run -d`): posix_spawn and
+/// waitpid with the output in a file. (Foundation's Process waits for an inherited descriptor to
+/// close, which a daemon such as conmon keeps open for the container's lifetime.)
+public func captureDetached(_ path: String, _ args: [String], environment: [String: String]) throws -> (Int32, String) {
+    let file = NSTemporaryDirectory() + "bw-out-\(UUID().uuidString)"
+    defer { unlink(file) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, file, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([path] + args).map { strdup($0) } + [nil]
+    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for p in argv + envp { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (code, (try? String(contentsOfFile: file, encoding: .utf8)) ?? "")
+}
+
+public func bulwarkDirectory() -> String {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("bulwark-hook").path) {
+            return dir.path
+        }
+        dir.deleteLastPathComponent()
+    }
+    return Bundle.main.bundleURL.path
+}
