@@ -1,6 +1,7 @@
 import BulwarkBPF
 import BulwarkPolicy
 import BulwarkProfiles
+import BulwarkTestSupport
 import Foundation
 import Testing
 
@@ -65,16 +66,7 @@ struct RuncTests {
     }
 
     static func run(_ runc: String, bundle: String, id: String) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: runc)
-        p.arguments = ["run", "--bundle", bundle, id]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try capture(runc, ["run", "--bundle", bundle, id])
     }
 
     /// RuntimeDefault's BPF rules forbid every mount: had the binding been armed at
