@@ -69,7 +69,7 @@ let package = Package(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
 
         // MARK: Tests
-        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI"]),
+        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles"]),
         .testTarget(
             name: "BulwarkProfilesTests",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]

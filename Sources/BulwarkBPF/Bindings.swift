@@ -29,15 +29,15 @@ extension Enforcer {
             throw .errno("cannot read /proc/\(pid)/ns/mnt", hint: "is process \(pid) running?")
         }
         guard ino <= UInt64(UInt32.max) else { throw EnforcerError("namespace inode \(ino) does not fit 32 bits") }
+        guard let id = try profileID(named: profile) else {
+            throw EnforcerError(
+                "no BPF profile named \(profile) is loaded", hint: "load it first: bulwark profile apply POLICY.yaml")
+        }
         // Binding the host's mount namespace would confine the whole host once armed.
         if ino == Self.namespaceInode(pid: 1) || ino == Self.namespaceInode(pid: getpid()) {
             throw EnforcerError(
                 "process \(pid) shares the host's mount namespace",
                 hint: "only a process in its own mount namespace can be bound (OCI: linux.namespaces type mount)")
-        }
-        guard let id = try profileID(named: profile) else {
-            throw EnforcerError(
-                "no BPF profile named \(profile) is loaded", hint: "load it first: bulwark profile apply POLICY.yaml")
         }
         var b = bulwark_binding()
         b.profile = id

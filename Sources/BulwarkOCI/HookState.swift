@@ -1,5 +1,3 @@
-import Foundation
-
 /// The container state an OCI runtime writes to a hook's stdin. runc and crun differ (status
 /// words, `pid` omitted or 0 at poststop, crun's extra `root`), so parsing is lenient: only `id`
 /// and `bundle` are required; unknown fields are ignored.
@@ -19,25 +17,25 @@ public struct OCIState: Sendable, Equatable {
 
     public static let maxBytes = 1 << 20
 
-    public static func parse(_ data: Data) throws(ParseError) -> OCIState {
+    public static func parse<C: Collection>(_ data: C) throws(ParseError) -> OCIState where C.Element == UInt8 {
         guard data.count <= maxBytes else { throw ParseError(message: "state is larger than 1 MiB") }
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data)
+            object = try JSONValue.parse(data)
         } catch {
-            throw ParseError(message: "state on stdin is not JSON (\(data.count) bytes)")
+            throw ParseError(message: "state on stdin is not JSON (\(data.count) bytes: \(error))")
         }
-        guard let o = object as? [String: Any] else { throw ParseError(message: "state is not a JSON object") }
-        guard let id = o["id"] as? String, !id.isEmpty else { throw ParseError(message: "state has no `id`") }
-        guard let bundle = o["bundle"] as? String, bundle.hasPrefix("/") else {
+        guard let o = object.object else { throw ParseError(message: "state is not a JSON object") }
+        guard let id = o["id"]?.string, !id.isEmpty else { throw ParseError(message: "state has no `id`") }
+        guard let bundle = o["bundle"]?.string, bundle.hasPrefix("/") else {
             throw ParseError(message: "state has no absolute `bundle`")
         }
         var pid: Int32?
-        if let n = o["pid"] as? NSNumber, n.int32Value > 0 { pid = n.int32Value }
+        if let n = o["pid"]?.integer, n > 0, let p = Int32(exactly: n) { pid = p }
         var annotations: [String: String] = [:]
-        for (k, v) in (o["annotations"] as? [String: Any]) ?? [:] { if let s = v as? String { annotations[k] = s } }
+        for m in o["annotations"]?.object?.members ?? [] { if let s = m.value.string { annotations[m.key] = s } }
         return OCIState(
-            ociVersion: o["ociVersion"] as? String, id: id, status: o["status"] as? String, pid: pid, bundle: bundle,
+            ociVersion: o["ociVersion"]?.string, id: id, status: o["status"]?.string, pid: pid, bundle: bundle,
             annotations: annotations)
     }
 }

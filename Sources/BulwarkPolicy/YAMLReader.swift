@@ -272,7 +272,9 @@ enum YAMLLoader {
         try yamlGuard.check(text, file: file)
         do {
             var out: [Node] = []
-            let parser = try Parser(yaml: text)
+            // `.basic`: no implicit tag resolution (the readers type scalars themselves); the default
+            // resolver compiles its regular expressions at first use, a measurable cost at every start.
+            let parser = try Parser(yaml: text, resolver: .basic)
             while let node = try parser.nextRoot() {
                 out.append(node)
             }

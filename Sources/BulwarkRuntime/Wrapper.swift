@@ -32,7 +32,7 @@ public struct Wrapper {
 
     /// Phase timings on stderr when BULWARK_TRACE_TIMING=1 (start-latency diagnosis).
     static let tracing = ProcessInfo.processInfo.environment["BULWARK_TRACE_TIMING"] == "1"
-    static func trace(_ phase: String, since start: inout UInt64) {
+    public static func trace(_ phase: String, since start: inout UInt64) {
         guard tracing else { return }
         let now = DispatchTime.now().uptimeNanoseconds
         FileHandle.standardError.write(Data("bulwark-runtime: \(phase) \((now - start) / 1000) µs\n".utf8))
@@ -48,10 +48,11 @@ public struct Wrapper {
         guard let data = FileManager.default.contents(atPath: specPath) else {
             throw Failure(message: "cannot read \(specPath)")
         }
-        guard var spec = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard case .object(var spec)? = try? JSONValue.parse(data) else {
             throw Failure(message: "\(specPath) is not a JSON object")
         }
-        let annotations = (spec["annotations"] as? [String: String]) ?? [:]
+        var annotations: [String: String] = [:]
+        for m in spec["annotations"]?.object?.members ?? [] { if let v = m.value.string { annotations[m.key] = v } }
         Self.trace("read spec", since: &t)
         let policies = loadPolicies()
         Self.trace("load policies", since: &t)
@@ -61,61 +62,64 @@ public struct Wrapper {
         guard let policy = decision.policy, let profile = decision.profileName else { return .untargeted }
         let enforcers = decision.enforcers.intersection(config.enforcers)
         var notes: [String] = []
-        var newAnnotations = annotations
-        newAnnotations[DecisionAnnotations.policy] = policy.displayName
+        // the caller's annotations in their order, Bulwark's after them
+        var newAnnotations = spec["annotations"]?.object ?? JSONObject()
+        newAnnotations[DecisionAnnotations.policy] = .string(policy.displayName)
 
         if enforcers.contains(.seccomp) {
             let compiled = SeccompCompiler().compile(policy)
-            var linux = (spec["linux"] as? [String: Any]) ?? [:]
-            let existing = try decodeSeccomp(linux["seccomp"])
+            var linux = spec["linux"]?.object ?? JSONObject()
+            let existing: LinuxSeccomp?
+            do {
+                existing = try linux["seccomp"].flatMap { $0 == .null ? nil : try LinuxSeccomp(json: $0) }
+            } catch {
+                throw Failure(message: "\(specPath): \(error)")
+            }
             let merged = SeccompMerge.merge(existing: existing, compiled: compiled)
             notes += merged.notes
-            linux["seccomp"] = try encodeJSON(merged.profile)
-            spec["linux"] = linux
+            linux["seccomp"] = merged.profile.json
+            spec["linux"] = .object(linux)
         }
         if enforcers.contains(.appArmor) {
             if Self.appArmorProfileLoaded(profile) {
-                var process = (spec["process"] as? [String: Any]) ?? [:]
-                process["apparmorProfile"] = profile
-                spec["process"] = process
+                var process = spec["process"]?.object ?? JSONObject()
+                process["apparmorProfile"] = .string(profile)
+                spec["process"] = .object(process)
             } else {
                 notes.append("AppArmor unavailable: \(profile) not enforced by AppArmor")
-                newAnnotations[DecisionAnnotations.appArmor] = "unavailable"
+                newAnnotations[DecisionAnnotations.appArmor] = .string("unavailable")
             }
         }
         if enforcers.contains(.bpf) {
-            newAnnotations[DecisionAnnotations.bpfProfile] = profile
-            newAnnotations[DecisionAnnotations.failurePolicy] = config.failurePolicy.rawValue
+            newAnnotations[DecisionAnnotations.bpfProfile] = .string(profile)
+            newAnnotations[DecisionAnnotations.failurePolicy] = .string(config.failurePolicy.rawValue)
             loadBPFProfileIfMissing(policy, profile: profile, notes: &notes)
-            var hooks = (spec["hooks"] as? [String: Any]) ?? [:]
+            var hooks = spec["hooks"]?.object ?? JSONObject()
             for stage in ["createRuntime", "poststop"] {
-                var list = (hooks[stage] as? [Any]) ?? []
+                var list = hooks[stage]?.array ?? []
                 // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two.
-                let present = list.contains {
-                    (($0 as? [String: Any])?["path"] as? String)?.hasSuffix("/bulwark-hook") == true
-                }
-                if present { continue }
-                list.append([
-                    "path": executableDirectory + "/bulwark-hook",
-                    "args": ["bulwark-hook", stage, "--pin-path", config.bpfPinPath],
-                    "timeout": 10,
-                ])
-                hooks[stage] = list
+                if list.contains(where: { $0.object?["path"]?.string?.hasSuffix("/bulwark-hook") == true }) { continue }
+                list.append(
+                    .object(
+                        JSONObject([
+                            ("path", .string(executableDirectory + "/bulwark-hook")),
+                            (
+                                "args",
+                                .array(["bulwark-hook", stage, "--pin-path", config.bpfPinPath].map(JSONValue.string))
+                            ),
+                            ("timeout", .number(10)),
+                        ])))
+                hooks[stage] = .array(list)
             }
-            spec["hooks"] = hooks
+            spec["hooks"] = .object(hooks)
         }
-        spec["annotations"] = newAnnotations
+        spec["annotations"] = .object(newAnnotations)
         Self.trace("compile and merge", since: &t)
-        let out: Data
-        do {
-            out = try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys, .withoutEscapingSlashes])
-        } catch {
-            throw Failure(message: "cannot encode the rewritten spec: \(error)")
-        }
+        let out = JSONValue.object(spec).serialized()
         var st = stat()
         let mode = stat(specPath, &st) == 0 ? st.st_mode & 0o777 : 0o644
         do {
-            try AtomicFile.write(out, to: specPath, permissions: mode, durable: false)
+            try AtomicFile.write(Data(out), to: specPath, permissions: mode, durable: false)
         } catch {
             throw Failure(message: "cannot write \(specPath): \(error)")
         }
@@ -127,24 +131,6 @@ public struct Wrapper {
         let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
         // An invalid file contributes nothing; the agent/CLI report it (a wrapper has no audience).
         return PolicyFiles.load(files, options: options).filter(\.isValid).flatMap(\.policies)
-    }
-
-    func decodeSeccomp(_ value: Any?) throws(Failure) -> LinuxSeccomp? {
-        guard let value else { return nil }
-        do {
-            let data = try JSONSerialization.data(withJSONObject: value)
-            return try JSONDecoder().decode(LinuxSeccomp.self, from: data)
-        } catch {
-            throw Failure(message: "the spec's linux.seccomp does not parse: \(error)")
-        }
-    }
-
-    func encodeJSON<T: Encodable>(_ v: T) throws(Failure) -> Any {
-        do {
-            return try JSONSerialization.jsonObject(with: JSONEncoder().encode(v))
-        } catch {
-            throw Failure(message: "cannot encode \(T.self): \(error)")
-        }
     }
 
     /// Standalone hosts have no agent yet: load the BPF profile when the enforcer is pinned and the

@@ -7,6 +7,7 @@ import BulwarkRuntime
 import BulwarkSystem
 import Foundation
 
+var t0 = DispatchTime.now().uptimeNanoseconds
 let args = Array(CommandLine.arguments.dropFirst())
 let cmd = RuntimeCommandLine.parse(args)
 
@@ -35,6 +36,7 @@ func fail(_ message: String) -> Never {
 let config: NodeConfig
 do { config = try PolicyFiles.loadConfig(explicit: nil) } catch { fail("node config: \(error)") }
 
+Wrapper.trace("config", since: &t0)
 let selfPath =
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 let selfDir = (selfPath as NSString).deletingLastPathComponent
@@ -54,6 +56,7 @@ func realRuntime() -> String {
 }
 
 let runtime = realRuntime()
+Wrapper.trace("runtime path", since: &t0)
 do {
     let outcome = try Wrapper(config: config, executableDirectory: selfDir).prepare(
         cmd, cwd: FileManager.default.currentDirectoryPath)
@@ -63,6 +66,7 @@ do {
 } catch {
     fail(error.message)
 }
+Wrapper.trace("prepare", since: &t0)
 var argv: [UnsafeMutablePointer<CChar>?] = ([runtime] + args).map { strdup($0) } + [nil]
 execv(runtime, &argv)
 fail("cannot execute \(runtime): \(String(cString: strerror(errno)))")

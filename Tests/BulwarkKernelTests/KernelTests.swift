@@ -109,6 +109,18 @@ struct KernelTests {
         #expect(SelftestProbe.perform("read", ["\(dir)/x"]) == 0)  // this process: the host namespace
     }
 
+    /// A container spec without its own mount namespace must not confine the host: bind refuses.
+    @Test func aProcessInTheHostMountNamespaceIsNeverBound() throws {
+        guard let e = kernelOrSkip() else { return }
+        try e.apply(
+            compile(
+                "        files:\n        - {qualifiers: [Q], pattern: /nonexistent-x, permissions: [read]}",
+                name: "kt-host"))
+        defer { try? e.remove(profile: "kt-host") }
+        #expect(throws: EnforcerError.self) { try e.bind(pid: getpid(), profile: "kt-host", arming: .firstUse) }
+        #expect(!e.bindings().contains { $0.profileName == "kt-host" })
+    }
+
     @Test func aReusedNamespaceInodeIsNotConfinedByAStaleBinding() throws {
         guard let e = kernelOrSkip() else { return }
         let dir = try fixture()

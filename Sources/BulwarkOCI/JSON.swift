@@ -1,0 +1,323 @@
+/// A JSON document as the OCI start path needs it: parsed and written back without Foundation,
+/// object members in their original order, numbers kept as their literal text — so a rewritten
+/// `config.json` differs from the caller's only where Bulwark changed it, and unknown fields
+/// survive untouched. (Foundation's JSONSerialization and Codable cost milliseconds per container
+/// start here; this costs tens of microseconds for a podman spec.)
+public indirect enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    /// The number's literal text, as written (validated by the parser).
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    public var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    public var object: JSONObject? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+    public var array: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+    public var bool: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    /// A non-negative integer that fits `UInt64` (no fraction, no exponent).
+    public var unsigned: UInt64? {
+        if case .number(let n) = self { return UInt64(n) }
+        return nil
+    }
+    /// An integer that fits `Int64`.
+    public var integer: Int64? {
+        if case .number(let n) = self { return Int64(n) }
+        return nil
+    }
+    public static func number<T: BinaryInteger>(_ n: T) -> JSONValue { .number(String(n)) }
+}
+
+/// An object with its members in document order. Keys are unique after parsing (the last
+/// duplicate wins, as in Go's encoding/json, which runc and crun use).
+public struct JSONObject: Sendable, Equatable {
+    public private(set) var members: [(key: String, value: JSONValue)] = []
+
+    public init() {}
+    public init(_ members: [(String, JSONValue)]) {
+        for (k, v) in members { self[k] = v }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        get { members.last { $0.key == key }?.value }
+        set {
+            if let i = members.firstIndex(where: { $0.key == key }) {
+                if let newValue { members[i].value = newValue } else { members.remove(at: i) }
+            } else if let newValue {
+                members.append((key, newValue))
+            }
+        }
+    }
+
+    public var keys: [String] { members.map(\.key) }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool {
+        a.members.count == b.members.count
+            && zip(a.members, b.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+}
+
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var offset: Int
+    public var message: String
+    public var description: String { "\(message) at byte \(offset)" }
+}
+
+extension JSONValue {
+    /// Parses one JSON document (RFC 8259; surrounding whitespace allowed). Nesting is limited
+    /// to `maxDepth` so hostile input cannot exhaust the stack.
+    public static func parse<C: Collection>(_ bytes: C, maxDepth: Int = 256) throws(JSONParseError) -> JSONValue
+    where C.Element == UInt8 {
+        var p = JSONParser(bytes: Array(bytes), maxDepth: maxDepth)
+        p.skipWhitespace()
+        let v = try p.value(depth: 0)
+        p.skipWhitespace()
+        guard p.i == p.b.count else { throw p.error("unexpected data after the document") }
+        return v
+    }
+
+    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue { try parse(Array(text.utf8)) }
+
+    /// Compact UTF-8 text; `/` and non-ASCII characters are written as they are.
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        write(to: &out)
+        return out
+    }
+
+    public var text: String { String(decoding: serialized(), as: UTF8.self) }
+
+    func write(to out: inout [UInt8]) {
+        switch self {
+        case .null: out += Array("null".utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .number(let n): out += Array(n.utf8)
+        case .string(let s): Self.writeString(s, to: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (i, v) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                v.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            for (i, m) in o.members.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(m.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                m.value.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static func writeString(_ s: String, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0..<0x20:
+                out += Array("\\u00".utf8)
+                out += [hex[Int(c >> 4)], hex[Int(c & 15)]]
+            default: out.append(c)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+struct JSONParser {
+    let b: [UInt8]
+    var i = 0
+    let maxDepth: Int
+
+    init(bytes: [UInt8], maxDepth: Int) {
+        b = bytes
+        self.maxDepth = maxDepth
+    }
+
+    func error(_ message: String) -> JSONParseError { JSONParseError(offset: i, message: message) }
+
+    mutating func skipWhitespace() {
+        while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
+    }
+
+    mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth)") }
+        guard i < b.count else { throw error("unexpected end of input") }
+        switch b[i] {
+        case UInt8(ascii: "{"):
+            i += 1
+            var o = JSONObject()
+            skipWhitespace()
+            if i < b.count, b[i] == UInt8(ascii: "}") {
+                i += 1
+                return .object(o)
+            }
+            while true {
+                skipWhitespace()
+                guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let key = try string()
+                skipWhitespace()
+                guard i < b.count, b[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                i += 1
+                skipWhitespace()
+                o[key] = try value(depth: depth + 1)
+                skipWhitespace()
+                guard i < b.count else { throw error("unexpected end of input in an object") }
+                if b[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                guard b[i] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
+                i += 1
+                return .object(o)
+            }
+        case UInt8(ascii: "["):
+            i += 1
+            var a: [JSONValue] = []
+            skipWhitespace()
+            if i < b.count, b[i] == UInt8(ascii: "]") {
+                i += 1
+                return .array(a)
+            }
+            while true {
+                skipWhitespace()
+                a.append(try value(depth: depth + 1))
+                skipWhitespace()
+                guard i < b.count else { throw error("unexpected end of input in an array") }
+                if b[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                guard b[i] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
+                i += 1
+                return .array(a)
+            }
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): return try literal("true", .bool(true))
+        case UInt8(ascii: "f"): return try literal("false", .bool(false))
+        case UInt8(ascii: "n"): return try literal("null", .null)
+        default: return try number()
+        }
+    }
+
+    mutating func literal(_ word: StaticString, _ v: JSONValue) throws(JSONParseError) -> JSONValue {
+        let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard i + w.count <= b.count, b[i..<(i + w.count)].elementsEqual(w) else { throw error("invalid literal") }
+        i += w.count
+        return v
+    }
+
+    mutating func number() throws(JSONParseError) -> JSONValue {
+        let start = i
+        func digits(_ p: inout JSONParser) -> Int {
+            let s = p.i
+            while p.i < p.b.count, p.b[p.i] >= 0x30, p.b[p.i] <= 0x39 { p.i += 1 }
+            return p.i - s
+        }
+        if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
+        let intStart = i
+        let n = digits(&self)
+        guard n > 0 else { throw error("invalid value") }
+        if n > 1, b[intStart] == 0x30 { throw error("leading zero in a number") }
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digits(&self) > 0 else { throw error("digits expected after '.'") }
+        }
+        if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits(&self) > 0 else { throw error("digits expected in the exponent") }
+        }
+        return .number(String(decoding: b[start..<i], as: UTF8.self))
+    }
+
+    mutating func string() throws(JSONParseError) -> String {
+        i += 1  // opening quote
+        var out: [UInt8] = []
+        while true {
+            guard i < b.count else { throw error("unterminated string") }
+            let c = b[i]
+            if c == UInt8(ascii: "\"") {
+                i += 1
+                break
+            }
+            if c < 0x20 { throw error("control character in a string") }
+            if c != UInt8(ascii: "\\") {
+                out.append(c)
+                i += 1
+                continue
+            }
+            i += 1
+            guard i < b.count else { throw error("unterminated escape") }
+            let e = b[i]
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if (0xD800..<0xDC00).contains(scalar) {
+                    // a high surrogate must be followed by \u and a low surrogate
+                    guard i + 1 < b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") else {
+                        throw error("unpaired surrogate")
+                    }
+                    i += 2
+                    let low = try hex4()
+                    guard (0xDC00..<0xE000).contains(low) else { throw error("unpaired surrogate") }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00..<0xE000).contains(scalar) {
+                    throw error("unpaired surrogate")
+                }
+                guard let u = Unicode.Scalar(scalar) else { throw error("invalid \\u escape") }
+                out += Array(String(Character(u)).utf8)
+            default: throw error("invalid escape")
+            }
+        }
+        guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8 in a string") }
+        return s
+    }
+
+    mutating func hex4() throws(JSONParseError) -> UInt32 {
+        guard i + 4 <= b.count else { throw error("short \\u escape") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = b[i]
+            let d: UInt8
+            switch c {
+            case 0x30...0x39: d = c - 0x30
+            case 0x61...0x66: d = c - 0x61 + 10
+            case 0x41...0x46: d = c - 0x41 + 10
+            default: throw error("invalid \\u escape")
+            }
+            v = v << 4 | UInt32(d)
+            i += 1
+        }
+        return v
+    }
+}
