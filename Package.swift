@@ -30,6 +30,9 @@ let package = Package(
         .target(name: "BulwarkPolicy", dependencies: ["BulwarkOCI", yams]),
         .target(name: "BulwarkOCI"),
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
+        // vArmor-format violation events from BPF records and kernel audit lines (pure).
+        .target(
+            name: "BulwarkEvents", dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "CBulwarkABI"]),
 
         // MARK: C
         .target(name: "CBulwarkABI"),
@@ -70,6 +73,8 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles"]),
+        .testTarget(
+            name: "BulwarkEventsTests", dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI"]),
         .testTarget(
             name: "BulwarkProfilesTests",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]
