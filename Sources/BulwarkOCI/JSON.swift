@@ -64,6 +64,21 @@ public struct JSONObject: Sendable, Equatable {
 
     public var keys: [String] { members.map(\.key) }
 
+    /// Members as parsed: duplicates resolved in one pass (a document with many keys, such as
+    /// user-supplied annotations, must not cost quadratic time on the container start path).
+    init(parsed: [(key: String, value: JSONValue)]) {
+        var index: [String: Int] = [:]
+        index.reserveCapacity(parsed.count)
+        for m in parsed {
+            if let i = index[m.key] {
+                members[i].value = m.value
+            } else {
+                index[m.key] = members.count
+                members.append(m)
+            }
+        }
+    }
+
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         a.members.count == b.members.count
             && zip(a.members, b.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -168,11 +183,11 @@ struct JSONParser {
         switch b[i] {
         case UInt8(ascii: "{"):
             i += 1
-            var o = JSONObject()
+            var o: [(key: String, value: JSONValue)] = []
             skipWhitespace()
             if i < b.count, b[i] == UInt8(ascii: "}") {
                 i += 1
-                return .object(o)
+                return .object(JSONObject())
             }
             while true {
                 skipWhitespace()
@@ -182,7 +197,7 @@ struct JSONParser {
                 guard i < b.count, b[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 i += 1
                 skipWhitespace()
-                o[key] = try value(depth: depth + 1)
+                o.append((key, try value(depth: depth + 1)))
                 skipWhitespace()
                 guard i < b.count else { throw error("unexpected end of input in an object") }
                 if b[i] == UInt8(ascii: ",") {
@@ -191,7 +206,7 @@ struct JSONParser {
                 }
                 guard b[i] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
                 i += 1
-                return .object(o)
+                return .object(JSONObject(parsed: o))
             }
         case UInt8(ascii: "["):
             i += 1

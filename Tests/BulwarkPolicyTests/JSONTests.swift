@@ -55,6 +55,16 @@ struct JSONTests {
         #expect((try? JSONValue.parse(fine)) != nil)
     }
 
+    /// 100,000 keys (user annotations can be that many): all kept, the late duplicate wins in
+    /// place. (Duplicates are resolved in one pass; the quadratic way took minutes on this input.)
+    @Test func manyKeysAndALateDuplicateParse() throws {
+        let n = 100_000
+        let text = "{" + (0..<n).map { #""k\#($0)":"v""# }.joined(separator: ",") + #","k7":"last"}"#
+        let o = try #require(JSONValue.parse(text).object)
+        #expect(o.members.count == n)
+        #expect(o["k7"] == .string("last") && o.keys[7] == "k7")
+    }
+
     @Test func duplicateKeysKeepTheLastValueLikeGo() throws {
         let o = try #require(JSONValue.parse(#"{"a":1,"b":2,"a":3}"#).object)
         #expect(o.keys == ["a", "b"] && o["a"] == .number("3"))
