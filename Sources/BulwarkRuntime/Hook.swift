@@ -20,11 +20,6 @@ public struct Hook {
         self.stateDirectory = stateDirectory
     }
 
-    public struct Failure: Error, CustomStringConvertible {
-        public var message: String
-        public var description: String { message }
-    }
-
     /// What the hook did, for the log line.
     public enum Outcome: Equatable, Sendable {
         case untargeted
@@ -45,21 +40,21 @@ public struct Hook {
         public var boundAt: Double
     }
 
-    public func run(stage: Stage, state: OCIState) throws(Failure) -> Outcome {
+    public func run(stage: Stage, state: OCIState) throws(RuntimeFailure) -> Outcome {
         switch stage {
         case .createRuntime, .prestart: return try create(state)
         case .poststop: return poststop(state)
         }
     }
 
-    func create(_ state: OCIState) throws(Failure) -> Outcome {
+    func create(_ state: OCIState) throws(RuntimeFailure) -> Outcome {
         guard let profile = state.annotations[DecisionAnnotations.bpfProfile], !profile.isEmpty else {
             return .untargeted
         }
         let failClosed = state.annotations[DecisionAnnotations.failurePolicy] != "Ignore"
-        func refuse(_ why: String) throws(Failure) -> Outcome {
+        func refuse(_ why: String) throws(RuntimeFailure) -> Outcome {
             let message = "container \(state.id): cannot confine with BPF profile \(profile): \(why)"
-            if failClosed { throw Failure(message: message) }
+            if failClosed { throw RuntimeFailure(message: message) }
             return .ignoredFailure(message)
         }
         guard let pid = state.pid else { return try refuse("the runtime gave no pid") }

@@ -19,11 +19,6 @@ public struct Wrapper {
         self.executableDirectory = executableDirectory
     }
 
-    public struct Failure: Error, CustomStringConvertible {
-        public var message: String
-        public var description: String { message }
-    }
-
     public enum Outcome: Equatable, Sendable {
         case passThrough
         case untargeted
@@ -39,17 +34,17 @@ public struct Wrapper {
         start = now
     }
 
-    public func prepare(_ cmd: RuntimeCommandLine, cwd: String) throws(Failure) -> Outcome {
+    public func prepare(_ cmd: RuntimeCommandLine, cwd: String) throws(RuntimeFailure) -> Outcome {
         guard cmd.subcommand == "create" || cmd.subcommand == "run" else { return .passThrough }
         var t = DispatchTime.now().uptimeNanoseconds
         defer { Self.trace("done", since: &t) }
         let bundle = absolute(cmd.bundle ?? ".", relativeTo: cwd)
         let specPath = absolute(cmd.config ?? "config.json", relativeTo: bundle)
         guard let data = FileManager.default.contents(atPath: specPath) else {
-            throw Failure(message: "cannot read \(specPath)")
+            throw RuntimeFailure(message: "cannot read \(specPath)")
         }
         guard case .object(var spec)? = try? JSONValue.parse(data) else {
-            throw Failure(message: "\(specPath) is not a JSON object")
+            throw RuntimeFailure(message: "\(specPath) is not a JSON object")
         }
         var annotations: [String: String] = [:]
         for m in spec["annotations"]?.object?.members ?? [] { if let v = m.value.string { annotations[m.key] = v } }
@@ -73,7 +68,7 @@ public struct Wrapper {
             do {
                 existing = try linux["seccomp"].flatMap { $0 == .null ? nil : try LinuxSeccomp(json: $0) }
             } catch {
-                throw Failure(message: "\(specPath): \(error)")
+                throw RuntimeFailure(message: "\(specPath): \(error)")
             }
             let merged = SeccompMerge.merge(existing: existing, compiled: compiled)
             notes += merged.notes
@@ -121,7 +116,7 @@ public struct Wrapper {
         do {
             try AtomicFile.write(Data(out), to: specPath, permissions: mode, durable: false)
         } catch {
-            throw Failure(message: "cannot write \(specPath): \(error)")
+            throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
         }
         return .rewritten(policy: policy.displayName, profile: profile, notes: notes)
     }
