@@ -81,27 +81,12 @@ struct HookTests {
 @Suite("bulwark-hook with runc")
 struct HookRuncTests {
     static func bundle(annotations: [String: String], hook: [String]) throws -> String {
-        let dir = NSTemporaryDirectory() + "bw-hook-runc-\(UUID().uuidString.prefix(8))"
-        let fm = FileManager.default
-        for d in ["rootfs/bin", "rootfs/proc", "rootfs/dev"] {
-            try fm.createDirectory(atPath: "\(dir)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(dir)/rootfs/bin/busybox")
-        try fm.createSymbolicLink(atPath: "\(dir)/rootfs/bin/echo", withDestinationPath: "busybox")
-        let config: [String: Any] = [
-            "ociVersion": "1.0.2",
-            "process": [
-                "terminal": false, "user": ["uid": 0, "gid": 0], "args": ["/bin/echo", "hello from runc"],
-                "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true,
-            ],
-            "root": ["path": "rootfs", "readonly": true],
-            "annotations": annotations,
-            "mounts": [["destination": "/proc", "type": "proc", "source": "proc"]],
-            "hooks": ["createRuntime": [["path": hook[0], "args": hook]]],
-            "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
-        ]
-        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
-        return dir
+        var b = BusyboxBundle(args: ["/bin/echo", "hello from runc"])
+        b.applets = ["echo"]
+        b.annotations = annotations
+        b.readonlyRoot = true
+        b.hooks = ["createRuntime": [["path": hook[0], "args": hook]]]
+        return try b.write(below: NSTemporaryDirectory())
     }
 
     static func runc(_ args: [String]) throws -> (Int32, String) { try capture("/usr/sbin/runc", args) }

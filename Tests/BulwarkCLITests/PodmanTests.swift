@@ -29,7 +29,7 @@ struct PodmanTests {
         }
         let dir = NSTemporaryDirectory() + "bw-podman-\(UUID().uuidString.prefix(8))"
         let rootfs = dir + "/rootfs"
-        try PodmanFixture.rootfs(at: rootfs, applets: ["sh", "mkdir", "echo", "sleep", "cat", "grep"])
+        try BusyboxBundle.rootfs(at: rootfs, applets: ["sh", "mkdir", "echo", "sleep", "cat", "grep"])
         try fm.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         try RuntimeWrapperTests.policy.write(toFile: dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
         let env = try PodmanFixture.environment(in: dir)

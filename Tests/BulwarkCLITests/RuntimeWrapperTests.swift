@@ -50,32 +50,11 @@ struct RuntimeWrapperTests {
     }
 
     static func bundle(in dir: String, args: [String], annotations: [String: String]) throws -> String {
-        let b = dir + "/bundle-\(UUID().uuidString.prefix(8))"
-        let fm = FileManager.default
-        for d in ["rootfs/bin", "rootfs/proc", "rootfs/tmp", "rootfs/dev"] {
-            try fm.createDirectory(atPath: "\(b)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(b)/rootfs/bin/busybox")
-        for a in ["mkdir", "echo", "sh", "sleep"] {
-            try fm.createSymbolicLink(atPath: "\(b)/rootfs/bin/\(a)", withDestinationPath: "busybox")
-        }
-        let spec: [String: Any] = [
-            "ociVersion": "1.0.2",
-            "process": [
-                "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
-            ],
-            "root": ["path": "rootfs", "readonly": false],
-            "annotations": annotations,
-            "mounts": [
-                ["destination": "/proc", "type": "proc", "source": "proc"],
-                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs"],
-            ],
-            "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
-            "x-bulwark-test-unknown": ["kept": true],
-        ]
-        try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys]).write(
-            to: URL(fileURLWithPath: "\(b)/config.json"))
-        return b
+        var b = BusyboxBundle(args: args)
+        b.annotations = annotations
+        b.applets = ["mkdir", "echo", "sh", "sleep"]
+        b.extra = ["x-bulwark-test-unknown": ["kept": true]]
+        return try b.write(below: dir)
     }
 
     static func wrapper(_ args: [String], config: String) throws -> (Int32, String) {

@@ -22,47 +22,21 @@ struct RuncTests {
     /// A busybox rootfs bundle whose createRuntime hook (`bulwark-hook`) binds the container
     /// (armed at the entrypoint's exec) and whose poststop hook unbinds it.
     static func bundle(args: [String], profile: String, pinPath: String) throws -> Bundle {
-        let dir = try fixture()
-        let fm = FileManager.default
-        for d in ["rootfs/bin", "rootfs/proc", "rootfs/dev", "rootfs/tmp"] {
-            try fm.createDirectory(atPath: "\(dir)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(dir)/rootfs/bin/busybox")
-        for applet in ["sh", "cat", "true", "echo"] {
-            try fm.createSymbolicLink(atPath: "\(dir)/rootfs/bin/\(applet)", withDestinationPath: "busybox")
-        }
-        _ = fm.createFile(atPath: "\(dir)/rootfs/secret", contents: Data("secret\n".utf8))
-        _ = fm.createFile(atPath: "\(dir)/rootfs/public", contents: Data("public\n".utf8))
-        let log = "\(dir)/hook-state"
-        let hookBinary = URL(fileURLWithPath: bulwarkBinary).deletingLastPathComponent().appendingPathComponent(
-            "bulwark-hook"
-        ).path
+        let parent = try fixture()
+        let log = "\(parent)/hook-state"
         let hookArgs = { (stage: String) -> [String: Any] in
             [
-                "path": hookBinary,
+                "path": bulwarkDirectory() + "/bulwark-hook",
                 "args": ["bulwark-hook", stage, "--pin-path", pinPath, "--state-dir", log], "timeout": 30,
             ]
         }
-        let config: [String: Any] = [
-            "ociVersion": "1.0.2",
-            "process": [
-                "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
-                "noNewPrivileges": true,
-            ],
-            "root": ["path": "rootfs", "readonly": true],
-            "hostname": "bulwark",
-            "mounts": [
-                ["destination": "/proc", "type": "proc", "source": "proc"],
-                ["destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]],
-                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]],
-            ],
-            "annotations": ["bulwark.io/bpf-profile": profile, "bulwark.io/applied-policy": "test/kt-runc"],
-            "hooks": ["createRuntime": [hookArgs("createRuntime")], "poststop": [hookArgs("poststop")]],
-            "linux": ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]],
-        ]
-        let json = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
-        try json.write(to: URL(fileURLWithPath: "\(dir)/config.json"))
-        return Bundle(dir: dir, hookLog: log)
+        var b = BusyboxBundle(args: args)
+        b.applets = ["sh", "cat", "true", "echo"]
+        b.files = ["secret": "secret\n", "public": "public\n"]
+        b.readonlyRoot = true
+        b.annotations = ["bulwark.io/bpf-profile": profile, "bulwark.io/applied-policy": "test/kt-runc"]
+        b.hooks = ["createRuntime": [hookArgs("createRuntime")], "poststop": [hookArgs("poststop")]]
+        return Bundle(dir: try b.write(below: parent), hookLog: log)
     }
 
     static func run(_ runc: String, bundle: String, id: String) throws -> (Int32, String) {

@@ -61,41 +61,17 @@ struct WrapperKernelTests {
         return Setup(dir: dir, environment: env, runtimePath: runtimePath)
     }
 
-    /// A busybox bundle: /bin/sh is its own copy of busybox (an exec rule matches the file that is
-    /// executed; the other applets are symlinks to /bin/busybox).
+    /// /bin/sh is its own copy of busybox (an exec rule matches the file that is executed; the
+    /// other applets are symlinks to /bin/busybox); a network namespace of its own.
     static func bundle(in dir: String, args: [String], annotations: [String: String]) throws -> String {
-        let b = dir + "/bundle-\(UUID().uuidString.prefix(8))"
-        let fm = FileManager.default
-        for d in ["rootfs/bin", "rootfs/proc", "rootfs/dev", "rootfs/tmp", "rootfs/etc"] {
-            try fm.createDirectory(atPath: "\(b)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(b)/rootfs/bin/busybox")
-        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(b)/rootfs/bin/sh")
-        for a in ["cat", "nc", "readlink", "echo", "true"] {
-            try fm.createSymbolicLink(atPath: "\(b)/rootfs/bin/\(a)", withDestinationPath: "busybox")
-        }
-        _ = fm.createFile(atPath: "\(b)/rootfs/etc/shadow", contents: Data("root:*:1::::::\n".utf8))
-        _ = fm.createFile(atPath: "\(b)/rootfs/etc/motd", contents: Data("motd\n".utf8))
-        let spec: [String: Any] = [
-            "ociVersion": "1.0.2",
-            "process": [
-                "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
-            ],
-            "root": ["path": "rootfs", "readonly": true],
-            "annotations": annotations,
-            "mounts": [
-                ["destination": "/proc", "type": "proc", "source": "proc"],
-                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs"],
-            ],
-            "linux": [
-                "namespaces": [
-                    ["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"], ["type": "network"],
-                ]
-            ],
-        ]
-        try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys]).write(
-            to: URL(fileURLWithPath: "\(b)/config.json"))
-        return b
+        var b = BusyboxBundle(args: args)
+        b.annotations = annotations
+        b.copies = ["sh"]
+        b.applets = ["cat", "nc", "readlink", "echo", "true"]
+        b.files = ["etc/shadow": "root:*:1::::::\n", "etc/motd": "motd\n"]
+        b.extraNamespaces = ["network"]
+        b.readonlyRoot = true
+        return try b.write(below: dir)
     }
 
     static func wrapper(_ s: Setup, _ args: [String]) throws -> (Int32, String) {
@@ -220,7 +196,7 @@ struct WrapperKernelTests {
         }
         let dir = s.dir + "/podman"
         let rootfs = dir + "/rootfs"
-        try PodmanFixture.rootfs(at: rootfs, applets: ["cat"])
+        try BusyboxBundle.rootfs(at: rootfs, applets: ["cat"])
         _ = FileManager.default.createFile(atPath: rootfs + "/etc/shadow", contents: Data("root:*:1::::::\n".utf8))
         let env = try PodmanFixture.environment(in: dir)
         try e.apply(

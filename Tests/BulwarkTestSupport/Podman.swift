@@ -29,18 +29,6 @@ public enum PodmanFixture {
         return env
     }
 
-    /// A busybox rootfs at `path` with the applets as symlinks.
-    public static func rootfs(at path: String, applets: [String]) throws {
-        let fm = FileManager.default
-        for d in ["bin", "proc", "dev", "tmp", "sys", "etc"] {
-            try fm.createDirectory(atPath: "\(path)/\(d)", withIntermediateDirectories: true)
-        }
-        try fm.copyItem(atPath: "/bin/busybox", toPath: path + "/bin/busybox")
-        for a in applets {
-            try fm.createSymbolicLink(atPath: "\(path)/bin/\(a)", withDestinationPath: "busybox")
-        }
-    }
-
     /// Podman clears the environment before it runs the OCI runtime, so `BULWARK_CONFIG` cannot
     /// reach the wrapper: a two-line shim sets it and `exec`s `bulwark-runtime` (operators use
     /// /etc/bulwark/bulwark.yaml and no shim).
