@@ -13,6 +13,14 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
+let nio: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
 
 let package = Package(
     name: "bulwark",
@@ -20,10 +28,16 @@ let package = Package(
         .executable(name: "bulwark", targets: ["bulwark"]),
         .executable(name: "bulwark-hook", targets: ["bulwark-hook"]),
         .executable(name: "bulwark-runtime", targets: ["bulwark-runtime"]),
+        .executable(name: "bulwarkd", targets: ["bulwarkd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: Pure logic
@@ -38,6 +52,8 @@ let package = Package(
         .target(name: "CBulwarkABI"),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CLibBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        // libapparmor's audit-record parser (aalogparse), for AppArmor events.
+        .systemLibrary(name: "CAppArmor", pkgConfig: "libapparmor", providers: [.apt(["libapparmor-dev"])]),
 
         // MARK: Build: the BPF object, compiled by clang -target bpf during `swift build`
         .executableTarget(name: "bulwark-bpf-embed"),
@@ -55,11 +71,24 @@ let package = Package(
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
         ),
 
+        // The node agent: policy store, event pipeline, node socket, metrics (bulwarkd).
+        .target(
+            name: "BulwarkAgent",
+            dependencies: [
+                "BulwarkBPF", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkRuntime",
+                "BulwarkSystem", "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics, prometheus,
+                lifecycle, unixSignals,
+            ]
+        ),
+        // Client side of the node socket (CLI `status`, `containers`, `events`); no NIO.
+        .target(name: "BulwarkClient", dependencies: ["BulwarkOCI"]),
+
         // MARK: Executables
         .executableTarget(
             name: "bulwark",
             dependencies: [
-                "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", argumentParser,
+                "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", "BulwarkClient",
+                argumentParser,
             ]
         ),
 
@@ -67,9 +96,20 @@ let package = Package(
         .executableTarget(
             name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkPolicy", "BulwarkSystem"]),
 
+        .executableTarget(
+            name: "bulwarkd",
+            dependencies: [
+                "BulwarkAgent", "BulwarkPolicy", "BulwarkSystem", argumentParser, logging, lifecycle, unixSignals,
+                metrics,
+                prometheus,
+            ]),
+
         // MARK: Benchmarks (scripts/bench-*.sh)
         .executableTarget(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
+        .executableTarget(
+            name: "bulwark-bench-events",
+            dependencies: ["BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkOCI", "CBulwarkABI", logging]),
 
         // MARK: Tests
         .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles"]),
@@ -82,6 +122,13 @@ let package = Package(
         // Process helpers shared by the test targets that run the built executables.
         .target(name: "BulwarkTestSupport", path: "Tests/BulwarkTestSupport"),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkTestSupport"]),
+        .testTarget(
+            name: "BulwarkAgentTests",
+            dependencies: [
+                "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
+                "BulwarkRuntime", "CBulwarkABI", "BulwarkTestSupport", logging,
+            ]
+        ),
         .testTarget(
             name: "BulwarkKernelTests",
             dependencies: [

@@ -76,10 +76,7 @@ public struct SeccompAuditRecord: Sendable, Equatable {
 
     /// The profile named by the subject label: `varmor-x//child (enforce)` → `varmor-x`; nil for
     /// none, `?` or `unconfined`.
-    public var profileName: String? {
-        let name = subject.split(separator: "/").first.map { $0.split(separator: " ").first ?? "" } ?? ""
-        return name.isEmpty || name == "?" || name == "unconfined" ? nil : String(name)
-    }
+    public var profileName: String? { BulwarkEvents.profileName(fromLabel: subject) }
 
     /// vArmor's body; `syscallName` resolves the native-architecture number (libseccomp, in the caller).
     public func body(syscallName: String) -> JSONValue {

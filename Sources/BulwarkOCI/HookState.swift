@@ -43,6 +43,9 @@ public struct OCIState: Sendable, Equatable {
 /// Annotations that carry Bulwark's decision for a container (written by the NRI plugin or the
 /// runtime wrapper, read by the OCI hook).
 public enum DecisionAnnotations {
+    /// vArmor-style profile name of the policy that targets the container (every enforcer); the
+    /// hook records the container under it so the agent can attribute its events.
+    public static let profile = "bulwark.io/profile"
     /// vArmor-style name of the BPF profile the container is bound to.
     public static let bpfProfile = "bulwark.io/bpf-profile"
     /// `namespace/name` (or `name` for cluster policies) of the policy that decided.
@@ -52,4 +55,23 @@ public enum DecisionAnnotations {
     public static let failurePolicy = "bulwark.io/failure-policy"
     /// `unavailable` when the policy asks for AppArmor and the kernel cannot apply it.
     public static let appArmor = "bulwark.io/apparmor"
+}
+
+/// Who a container is, from the annotations its runtime writes into the OCI spec (containerd's
+/// CRI plugin and CRI-O use different keys). Empty where the runtime says nothing (podman).
+public struct PodAnnotations: Sendable, Equatable {
+    public var podName = ""
+    public var podNamespace = ""
+    public var podUID = ""
+    public var containerName = ""
+    public var image = ""
+
+    public init(_ annotations: [String: String]) {
+        func first(_ keys: String...) -> String { keys.lazy.compactMap { annotations[$0] }.first ?? "" }
+        podName = first("io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name")
+        podNamespace = first("io.kubernetes.cri.sandbox-namespace", "io.kubernetes.pod.namespace")
+        podUID = first("io.kubernetes.cri.sandbox-uid", "io.kubernetes.pod.uid")
+        containerName = first("io.kubernetes.cri.container-name", "io.kubernetes.container.name")
+        image = first("io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName")
+    }
 }

@@ -36,12 +36,32 @@ public struct NodeConfig: Sendable, Equatable {
     /// Static inventory of Service/Pod IPs for `toServices`/`toPods` on standalone hosts.
     public var inventoryFile = ""
 
+    // MARK: Node agent (bulwarkd)
+
+    /// Group (name or number) allowed on the node socket besides root; empty = root only (0600).
+    public var socketGroup = ""
+    /// Where the OCI hook records each confined container (identity for event attribution).
+    public var containerStateDirectory = "/run/bulwark/containers"
+    /// Rotating violation log (vArmor: /var/log/varmor/violations.log); empty = off.
+    public var eventLogFile = "/var/log/bulwark/violations.log"
+    /// Size at which the violation log is rotated, and how many old files are kept.
+    public var eventLogMaxBytes = 10 * 1024 * 1024
+    public var eventLogBackups = 3
+    /// Kernel audit source for AppArmor and seccomp records: `/dev/kmsg`, or an audit/kernel log
+    /// file that is followed (`/var/log/audit/audit.log`); empty = off.
+    public var kernelLog = "/dev/kmsg"
+    /// `host:port` of the Prometheus endpoint (`/metrics`); empty = off.
+    public var metricsAddress = "127.0.0.1:9464"
+    /// Events queued per node-socket subscriber before further events are dropped (and counted).
+    public var subscriberQueueLimit = 4096
+
     public init() {}
 
     public static let keys = [
         "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
         "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
-        "bpfPinPath", "inventoryFile",
+        "bpfPinPath", "inventoryFile", "socketGroup", "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
+        "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit",
     ]
 
     /// Parses a config file's text. Empty text gives the defaults.
@@ -116,10 +136,62 @@ public struct NodeConfig: Sendable, Equatable {
             }
             if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
             if let v = m.value("inventoryFile"), let s = absolutePath(v) { config.inventoryFile = s }
+            if let v = m.value("socketGroup"), let s = v.string() { config.socketGroup = s }
+            if let v = m.value("containerStateDirectory"), let s = absolutePath(v) {
+                config.containerStateDirectory = s
+            }
+            if let v = m.value("eventLogFile"), let s = absolutePathOrOff(v, "write a path starting with /") {
+                config.eventLogFile = s
+            }
+            if let v = m.value("eventLogMaxBytes"), let n = positiveInt(v, minimum: 4096) {
+                config.eventLogMaxBytes = n
+            }
+            if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0) { config.eventLogBackups = n }
+            if let v = m.value("kernelLog"), let s = absolutePathOrOff(v, "use /dev/kmsg or an audit log path") {
+                config.kernelLog = s
+            }
+            if let v = m.value("metricsAddress"), let s = v.string() {
+                if s.isEmpty || Self.hostPort(s) != nil {
+                    config.metricsAddress = s
+                } else {
+                    v.error("\"\(s)\" is not host:port", hint: "e.g. 127.0.0.1:9464, or \"\" to turn metrics off")
+                }
+            }
+            if let v = m.value("subscriberQueueLimit"), let n = positiveInt(v, minimum: 1) {
+                config.subscriberQueueLimit = n
+            }
             m.finish(known: keys)
         }
         if ctx.hasErrors { throw DiagnosticsError(ctx.diagnostics.filter { $0.severity == .error }) }
         return config
+    }
+
+    /// `host:port` split at the last colon (`[::1]:9464` allowed); nil if malformed.
+    public static func hostPort(_ s: String) -> (host: String, port: Int)? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    /// An absolute path, or `""` for "off".
+    private static func absolutePathOrOff(_ v: YValue, _ hint: String) -> String? {
+        guard let s = v.string() else { return nil }
+        guard s.isEmpty || s.hasPrefix("/") else {
+            v.error("\"\(s)\" is not an absolute path", hint: hint + ", or \"\" to turn it off")
+            return nil
+        }
+        return s
+    }
+
+    private static func positiveInt(_ v: YValue, minimum: Int) -> Int? {
+        guard let s = v.string() else { return nil }
+        guard let n = Int(s), n >= minimum else {
+            v.error("expected a whole number ≥ \(minimum)", hint: "write e.g. \(max(minimum, 1) * 4)")
+            return nil
+        }
+        return n
     }
 
     private static func absolutePath(_ v: YValue) -> String? {

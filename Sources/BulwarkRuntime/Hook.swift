@@ -24,6 +24,11 @@ public struct Hook {
     public enum Outcome: Equatable, Sendable {
         case untargeted
         case bound(namespace: UInt32, profile: String)
+        /// Targeted by a policy without BPF: recorded for event attribution only.
+        case recorded(namespace: UInt32, profile: String)
+        /// Recording a non-BPF container failed: confinement is unaffected (seccomp/AppArmor are in
+        /// the spec), only its events lose their names.
+        case recordFailed(String)
         case unbound(namespace: UInt32)
         case nothingToUnbind
         case ignoredFailure(String)
@@ -38,6 +43,32 @@ public struct Hook {
         public var policy: String?
         public var bundle: String
         public var boundAt: Double
+        /// False when the container is only recorded (no BPF binding); nil in records of older hooks.
+        public var bpf: Bool?
+        public var podName: String?
+        public var podNamespace: String?
+        public var podUID: String?
+        public var containerName: String?
+        public var image: String?
+
+        public init(
+            id: String, pid: Int32, namespace: UInt32, profile: String, policy: String?, bundle: String,
+            boundAt: Double, bpf: Bool, pod: PodAnnotations
+        ) {
+            self.id = id
+            self.pid = pid
+            self.namespace = namespace
+            self.profile = profile
+            self.policy = policy
+            self.bundle = bundle
+            self.boundAt = boundAt
+            self.bpf = bpf
+            podName = pod.podName
+            podNamespace = pod.podNamespace
+            podUID = pod.podUID
+            containerName = pod.containerName
+            image = pod.image
+        }
     }
 
     public func run(stage: Stage, state: OCIState) throws(RuntimeFailure) -> Outcome {
@@ -49,7 +80,7 @@ public struct Hook {
 
     func create(_ state: OCIState) throws(RuntimeFailure) -> Outcome {
         guard let profile = state.annotations[DecisionAnnotations.bpfProfile], !profile.isEmpty else {
-            return .untargeted
+            return record(state)
         }
         let failClosed = state.annotations[DecisionAnnotations.failurePolicy] != "Ignore"
         func refuse(_ why: String) throws(RuntimeFailure) -> Outcome {
@@ -67,7 +98,7 @@ public struct Hook {
         let record = Record(
             id: state.id, pid: pid, namespace: binding.namespace, profile: profile,
             policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
-            boundAt: Date().timeIntervalSince1970)
+            boundAt: Date().timeIntervalSince1970, bpf: true, pod: PodAnnotations(state.annotations))
         do {
             try saveRecord(record)
         } catch {
@@ -77,11 +108,31 @@ public struct Hook {
         return .bound(namespace: binding.namespace, profile: profile)
     }
 
+    /// A container targeted without BPF: only its identity is recorded (never fatal).
+    func record(_ state: OCIState) -> Outcome {
+        guard let profile = state.annotations[DecisionAnnotations.profile], !profile.isEmpty else {
+            return .untargeted
+        }
+        guard let pid = state.pid, let inode = Enforcer.namespaceInode(pid: pid), inode <= UInt64(UInt32.max) else {
+            return .recordFailed("container \(state.id): no process or mount namespace to record")
+        }
+        let record = Record(
+            id: state.id, pid: pid, namespace: UInt32(inode), profile: profile,
+            policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
+            boundAt: Date().timeIntervalSince1970, bpf: false, pod: PodAnnotations(state.annotations))
+        do {
+            try saveRecord(record)
+        } catch {
+            return .recordFailed("container \(state.id): cannot record: \(error)")
+        }
+        return .recorded(namespace: record.namespace, profile: profile)
+    }
+
     func poststop(_ state: OCIState) -> Outcome {
         let path = recordPath(state.id)
         defer { unlink(path) }
         guard let data = FileManager.default.contents(atPath: path),
-            let record = try? JSONDecoder().decode(Record.self, from: data)
+            let record = try? JSONDecoder().decode(Record.self, from: data), record.bpf != false
         else { return .nothingToUnbind }
         // Only our binding: the inode may already belong to a newer container's binding.
         guard let current = enforcer.binding(namespace: record.namespace), current.pid == UInt32(record.pid)

@@ -60,6 +60,7 @@ public struct Wrapper {
         // the caller's annotations in their order, Bulwark's after them
         var newAnnotations = spec["annotations"]?.object ?? JSONObject()
         newAnnotations[DecisionAnnotations.policy] = .string(policy.displayName)
+        newAnnotations[DecisionAnnotations.profile] = .string(profile)
 
         if enforcers.contains(.seccomp) {
             let compiled = SeccompCompiler().compile(policy)
@@ -89,25 +90,27 @@ public struct Wrapper {
             newAnnotations[DecisionAnnotations.bpfProfile] = .string(profile)
             newAnnotations[DecisionAnnotations.failurePolicy] = .string(config.failurePolicy.rawValue)
             loadBPFProfileIfMissing(policy, profile: profile, notes: &notes)
-            var hooks = spec["hooks"]?.object ?? JSONObject()
-            for stage in ["createRuntime", "poststop"] {
-                var list = hooks[stage]?.array ?? []
-                // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two.
-                if list.contains(where: { $0.object?["path"]?.string?.hasSuffix("/bulwark-hook") == true }) { continue }
-                list.append(
-                    .object(
-                        JSONObject([
-                            ("path", .string(executableDirectory + "/bulwark-hook")),
-                            (
-                                "args",
-                                .array(["bulwark-hook", stage, "--pin-path", config.bpfPinPath].map(JSONValue.string))
-                            ),
-                            ("timeout", .number(10)),
-                        ])))
-                hooks[stage] = .array(list)
-            }
-            spec["hooks"] = .object(hooks)
         }
+        // The hook binds BPF profiles; for every targeted container it also records who the
+        // container is, so the agent can name its events.
+        var hooks = spec["hooks"]?.object ?? JSONObject()
+        for stage in ["createRuntime", "poststop"] {
+            var list = hooks[stage]?.array ?? []
+            // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two.
+            if list.contains(where: { $0.object?["path"]?.string?.hasSuffix("/bulwark-hook") == true }) { continue }
+            let args = [
+                "bulwark-hook", stage, "--pin-path", config.bpfPinPath, "--state-dir", config.containerStateDirectory,
+            ]
+            list.append(
+                .object(
+                    JSONObject([
+                        ("path", .string(executableDirectory + "/bulwark-hook")),
+                        ("args", .array(args.map(JSONValue.string))),
+                        ("timeout", .number(10)),
+                    ])))
+            hooks[stage] = .array(list)
+        }
+        spec["hooks"] = .object(hooks)
         spec["annotations"] = .object(newAnnotations)
         Self.trace("compile and merge", since: &t)
         let out = JSONValue.object(spec).serialized()

@@ -33,8 +33,12 @@ do { state = try OCIState.parse(input) } catch { die("\(stage.rawValue): \(error
 do {
     let outcome = try Hook(enforcer: Enforcer(pinPath: pinPath), stateDirectory: stateDir).run(
         stage: stage, state: state)
-    if case .ignoredFailure(let why) = outcome {
+    switch outcome {
+    case .ignoredFailure(let why):
         FileHandle.standardError.write(Data("bulwark-hook: warning: \(why) (failure policy Ignore)\n".utf8))
+    case .recordFailed(let why):
+        FileHandle.standardError.write(Data("bulwark-hook: warning: \(why); its events will lack names\n".utf8))
+    default: break
     }
 } catch {
     die(error.message)

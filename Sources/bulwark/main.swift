@@ -13,7 +13,8 @@ struct Bulwark: ParsableCommand {
         abstract: "Bulwark: vArmor policies enforced with AppArmor, seccomp and BPF LSM in the container runtime path.",
         subcommands: [
             PolicyCommand.self, EnforcerCommand.self, ProfileCommand.self, BindCommand.self, UnbindCommand.self,
-            SelftestCommand.self, SelftestProbeCommand.self,
+            SelftestCommand.self, SelftestProbeCommand.self, StatusCommand.self, ContainersCommand.self,
+            EventsCommand.self, ReloadCommand.self,
         ])
 }
 
@@ -227,6 +228,8 @@ do {
     try command.run()
 } catch is Failure {
     exit(1)
+} catch let code as ExitCode {
+    exit(code.rawValue)
 } catch {
     let code = Bulwark.exitCode(for: error)
     if code == .success {

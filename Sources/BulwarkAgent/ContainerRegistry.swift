@@ -1,0 +1,110 @@
+import BulwarkOCI
+import BulwarkRuntime
+import Foundation
+import Synchronization
+
+/// The containers Bulwark confines on this node, from the records the OCI hook writes
+/// (`containerStateDirectory/<id>.json`). They live on tmpfs and outlive the agent, so an agent
+/// restart recovers every binding and keeps attributing events. Only regular files owned by root
+/// (or by the agent's user) are read: the directory is the agent's, never a container's.
+public final class ContainerRegistry: Sendable {
+    public let directory: String
+    struct State {
+        var byNamespace: [UInt32: Hook.Record] = [:]
+        var byID: [String: Hook.Record] = [:]
+        var directoryStamp: timespec = timespec()
+        var lastScan = 0.0
+    }
+    private let state = Mutex(State())
+
+    public init(directory: String) { self.directory = directory }
+
+    public var records: [Hook.Record] {
+        rescanIfChanged()
+        return state.withLock { $0.byID.values.sorted { $0.boundAt < $1.boundAt } }
+    }
+
+    public func record(namespace: UInt32) -> Hook.Record? {
+        if let r = state.withLock({ $0.byNamespace[namespace] }) { return r }
+        rescanIfChanged()
+        return state.withLock { $0.byNamespace[namespace] }
+    }
+
+    /// A host pid's container: its mount namespace now, else a record of that very pid (the
+    /// process may have exited since the kernel logged it).
+    public func record(pid: UInt32) -> (Hook.Record?, namespace: UInt32) {
+        let ns = ContainerRegistry.namespace(ofPid: pid)
+        if let ns, let r = record(namespace: ns) { return (r, ns) }
+        let r = state.withLock { s in s.byID.values.first { $0.pid == Int32(bitPattern: pid) } }
+        return (r, ns ?? r?.namespace ?? 0)
+    }
+
+    static func namespace(ofPid pid: UInt32) -> UInt32? {
+        var st = stat()
+        guard stat("/proc/\(pid)/ns/mnt", &st) == 0, st.st_ino <= UInt64(UInt32.max) else { return nil }
+        return UInt32(st.st_ino)
+    }
+
+    /// Re-reads the directory when its modification time changed (one stat otherwise).
+    public func rescanIfChanged() {
+        var st = stat()
+        guard stat(directory, &st) == 0 else {
+            state.withLock { $0 = State() }
+            return
+        }
+        let stamp = st.st_mtim
+        let unchanged = state.withLock { s in
+            s.directoryStamp.tv_sec == stamp.tv_sec && s.directoryStamp.tv_nsec == stamp.tv_nsec && s.lastScan > 0
+        }
+        if unchanged { return }
+        rescan(stamp: stamp)
+    }
+
+    func rescan(stamp: timespec) {
+        var byID: [String: Hook.Record] = [:]
+        var byNamespace: [UInt32: Hook.Record] = [:]
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let decoder = JSONDecoder()
+        for name in names where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            guard let data = Self.readTrusted(directory + "/" + name),
+                let r = try? decoder.decode(Hook.Record.self, from: data)
+            else { continue }
+            byID[r.id] = r
+            // newest record wins a namespace (an inode reused after a container stopped unseen)
+            if let old = byNamespace[r.namespace], old.boundAt > r.boundAt { continue }
+            byNamespace[r.namespace] = r
+        }
+        state.withLock { s in
+            s.byID = byID
+            s.byNamespace = byNamespace
+            s.directoryStamp = stamp
+            s.lastScan = Date().timeIntervalSince1970
+        }
+    }
+
+    /// Reads a record without following links, only if root's (or ours) and small.
+    static func readTrusted(_ path: String) -> Data? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0 || st.st_uid == geteuid(),
+            st.st_size <= 65536
+        else { return nil }
+        var buf = [UInt8](repeating: 0, count: Int(st.st_size))
+        let n = read(fd, &buf, buf.count)
+        return n == buf.count ? Data(buf) : nil
+    }
+
+    /// A record whose process is gone and whose namespace no longer exists: its poststop never ran
+    /// (runtime killed, node crash). Removed at start-up so the table reflects what runs.
+    public func pruneStale(isBound: (UInt32) -> Bool) -> [String] {
+        var removed: [String] = []
+        for r in records where kill(r.pid, 0) != 0 && errno == ESRCH && !isBound(r.namespace) {
+            let safe = r.id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } && !r.id.hasPrefix(".")
+            if safe, unlink(directory + "/" + r.id + ".json") == 0 { removed.append(r.id) }
+        }
+        if !removed.isEmpty { rescan(stamp: timespec()) }
+        return removed
+    }
+}

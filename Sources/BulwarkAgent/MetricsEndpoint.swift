@@ -1,0 +1,68 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// `GET /metrics` in Prometheus text format (swift-prometheus registry); anything else is 404.
+final class MetricsEndpoint: Sendable {
+    let channel: any Channel
+
+    static func start(host: String, port: Int, group: any EventLoopGroup, registry: PrometheusCollectorRegistry)
+        throws -> MetricsEndpoint
+    {
+        let channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(registry: registry))
+                }
+            }
+            .bind(host: host, port: port).wait()
+        return MetricsEndpoint(channel: channel)
+    }
+
+    init(channel: any Channel) { self.channel = channel }
+
+    func stop() { try? channel.close().wait() }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let registry: PrometheusCollectorRegistry
+        var head: HTTPRequestHead?
+
+        init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h): head = h
+            case .body: break
+            case .end:
+                guard let h = head else { return }
+                var body: [UInt8] = []
+                let status: HTTPResponseStatus
+                if h.method == .GET && (h.uri == "/metrics" || h.uri.hasPrefix("/metrics?")) {
+                    registry.emit(into: &body)
+                    status = .ok
+                } else {
+                    body = Array("not found: try /metrics\n".utf8)
+                    status = .notFound
+                }
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+                headers.add(name: "Content-Length", value: "\(body.count)")
+                context.write(
+                    wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))),
+                    promise: nil)
+                context.write(
+                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+                let keepAlive = h.isKeepAlive
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                    if !keepAlive { context.close(promise: nil) }
+                }
+                head = nil
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import BulwarkBPF
+import BulwarkEvents
+import Foundation
+import Logging
+import Synchronization
+
+/// A loop on its own thread (the kernel interfaces here are blocking or poll-based), stopped by a
+/// flag it checks at least every 200 ms.
+public final class Worker: Sendable {
+    let name: String
+    private let stopFlag = Atomic<Bool>(false)
+    private let finished = Mutex<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(name: String, body: @escaping @Sendable (_ stopped: @Sendable () -> Bool) -> Void) {
+        self.name = name
+        let thread = Thread { [self] in
+            body { self.stopFlag.load(ordering: .relaxed) }
+            self.done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    public func stop() {
+        stopFlag.store(true, ordering: .relaxed)
+        let already = finished.withLock { f in
+            defer { f = true }
+            return f
+        }
+        if !already { done.wait() }
+    }
+}
+
+/// Kernel event sources of the agent.
+enum EventSources {
+    /// The enforcer's ring buffer. Waits for the enforcer to be loaded (it may come later), reads
+    /// records in batches, and counts the kernel's own drops (ring buffer full) once a second.
+    static func bpf(pipeline: EventPipeline, hub: EventHub, pinPath: String, logger: Logger) -> Worker {
+        Worker(name: "bulwark-bpf-events") { stopped in
+            let enforcer = Enforcer(pinPath: pinPath)
+            var reported = false
+            while !stopped() {
+                guard enforcer.isLoaded, let reader = try? EventReader(enforcer: enforcer) else {
+                    if !reported {
+                        logger.info("BPF events: no enforcer loaded; waiting for one", metadata: ["pin": "\(pinPath)"])
+                        reported = true
+                    }
+                    Thread.sleep(forTimeInterval: 0.2)
+                    continue
+                }
+                logger.info("BPF events: reading the enforcer's ring buffer")
+                reported = false
+                var lastDrops = enforcer.counters()["drops"] ?? 0
+                var lastCheck = Date()
+                while !stopped() && enforcer.isLoaded {
+                    let batch = reader.poll(timeoutMilliseconds: 200)
+                    if !batch.isEmpty { pipeline.ingest(bpf: batch) }
+                    if Date().timeIntervalSince(lastCheck) >= 1 {
+                        let drops = enforcer.counters()["drops"] ?? lastDrops
+                        hub.countSourceDrops("bpf", drops &- lastDrops)
+                        lastDrops = drops
+                        lastCheck = Date()
+                    }
+                }
+            }
+        }
+    }
+
+    /// AppArmor and seccomp audit records from `/dev/kmsg` (from the end: what the kernel logged
+    /// before the agent started is not replayed) or from a log file that is followed across
+    /// rotation.
+    static func kernelLog(path: String, pipeline: EventPipeline, hub: EventHub, logger: Logger) -> Worker {
+        Worker(name: "bulwark-kernel-log") { stopped in
+            if path == "/dev/kmsg" || path.hasPrefix("/dev/") {
+                readKmsg(path: path, pipeline: pipeline, hub: hub, logger: logger, stopped: stopped)
+            } else {
+                followFile(path: path, pipeline: pipeline, logger: logger, stopped: stopped)
+            }
+        }
+    }
+
+    static func readKmsg(
+        path: String, pipeline: EventPipeline, hub: EventHub, logger: Logger, stopped: () -> Bool
+    ) {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            logger.error(
+                "kernel log unavailable: AppArmor and seccomp events are not collected",
+                metadata: ["path": "\(path)", "error": "\(errnoText())"])
+            return
+        }
+        defer { close(fd) }
+        lseek(fd, 0, SEEK_END)
+        var buf = [UInt8](repeating: 0, count: 8192)
+        var lastSeq: UInt64?
+        var lines: [String] = []
+        while !stopped() {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) > 0 else { continue }
+            // one record per read; drain what is there, then publish the batch
+            while true {
+                let n = read(fd, &buf, buf.count)
+                if n < 0 {
+                    if errno == EPIPE {  // records overwritten before we read them
+                        hub.countSourceDrops("kmsg", 1)
+                        lastSeq = nil
+                        continue
+                    }
+                    break
+                }
+                if n == 0 { break }
+                let record = String(decoding: buf[0..<n], as: UTF8.self)
+                if let seq = KernelLogLine.kmsgSequence(record) {
+                    if let last = lastSeq, seq > last + 1 { hub.countSourceDrops("kmsg", seq - last - 1) }
+                    lastSeq = seq
+                }
+                if record.contains("audit") { lines.append(record) }
+                if lines.count >= 256 { break }
+            }
+            if !lines.isEmpty {
+                pipeline.ingest(kernelLines: lines)
+                lines.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    static func followFile(path: String, pipeline: EventPipeline, logger: Logger, stopped: () -> Bool) {
+        var fd: Int32 = -1
+        var inode: UInt = 0
+        var offset: off_t = 0
+        var partial: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var first = true
+        while !stopped() {
+            var st = stat()
+            if stat(path, &st) == 0, st.st_ino != inode || (fd >= 0 && st.st_size < offset) {
+                if fd >= 0 { close(fd) }
+                fd = open(path, O_RDONLY | O_CLOEXEC)
+                inode = st.st_ino
+                // the first file is read from its end; a rotated-in file from its start
+                offset = first ? st.st_size : 0
+                first = false
+                partial = []
+            }
+            guard fd >= 0 else {
+                Thread.sleep(forTimeInterval: 0.2)
+                continue
+            }
+            let n = pread(fd, &buf, buf.count, offset)
+            guard n > 0 else {
+                Thread.sleep(forTimeInterval: 0.1)
+                continue
+            }
+            offset += off_t(n)
+            partial += buf[0..<n]
+            guard let lastNewline = partial.lastIndex(of: 0x0A) else { continue }
+            let text = String(decoding: partial[...lastNewline], as: UTF8.self)
+            partial.removeSubrange(...lastNewline)
+            pipeline.ingest(kernelLines: text.split(separator: "\n").map(String.init))
+        }
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Watches the policy directories with inotify and reloads (debounced) on any change; a
+    /// directory that does not exist yet is watched once it appears.
+    static func policyWatcher(directories: [String], logger: Logger, reload: @escaping @Sendable () -> Void) -> Worker {
+        Worker(name: "bulwark-policy-watch") { stopped in
+            let ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+            guard ifd >= 0 else {
+                logger.error("inotify unavailable: policy changes need SIGHUP or `bulwark reload`")
+                return
+            }
+            defer { close(ifd) }
+            let mask = UInt32(
+                IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB
+                    | IN_DELETE_SELF | IN_MOVE_SELF)
+            var watched: [Int32: String] = [:]
+            var buf = [UInt8](repeating: 0, count: 16384)
+            var lastAttempt = Date.distantPast
+            var dirty: Date?
+            var firstAttempt = true
+            while !stopped() {
+                if watched.count < directories.count && Date().timeIntervalSince(lastAttempt) >= 1 {
+                    lastAttempt = Date()
+                    for dir in directories where !watched.values.contains(dir) {
+                        let wd = inotify_add_watch(ifd, dir, mask)
+                        if wd >= 0 {
+                            watched[wd] = dir
+                            // a directory that appeared after start-up: its files count now
+                            if !firstAttempt { dirty = dirty ?? Date() }
+                        }
+                    }
+                    firstAttempt = false
+                }
+                var p = pollfd(fd: ifd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, 100) > 0 {
+                    while true {
+                        let n = read(ifd, &buf, buf.count)
+                        guard n > 0 else { break }
+                        var i = 0
+                        while i + 16 <= n {
+                            let wd = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: Int32.self) }
+                            let m = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self) }
+                            let len = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i + 12, as: UInt32.self) }
+                            if m & UInt32(IN_IGNORED) != 0 { watched[wd] = nil }
+                            i += 16 + Int(len)
+                        }
+                        dirty = Date()
+                    }
+                }
+                // debounce: editors write a file in several steps
+                if let d = dirty, Date().timeIntervalSince(d) >= 0.15 {
+                    dirty = nil
+                    reload()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Glibc
+
+/// Runs a program with an argument vector (never through a shell) and collects its exit status and
+/// the first 64 KiB of stderr. Used for `apparmor_parser`.
+enum Spawn {
+    struct Result: Sendable {
+        var status: Int32
+        var stderr: String
+    }
+
+    static func run(_ path: String, _ args: [String]) -> Result {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { return Result(status: -1, stderr: "pipe: \(errnoText())") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
+        defer { for p in envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(pipeFDs[1])
+        defer { close(pipeFDs[0]) }
+        guard rc == 0 else { return Result(status: -1, stderr: "cannot run \(path): \(String(cString: strerror(rc)))") }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(pipeFDs[0], &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            if out.count < 65536 { out += buf[0..<n] }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Result(status: code, stderr: String(decoding: out, as: UTF8.self))
+    }
+
+    /// The first executable `name` in the usual system directories.
+    static func find(_ name: String) -> String? {
+        for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] where access(dir + "/" + name, X_OK) == 0 {
+            return dir + "/" + name
+        }
+        return nil
+    }
+}
+
+func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }

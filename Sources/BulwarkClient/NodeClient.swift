@@ -1,0 +1,119 @@
+import BulwarkOCI
+import Glibc
+
+/// A client of the node socket (see `NodeSocket` in BulwarkAgent for the protocol): sends one
+/// request line and reads JSON lines back. Blocking and small, for the CLI and tests.
+public final class NodeClient {
+    public struct Failure: Error, CustomStringConvertible, Equatable {
+        public var description: String
+        public var permissionDenied = false
+    }
+
+    let fd: Int32
+    var buffer: [UInt8] = []
+    var start = 0
+
+    /// Connects and sends the request.
+    public init(socketPath: String, request: JSONValue) throws(Failure) {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard socketPath.utf8.count < capacity else {
+            close(fd)
+            throw Failure(description: "socket path \(socketPath) is longer than \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in socketPath.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            let e = errno
+            close(fd)
+            switch e {
+            case EACCES, EPERM:
+                throw Failure(
+                    description: "permission denied: cannot connect to \(socketPath) (the node socket is root-only; "
+                        + "run with sudo, or ask for the agent's socketGroup)",
+                    permissionDenied: true)
+            case ENOENT, ECONNREFUSED:
+                throw Failure(
+                    description: "bulwarkd is not running: nothing listens on \(socketPath) "
+                        + "(start it: systemctl start bulwarkd, or set socketPath in the node config)")
+            default:
+                throw Failure(description: "cannot connect to \(socketPath): \(String(cString: strerror(e)))")
+            }
+        }
+        let line = request.serialized() + [0x0A]
+        var sent = 0
+        while sent < line.count {
+            let n = line[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                close(fd)
+                throw Failure(description: "cannot send the request: \(String(cString: strerror(errno)))")
+            }
+            sent += n
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Makes `nextLine` fail instead of waiting longer than `seconds` for data.
+    public func setReceiveTimeout(seconds: Double) {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// The next line (without the newline), or nil at the end of the stream.
+    public func nextLine() throws(Failure) -> [UInt8]? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 0x0A) {
+                let line = Array(buffer[start..<nl])
+                start = nl + 1
+                if start > 65536 {
+                    buffer.removeFirst(start)
+                    start = 0
+                }
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                throw Failure(description: "timed out waiting for the agent")
+            }
+            if n < 0 { throw Failure(description: "read: \(String(cString: strerror(errno)))") }
+            if n == 0 {
+                guard start < buffer.count else { return nil }
+                let line = Array(buffer[start...])
+                start = buffer.count
+                return line
+            }
+            buffer += chunk[0..<n]
+        }
+    }
+
+    /// The first line as a JSON object; `{"ok":false,"error":…}` becomes a Failure.
+    public func answer() throws(Failure) -> JSONObject {
+        guard let line = try nextLine() else { throw Failure(description: "the agent closed the connection") }
+        guard case .object(let o)? = try? JSONValue.parse(line) else {
+            throw Failure(description: "the agent sent something that is not a JSON object")
+        }
+        if o["ok"] != .bool(true) {
+            let message = o["error"]?.string ?? "request failed"
+            throw Failure(description: message, permissionDenied: message.hasPrefix("permission denied"))
+        }
+        return o
+    }
+
+    /// One-shot request: connect, send, return the answer object.
+    public static func call(socketPath: String, _ request: JSONValue) throws(Failure) -> JSONObject {
+        try NodeClient(socketPath: socketPath, request: request).answer()
+    }
+}

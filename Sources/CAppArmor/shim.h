@@ -1,0 +1,1 @@
+#include <aalogparse/aalogparse.h>

@@ -1,0 +1,184 @@
+import BulwarkAgent
+import BulwarkClient
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The `bulwarkd` executable: start-up errors, the policy store under edits and signals, and the
+/// end-to-end path from a confined container's kernel record to a socket subscriber, across an
+/// agent restart.
+@Suite("bulwarkd", .serialized)
+struct DaemonTests {
+    @Test func aBadConfigIsAClearErrorAtStart() throws {
+        let node = try Node("badconfig")
+        defer { node.remove() }
+        let config = try node.writeConfig(extra: "eventLogMaxBytes: lots\nsubscriberQueue: 5\n")
+        let (code, out) = try capture(bulwarkDirectory() + "/bulwarkd", ["--config", config])
+        #expect(code == 2, "\(out)")
+        #expect(out.contains("bulwark.yaml:14"), "\(out)")
+        #expect(out.contains("eventLogMaxBytes"))
+        #expect(out.contains("subscriberQueue"))
+        // --check: the policy problem with file:line, exit 1, nothing loaded
+        let good = try node.writeConfig()
+        try node.write(policy: "broken.yaml", shopPolicy.replacingOccurrences(of: "BPFSeccomp", with: "Nope"))
+        let (ccode, cout) = try capture(bulwarkDirectory() + "/bulwarkd", ["--config", good, "--check"])
+        #expect(ccode == 1, "\(cout)")
+        #expect(cout.contains("rejected") && cout.contains("broken.yaml:"), "\(cout)")
+        #expect(!FileManager.default.fileExists(atPath: node.config.seccompProfileDirectory))
+    }
+
+    @Test func anInvalidPolicyEditKeepsTheLastGoodVersion() throws {
+        var node = try Node("lastgood")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        try node.write(policy: "web.yaml", shopPolicy)
+        let daemon = try Daemon(config: try node.writeConfig(), socket: node.config.socketPath)
+        defer { daemon.stop() }
+        #expect(daemon.ready(), "\(daemon.output)")
+        let path = node.config.socketPath
+        let seccompFile = node.config.seccompProfileDirectory + "/varmor-shop-web.json"
+        #expect(FileManager.default.fileExists(atPath: seccompFile))
+        let notices = try NodeClient(
+            socketPath: path, request: request("events", [("follow", .bool(true)), ("notices", .bool(true))]))
+        _ = try notices.answer()
+
+        // a broken edit: reported (notice, status), the good version stays
+        try node.write(policy: "web.yaml", shopPolicy.replacingOccurrences(of: "BPFSeccomp", with: "Nope"))
+        let notice = readLines(notices, count: 1)
+        #expect(notice.first?["message"] == .string("policy file rejected"), "\(daemon.output)")
+        #expect(notice.first?["keptLastGood"] == .bool(true))
+        let status = try #require(try NodeClient.call(socketPath: path, request("status"))["status"]?.object)
+        let rejected = status["rejectedFiles"]?.array?.first?.object
+        #expect(rejected?["keptLastGood"] == .bool(true))
+        #expect(rejected?["errors"]?.array?.first?.string?.contains("web.yaml:") == true)
+        let profiles = try NodeClient.call(socketPath: path, request("profiles"))["profiles"]?.array ?? []
+        #expect(profiles.compactMap { $0.object?["name"]?.string } == ["varmor-shop-web"])
+        #expect(FileManager.default.fileExists(atPath: seccompFile))
+
+        // fixed: accepted again; removed: unloaded and its seccomp profile deleted
+        try node.write(policy: "web.yaml", shopPolicy.replacingOccurrences(of: "app: web", with: "app: shop"))
+        #expect(
+            eventually {
+                (try? NodeClient.call(socketPath: path, request("status"))["status"]?.object?["rejectedFiles"])
+                    == .array([])
+            })
+        try FileManager.default.removeItem(atPath: node.dir + "/policies/web.yaml")
+        #expect(
+            eventually {
+                (try? NodeClient.call(socketPath: path, request("profiles"))["profiles"]) == .array([])
+            })
+        #expect(!FileManager.default.fileExists(atPath: seccompFile))
+
+        // SIGHUP reloads
+        let before = try NodeClient.call(socketPath: path, request("status"))["status"]?.object?["reloads"]?.text
+        kill(daemon.pid, SIGHUP)
+        #expect(
+            eventually {
+                (try? NodeClient.call(socketPath: path, request("status")))?["status"]?.object?["reloads"]?.text
+                    != before
+            })
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+        #expect(!FileManager.default.fileExists(atPath: path), "the socket is removed at exit")
+    }
+
+    /// The issue's "done when": a container confined through bulwark-runtime and bulwark-hook (runc)
+    /// makes the kernel log a seccomp record (SCMP_ACT_LOG of the observe policy); it arrives on
+    /// the node socket as vArmor JSON with the configured metadata and the pod, container and policy
+    /// names — after the agent was restarted while the container ran.
+    @Test func aConfinedContainersEventArrivesAfterAnAgentRestart() throws {
+        guard
+            available(
+                "aConfinedContainersEventArrivesAfterAnAgentRestart", root: true,
+                tools: [runcPath ?? "/usr/sbin/runc", "/bin/busybox"], "needs root, runc and busybox-static")
+        else { return }
+        var node = try Node("e2e")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        node.config.kernelLog = "/dev/kmsg"
+        let port = UInt16(20000 + getpid() % 20000)
+        node.config.metricsAddress = "127.0.0.1:\(port)"
+        let observe = try String(
+            contentsOfFile: PodmanFixture.repository.path + "/packaging/policies/observe.yaml", encoding: .utf8)
+        try node.write(policy: "observe.yaml", observe)
+        let config = try node.writeConfig(extra: "runtime: \(runcPath!)\n")
+        var first = try Daemon(config: config, socket: node.config.socketPath)
+        #expect(first.ready(), "\(first.output)")
+
+        var bundle = BusyboxBundle(args: [
+            "sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; unshare -U sleep 1; sleep 60",
+        ])
+        bundle.applets = ["sh", "sleep", "unshare"]
+        bundle.annotations = [
+            "bulwark.io/policy": "observe", "io.kubernetes.cri.sandbox-name": "web-1",
+            "io.kubernetes.cri.sandbox-namespace": "shop", "io.kubernetes.cri.sandbox-uid": "uid-1",
+            "io.kubernetes.cri.container-name": "app", "io.kubernetes.cri.image-name": "registry.local/web:1",
+        ]
+        let b = try bundle.write(below: node.dir)
+        let id = "bw-agent-e2e-\(getpid())"
+        let wrapper = bulwarkDirectory() + "/bulwark-runtime"
+        let env = ["BULWARK_CONFIG": config, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let (ccode, cout) = try captureDetached(wrapper, ["create", "--bundle", b, id], environment: env)
+        #expect(ccode == 0, "create: \(cout)")
+        defer { _ = try? captureDetached(wrapper, ["delete", "--force", id], environment: env) }
+        let (scode, sout) = try captureDetached(wrapper, ["start", id], environment: env)
+        #expect(scode == 0, "start: \(sout)")
+        let recordPath = node.config.containerStateDirectory + "/\(id).json"
+        #expect(FileManager.default.fileExists(atPath: recordPath), "the hook recorded the container")
+
+        // restart the agent while the container runs: nothing about the container is lost
+        #expect(first.stop() == 0, "\(first.output)")
+        #expect(FileManager.default.fileExists(atPath: recordPath))
+        first = try Daemon(config: config, socket: node.config.socketPath)
+        #expect(first.ready(), "\(first.output)")
+        let containers = try NodeClient.call(socketPath: node.config.socketPath, request("containers"))
+        let listed = containers["containers"]?.array?.first?.object
+        #expect(listed?["id"] == .string(id))
+        #expect(listed?["running"] == .bool(true))
+        #expect(listed?["podName"] == .string("web-1"))
+
+        let events = try NodeClient(
+            socketPath: node.config.socketPath,
+            request: request(
+                "events",
+                [("follow", .bool(true)), ("filter", .object(JSONObject([("enforcer", .string("Seccomp"))])))]))
+        _ = try events.answer()
+        let pid = try #require(listed?["pid"]?.text)
+        #expect(FileManager.default.createFile(atPath: "/proc/\(pid)/root/tmp/go", contents: Data()))
+        let got = readLines(events, count: 1, timeout: 15)
+        let e = try #require(got.first, "no event arrived; agent said:\n\(first.output)")
+        #expect(e["level"] == .string("warn"))
+        #expect(e["metadata"]?.text == #"{"clusterName":"test-cluster","region":"lab","varmorNamespace":"varmor"}"#)
+        #expect(e["nodeName"] == .string("node-a"))
+        #expect(e["podName"] == .string("web-1"))
+        #expect(e["podNamespace"] == .string("shop"))
+        #expect(e["podUID"] == .string("uid-1"))
+        #expect(e["containerID"] == .string(id))
+        #expect(e["containerName"] == .string("app"))
+        #expect(e["image"] == .string("registry.local/web:1"))
+        #expect(e["enforcer"] == .string("Seccomp"))
+        #expect(e["eventType"] == .string("Seccomp"))
+        #expect(e["action"] == .string("AUDIT|ALLOWED"))
+        #expect(e["profileName"] == .string("varmor-cluster-varmor-observe"))
+        #expect(e["policyKind"] == .string("VarmorClusterPolicy"))
+        #expect(e["policyName"] == .string("observe"))
+        #expect(e["policyNamespace"] == .string(""))
+        #expect(e["event"]?.object?["syscall"] == .string("unshare"))
+        #expect(e["message"] == .string("violation event"))
+        // the same event in the violation log and in the metrics
+        let log = (try? String(contentsOfFile: node.config.eventLogFile, encoding: .utf8)) ?? ""
+        #expect(log.contains("\"containerID\":\"\(id)\""))
+        let metrics = httpGet(host: "127.0.0.1", port: port, path: "/metrics") ?? ""
+        #expect(metrics.contains(#"bulwark_events_total{enforcer="Seccomp",action="AUDIT|ALLOWED"} 1"#), "\(metrics)")
+
+        _ = try captureDetached(wrapper, ["kill", id, "KILL"], environment: env)
+        _ = eventually {
+            (try? captureDetached(wrapper, ["state", id], environment: env))?.1.contains("stopped") == true
+        }
+        let (dcode, dout) = try captureDetached(wrapper, ["delete", id], environment: env)
+        #expect(dcode == 0, "delete: \(dout)")
+        #expect(!FileManager.default.fileExists(atPath: recordPath), "poststop removed the record")
+        #expect(first.stop() == 0, "\(first.output)")
+    }
+}
