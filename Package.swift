@@ -133,7 +133,7 @@ let package = Package(
             name: "BulwarkKernelTests",
             dependencies: [
                 "BulwarkBPF", "BulwarkBPFObject", "BulwarkProfiles", "BulwarkPolicy", "CBulwarkABI", "CLibBPF",
-                "BulwarkTestSupport",
+                "BulwarkClient", "BulwarkOCI", "BulwarkTestSupport",
             ]
         ),
     ]

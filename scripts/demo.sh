@@ -2,17 +2,26 @@
 # Demo of Bulwark's main job on its built-in default policies: validate them, decide which
 # containers they confine, compile the three kernel artifacts, and check the AppArmor profile
 # with apparmor_parser; then run containers through the runtime wrapper (bulwark-runtime + runc)
-# and show, side by side, an act the default policy denies and one it allows.
+# and show, side by side, an act the default policy denies and one it allows; then start the node
+# agent (bulwarkd) and watch the violation events of a container arrive on the node socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] && scripts/install-deps.sh
 swift build -c debug --product bulwark >/dev/null
 swift build -c debug --product bulwark-runtime >/dev/null
 swift build -c debug --product bulwark-hook >/dev/null
+swift build -c debug --product bulwarkd >/dev/null
 bin=.build/debug/bulwark
 policies=(packaging/policies/*.yaml)
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+agent_pid=""
+follow_pid=""
+cleanup() {
+    [ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null || true
+    [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
+    rm -rf "$out"
+}
+trap cleanup EXIT
 echo "== validate"
 "$bin" policy validate "${policies[@]}"
 echo; echo "== explain: a podman container run with --annotation bulwark.io/policy=default"
@@ -60,14 +69,27 @@ if grep -q Y /sys/module/apparmor/parameters/enabled 2>/dev/null; then
 else
     echo "AppArmor: not enabled in this kernel"
 fi
-printf 'policyDirectories: [%s/packaging/policies]\nruntime: runc\nenforcers: [%s]\n' "$PWD" "$enforcers" >"$out/bulwark.yaml"
-bundle() { # bundle DIR ANNOTATIONS-JSON
+cat >"$out/bulwark.yaml" <<EOF
+policyDirectories: [$PWD/packaging/policies]
+runtime: runc
+enforcers: [$enforcers]
+nodeName: demo-node
+auditEventMetadata: {clusterName: demo, region: local}
+socketPath: $out/run/bulwark.sock
+containerStateDirectory: $out/run/containers
+eventLogFile: $out/log/violations.log
+seccompProfileDirectory: $out/seccomp
+appArmorProfileDirectory: $out/apparmor.d
+metricsAddress: ""
+EOF
+bundle() { # bundle DIR ANNOTATIONS-JSON [SCRIPT]
     mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/tmp" "$1/rootfs/dev"
     cp /bin/busybox "$1/rootfs/bin/"
     for a in sh echo unshare true; do ln -sf busybox "$1/rootfs/bin/$a"; done
-    python3 - "$1/config.json" "$2" <<'PY'
+    for a in sleep; do ln -sf busybox "$1/rootfs/bin/$a"; done
+    python3 - "$1/config.json" "$2" "${3:-}" <<'PY'
 import json, sys
-script = ("echo '  echo hello:          allowed'; "
+script = sys.argv[3] or ("echo '  echo hello:          allowed'; "
           "if unshare -U true 2>/dev/null; then echo '  unshare -U (userns): allowed'; "
           "else echo '  unshare -U (userns): DENIED (EPERM)'; fi")
 spec = {"ociVersion": "1.0.2",
@@ -92,4 +114,30 @@ d = json.load(open(sys.argv[1]))
 print("rewritten spec of 'web':", json.dumps({"annotations": d["annotations"],
       "seccomp": f'{len(d["linux"]["seccomp"]["syscalls"])} rules', "hooks": sorted(d.get("hooks", {}))}))
 PY
+
+echo; echo "== the node agent: bulwarkd, and the events of a container on the node socket"
+export BULWARK_CONFIG="$out/bulwark.yaml"
+.build/debug/bulwarkd --log-level warning 2>"$out/bulwarkd.log" &
+agent_pid=$!
+for _ in $(seq 100); do "$bin" status >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin" status
+"$bin" events --follow >"$out/events.txt" 2>&1 &
+follow_pid=$!
+sleep 0.5
+# the built-in `observe` policy allows and reports what `default` would refuse (seccomp SCMP_ACT_LOG)
+bundle "$out/observed" '{"bulwark.io/policy": "observe", "io.kubernetes.cri.sandbox-name": "web-7d9f-x2k",
+  "io.kubernetes.cri.sandbox-namespace": "shop", "io.kubernetes.cri.container-name": "app"}' \
+  "unshare -U sleep 1 && echo '  unshare -U (userns): allowed, and reported'"
+echo "container 'observed' (annotation bulwark.io/policy=observe):"
+.build/debug/bulwark-runtime run --bundle "$out/observed" "bulwark-demo-observed-$$"
+for _ in $(seq 50); do [ "$(wc -l <"$out/events.txt")" -ge 2 ] && break; sleep 0.1; done
+echo; echo "bulwark events --follow (what a subscriber of the node socket saw):"
+cat "$out/events.txt"
+echo; echo "bulwark events --json (vArmor's format, with this node's metadata):"
+"$bin" events --json --recent 1
+echo; echo "bulwark status (after):"
+"$bin" status | sed -n '/^events/,/^drops/p'
+kill "$follow_pid" 2>/dev/null || true
+kill "$agent_pid" && wait "$agent_pid" 2>/dev/null || true
+agent_pid=""
 if "$bin" enforcer probe >/dev/null 2>&1; then "$bin" enforcer unload; fi

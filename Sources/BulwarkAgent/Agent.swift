@@ -5,6 +5,7 @@ import BulwarkPolicy
 import BulwarkRuntime
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -108,6 +109,7 @@ public final class Agent: Service, Sendable {
                 workers.append(
                     EventSources.kernelLog(path: config.kernelLog, pipeline: pipeline, hub: hub, logger: logger))
             }
+            workers.append(gauges())
             workers.append(
                 EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
                     self.store.reload()
@@ -124,6 +126,26 @@ public final class Agent: Service, Sendable {
                 "eventLog": "\(config.eventLogFile.isEmpty ? "off" : config.eventLogFile)",
                 "kernelLog": "\(config.kernelLog.isEmpty ? "off" : config.kernelLog)", "bpf": "\(bpf)",
             ])
+    }
+
+    /// Once a second: new container records (for the hook-latency metric) and the gauges.
+    func gauges() -> Worker {
+        let registry = registry
+        let store = store
+        let pinPath = config.bpfPinPath
+        return Worker(name: "bulwark-gauges") { stopped in
+            let containers = Gauge(label: "bulwark_containers")
+            let bindings = Gauge(label: "bulwark_bpf_bindings")
+            let profiles = Gauge(label: "bulwark_profiles")
+            let enforcer = Enforcer(pinPath: pinPath)
+            while !stopped() {
+                registry.rescanIfChanged()
+                containers.record(registry.records.count)
+                bindings.record(enforcer.bindings().count)
+                profiles.record(store.profiles.count)
+                for _ in 0..<10 where !stopped() { Thread.sleep(forTimeInterval: 0.1) }
+            }
+        }
     }
 
     public func stop() {

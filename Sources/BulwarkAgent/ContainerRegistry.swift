@@ -1,6 +1,7 @@
 import BulwarkOCI
 import BulwarkRuntime
 import Foundation
+import Metrics
 import Synchronization
 
 /// The containers Bulwark confines on this node, from the records the OCI hook writes
@@ -9,13 +10,24 @@ import Synchronization
 /// (or by the agent's user) are read: the directory is the agent's, never a container's.
 public final class ContainerRegistry: Sendable {
     public let directory: String
+    /// How long a removed record still names events: the kernel's records of a container's last
+    /// acts may be read after its poststop hook removed the record.
+    public static let departedGrace = 60.0
+
     struct State {
         var byNamespace: [UInt32: Hook.Record] = [:]
         var byID: [String: Hook.Record] = [:]
+        /// records gone from the directory, with the time they went
+        var departed: [UInt32: (Hook.Record, Double)] = [:]
         var directoryStamp: timespec = timespec()
         var lastScan = 0.0
     }
     private let state = Mutex(State())
+    /// `bulwark-hook`'s own time per container start (from the records it writes).
+    let hookLatency = Metrics.Timer(label: "bulwark_hook_duration_seconds")
+    private let firstScanDone = Mutex(false)
+    /// Records found at start-up were made before this agent: not counted again.
+    var hookLatencyReported: Bool { firstScanDone.withLock { $0 } }
 
     public init(directory: String) { self.directory = directory }
 
@@ -27,7 +39,7 @@ public final class ContainerRegistry: Sendable {
     public func record(namespace: UInt32) -> Hook.Record? {
         if let r = state.withLock({ $0.byNamespace[namespace] }) { return r }
         rescanIfChanged()
-        return state.withLock { $0.byNamespace[namespace] }
+        return state.withLock { $0.byNamespace[namespace] ?? $0.departed[namespace]?.0 }
     }
 
     /// A host pid's container: its mount namespace now, else a record of that very pid (the
@@ -50,6 +62,7 @@ public final class ContainerRegistry: Sendable {
         var st = stat()
         guard stat(directory, &st) == 0 else {
             state.withLock { $0 = State() }
+            firstScanDone.withLock { $0 = true }  // no directory yet: every record is new
             return
         }
         let stamp = st.st_mtim
@@ -74,12 +87,21 @@ public final class ContainerRegistry: Sendable {
             if let old = byNamespace[r.namespace], old.boundAt > r.boundAt { continue }
             byNamespace[r.namespace] = r
         }
+        let now = Date().timeIntervalSince1970
+        let known = state.withLock { Set($0.byID.keys) }
+        for r in byID.values where !known.contains(r.id) && hookLatencyReported {
+            if let us = r.hookMicroseconds { hookLatency.recordNanoseconds(Int64(us) * 1000) }
+        }
         state.withLock { s in
+            for (ns, r) in s.byNamespace where byNamespace[ns] == nil { s.departed[ns] = (r, now) }
+            for ns in byNamespace.keys { s.departed[ns] = nil }
+            s.departed = s.departed.filter { now - $0.value.1 < Self.departedGrace }
             s.byID = byID
             s.byNamespace = byNamespace
             s.directoryStamp = stamp
             s.lastScan = Date().timeIntervalSince1970
         }
+        firstScanDone.withLock { $0 = true }
     }
 
     /// Reads a record without following links, only if root's (or ours) and small.
@@ -104,7 +126,10 @@ public final class ContainerRegistry: Sendable {
             let safe = r.id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } && !r.id.hasPrefix(".")
             if safe, unlink(directory + "/" + r.id + ".json") == 0 { removed.append(r.id) }
         }
-        if !removed.isEmpty { rescan(stamp: timespec()) }
+        if !removed.isEmpty {
+            rescan(stamp: timespec())
+            state.withLock { $0.departed = [:] }  // stale, not recently departed
+        }
         return removed
     }
 }

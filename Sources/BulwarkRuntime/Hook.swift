@@ -14,6 +14,8 @@ public struct Hook {
     public var enforcer: Enforcer
     /// Where container records live (identity for event attribution, and what poststop unbinds).
     public var stateDirectory: String
+    /// When the hook process started (CLOCK_MONOTONIC ns), for its latency in the record.
+    public var startedAt: UInt64?
 
     public init(enforcer: Enforcer, stateDirectory: String = "/run/bulwark/containers") {
         self.enforcer = enforcer
@@ -50,6 +52,8 @@ public struct Hook {
         public var podUID: String?
         public var containerName: String?
         public var image: String?
+        /// The hook's own time from process start to this record (the agent's hook-latency metric).
+        public var hookMicroseconds: Int?
 
         public init(
             id: String, pid: Int32, namespace: UInt32, profile: String, policy: String?, bundle: String,
@@ -150,7 +154,14 @@ public struct Hook {
         return stateDirectory + "/" + name + ".json"
     }
 
-    func saveRecord(_ r: Record) throws {
+    func saveRecord(_ record: Record) throws {
+        var r = record
+        if let startedAt {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let ns = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+            r.hookMicroseconds = Int((ns &- startedAt) / 1000)
+        }
         if !FileManager.default.fileExists(atPath: stateDirectory) {
             try FileManager.default.createDirectory(
                 atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

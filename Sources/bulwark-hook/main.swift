@@ -6,6 +6,9 @@ import BulwarkOCI
 import BulwarkRuntime
 import Foundation
 
+var processStart = timespec()
+clock_gettime(CLOCK_MONOTONIC, &processStart)
+
 func die(_ message: String) -> Never {
     FileHandle.standardError.write(Data("bulwark-hook: \(message)\n".utf8))
     exit(1)
@@ -31,8 +34,9 @@ let input = FileHandle.standardInput.readData(ofLength: OCIState.maxBytes + 1)
 let state: OCIState
 do { state = try OCIState.parse(input) } catch { die("\(stage.rawValue): \(error)") }
 do {
-    let outcome = try Hook(enforcer: Enforcer(pinPath: pinPath), stateDirectory: stateDir).run(
-        stage: stage, state: state)
+    var hook = Hook(enforcer: Enforcer(pinPath: pinPath), stateDirectory: stateDir)
+    hook.startedAt = UInt64(processStart.tv_sec) * 1_000_000_000 + UInt64(processStart.tv_nsec)
+    let outcome = try hook.run(stage: stage, state: state)
     switch outcome {
     case .ignoredFailure(let why):
         FileHandle.standardError.write(Data("bulwark-hook: warning: \(why) (failure policy Ignore)\n".utf8))

@@ -146,14 +146,16 @@ struct EventsCommand: ParsableCommand {
         do {
             let client = try NodeClient(socketPath: options.socketPath(), request: request)
             _ = try client.answer()
+            // unbuffered: a follower's output goes to a pipe or file as each event arrives
+            let out = FileHandle.standardOutput
             if !options.json {
-                print(table(["TIME", "ACTION", "ENFORCER", "POD", "CONTAINER", "PROFILE", "EVENT"], []))
+                out.write(Data("TIME  ACTION  ENFORCER  POD  CONTAINER  PROFILE  EVENT\n".utf8))
             }
             while let line = try client.nextLine() {
                 if options.json {
-                    FileHandle.standardOutput.write(Data(line + [0x0A]))
+                    out.write(Data(line + [0x0A]))
                 } else if case .object(let e)? = try? JSONValue.parse(line) {
-                    print(Self.human(e))
+                    out.write(Data((Self.human(e) + "\n").utf8))
                 }
             }
         } catch let e as NodeClient.Failure {

@@ -126,6 +126,14 @@ struct DaemonTests {
         #expect(scode == 0, "start: \(sout)")
         let recordPath = node.config.containerStateDirectory + "/\(id).json"
         #expect(FileManager.default.fileExists(atPath: recordPath), "the hook recorded the container")
+        // the hook's own latency, from its record, and the container gauge
+        var metrics = ""
+        #expect(
+            eventually {
+                metrics = httpGet(host: "127.0.0.1", port: port, path: "/metrics") ?? ""
+                return metrics.contains("bulwark_hook_duration_seconds_count 1")
+                    && metrics.contains("bulwark_containers 1")
+            }, "\(metrics)")
 
         // restart the agent while the container runs: nothing about the container is lost
         #expect(first.stop() == 0, "\(first.output)")
@@ -169,7 +177,7 @@ struct DaemonTests {
         // the same event in the violation log and in the metrics
         let log = (try? String(contentsOfFile: node.config.eventLogFile, encoding: .utf8)) ?? ""
         #expect(log.contains("\"containerID\":\"\(id)\""))
-        let metrics = httpGet(host: "127.0.0.1", port: port, path: "/metrics") ?? ""
+        metrics = httpGet(host: "127.0.0.1", port: port, path: "/metrics") ?? ""
         #expect(metrics.contains(#"bulwark_events_total{enforcer="Seccomp",action="AUDIT|ALLOWED"} 1"#), "\(metrics)")
 
         _ = try captureDetached(wrapper, ["kill", id, "KILL"], environment: env)

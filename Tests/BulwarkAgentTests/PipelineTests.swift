@@ -3,6 +3,7 @@ import BulwarkEvents
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
+import BulwarkRuntime
 import CBulwarkABI
 import Foundation
 import Testing
@@ -237,5 +238,25 @@ struct RotatingFileTests {
         let perms = try #require(try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
         #expect(perms == 0o640)
         #expect(file.failures == 0)
+    }
+}
+
+@Suite("Container records")
+struct RegistryTests {
+    /// The kernel's record of a container's last act can be read after poststop removed the
+    /// container's record: it is still named for a grace period.
+    @Test func aDepartedContainerStillNamesLateEvents() throws {
+        let node = try Node("departed")
+        defer { node.remove() }
+        try node.writeRecord(record(id: "gone", namespace: 999))
+        let registry = ContainerRegistry(directory: node.config.containerStateDirectory)
+        #expect(registry.record(namespace: 999)?.id == "gone")
+        try FileManager.default.removeItem(atPath: node.config.containerStateDirectory + "/gone.json")
+        #expect(registry.records.isEmpty)
+        #expect(registry.record(namespace: 999)?.id == "gone")
+        // a planted record that is not a regular file of root's (a symlink) is not read
+        try FileManager.default.createSymbolicLink(
+            atPath: node.config.containerStateDirectory + "/evil.json", withDestinationPath: "/etc/hostname")
+        #expect(registry.records.isEmpty)
     }
 }
