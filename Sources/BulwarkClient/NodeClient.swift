@@ -12,6 +12,9 @@ public final class NodeClient {
     let fd: Int32
     var buffer: [UInt8] = []
     var start = 0
+    /// The request could not be sent (the agent may have refused the connection first; its
+    /// answer is still read).
+    var sendFailure: Failure?
 
     /// Connects and sends the request.
     public init(socketPath: String, request: JSONValue) throws(Failure) {
@@ -52,11 +55,12 @@ public final class NodeClient {
         let line = request.serialized() + [0x0A]
         var sent = 0
         while sent < line.count {
-            let n = line[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a peer that already closed must not kill us with SIGPIPE
+            let n = line[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                close(fd)
-                throw Failure(description: "cannot send the request: \(String(cString: strerror(errno)))")
+                sendFailure = Failure(description: "cannot send the request: \(String(cString: strerror(errno)))")
+                break
             }
             sent += n
         }
@@ -88,6 +92,7 @@ public final class NodeClient {
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 throw Failure(description: "timed out waiting for the agent")
             }
+            if n < 0 && errno == ECONNRESET && start == buffer.count { return nil }
             if n < 0 { throw Failure(description: "read: \(String(cString: strerror(errno)))") }
             if n == 0 {
                 guard start < buffer.count else { return nil }
@@ -101,7 +106,11 @@ public final class NodeClient {
 
     /// The first line as a JSON object; `{"ok":false,"error":…}` becomes a Failure.
     public func answer() throws(Failure) -> JSONObject {
-        guard let line = try nextLine() else { throw Failure(description: "the agent closed the connection") }
+        let first: [UInt8]?
+        do { first = try nextLine() } catch { throw sendFailure ?? error }
+        guard let line = first else {
+            throw sendFailure ?? Failure(description: "the agent closed the connection")
+        }
         guard case .object(let o)? = try? JSONValue.parse(line) else {
             throw Failure(description: "the agent sent something that is not a JSON object")
         }
