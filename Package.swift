@@ -21,6 +21,7 @@ let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metri
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
+let protobuf: Target.Dependency = .product(name: "SwiftProtobuf", package: "swift-protobuf")
 
 let package = Package(
     name: "bulwark",
@@ -38,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // MARK: Pure logic
@@ -47,6 +49,12 @@ let package = Package(
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
             name: "BulwarkEvents", dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "CBulwarkABI"]),
+
+        // NRI: the wire protocol (mux, ttrpc; generated protobuf in Generated/, see proto/) and the
+        // plugin's decisions (pure).
+        .target(
+            name: "BulwarkNRI", dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", protobuf],
+            exclude: ["Generated/README.md"]),
 
         // MARK: C
         .target(name: "CBulwarkABI"),
@@ -75,11 +83,20 @@ let package = Package(
         .target(
             name: "BulwarkAgent",
             dependencies: [
-                "BulwarkBPF", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkRuntime",
-                "BulwarkSystem", "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics, prometheus,
-                lifecycle, unixSignals,
+                "BulwarkBPF", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin", "BulwarkOCI", "BulwarkPolicy",
+                "BulwarkProfiles",
+                "BulwarkRuntime", "BulwarkSystem", "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
+                prometheus, lifecycle, unixSignals, protobuf,
             ]
         ),
+        // The NRI plugin's connection to containerd/CRI-O (threads and a socket; no NIO), hosted by
+        // bulwarkd and runnable alone as `bulwark nri`.
+        .target(
+            name: "BulwarkNRIPlugin",
+            dependencies: [
+                "BulwarkBPF", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkSystem", logging,
+                metrics, protobuf,
+            ]),
         // Client side of the node socket (CLI `status`, `containers`, `events`); no NIO.
         .target(name: "BulwarkClient", dependencies: ["BulwarkOCI"]),
 
@@ -88,7 +105,7 @@ let package = Package(
             name: "bulwark",
             dependencies: [
                 "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", "BulwarkClient",
-                argumentParser,
+                "BulwarkNRIPlugin", argumentParser, logging,
             ]
         ),
 
@@ -108,6 +125,9 @@ let package = Package(
         .executableTarget(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
         .executableTarget(
+            name: "bulwark-bench-nri",
+            dependencies: ["BulwarkNRI", "BulwarkNRIPlugin", "BulwarkPolicy", "BulwarkSystem", "NRITestPeer", logging]),
+        .executableTarget(
             name: "bulwark-bench-events",
             dependencies: ["BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkOCI", "CBulwarkABI", logging]),
 
@@ -121,12 +141,16 @@ let package = Package(
         ),
         // Process helpers shared by the test targets that run the built executables.
         .target(name: "BulwarkTestSupport", path: "Tests/BulwarkTestSupport"),
+        // The runtime side of NRI in Swift (tests, benchmark).
+        .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
+        .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkTestSupport"]),
         .testTarget(
             name: "BulwarkAgentTests",
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
-                "BulwarkRuntime", "CBulwarkABI", "BulwarkTestSupport", logging,
+                "BulwarkRuntime", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI", "BulwarkNRIPlugin", "NRITestPeer",
+                "BulwarkSystem", logging, protobuf,
             ]
         ),
         .testTarget(

@@ -1,8 +1,10 @@
 import BulwarkBPF
 import BulwarkEvents
+import BulwarkNRIPlugin
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkRuntime
+import BulwarkSystem
 import Foundation
 import Logging
 import Metrics
@@ -27,6 +29,8 @@ public final class Agent: Service, Sendable {
     public let pipeline: EventPipeline
     let metricsRegistry: PrometheusCollectorRegistry?
     let started = Date()
+    /// The NRI plugin when `nri: true` (or when a runtime launched bulwarkd as a plugin).
+    public let nriPlugin: NRIPlugin?
 
     struct Running {
         var group: MultiThreadedEventLoopGroup?
@@ -61,6 +65,23 @@ public final class Agent: Service, Sendable {
         store = PolicyStore(config: config, logger: logger, notice: { hub.publishNotice($0) })
         registry = ContainerRegistry(directory: config.containerStateDirectory)
         pipeline = EventPipeline(config: config, registry: registry, store: store, hub: hub)
+        let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().path
+        let store = store
+        if let launched = NRIPlugin.Settings.launched(
+            environment: ProcessInfo.processInfo.environment, executableDirectory: executables)
+        {
+            nriPlugin = NRIPlugin(
+                settings: launched, config: config, logger: logger, policies: { store.activePolicies })
+        } else if config.nri {
+            var settings = NRIPlugin.Settings(executableDirectory: executables)
+            settings.socketPath = config.nriSocketPath
+            settings.index = config.nriPluginIndex
+            nriPlugin = NRIPlugin(
+                settings: settings, config: config, logger: logger, policies: { store.activePolicies })
+        } else {
+            nriPlugin = nil
+        }
     }
 
     /// Starts everything; `run()` calls it and waits for shutdown. Tests and benchmarks may call
@@ -110,6 +131,7 @@ public final class Agent: Service, Sendable {
                     EventSources.kernelLog(path: config.kernelLog, pipeline: pipeline, hub: hub, logger: logger))
             }
             workers.append(gauges())
+            if let nri = nriPlugin { workers.append(nri.worker()) }
             workers.append(
                 EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
                     self.store.reload()
@@ -153,6 +175,7 @@ public final class Agent: Service, Sendable {
             defer { r = Running() }
             return r
         }
+        nriPlugin?.stop()
         for w in r.workers { w.stop() }
         r.socket?.stop()
         r.metrics?.stop()

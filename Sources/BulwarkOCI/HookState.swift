@@ -55,6 +55,9 @@ public enum DecisionAnnotations {
     public static let failurePolicy = "bulwark.io/failure-policy"
     /// `unavailable` when the policy asks for AppArmor and the kernel cannot apply it.
     public static let appArmor = "bulwark.io/apparmor"
+    /// The AppArmor profile the runtime wrapper should set (`process.apparmorProfile`): the NRI
+    /// plugin decides it, NRI cannot set it.
+    public static let appArmorProfile = "bulwark.io/apparmor-profile"
 }
 
 /// Who a container is, from the annotations its runtime writes into the OCI spec (containerd's

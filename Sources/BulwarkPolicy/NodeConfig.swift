@@ -54,6 +54,12 @@ public struct NodeConfig: Sendable, Equatable {
     public var metricsAddress = "127.0.0.1:9464"
     /// Events queued per node-socket subscriber before further events are dropped (and counted).
     public var subscriberQueueLimit = 4096
+    /// Host the NRI plugin in the agent (containerd ≥ 1.7 / CRI-O ≥ 1.26 with NRI enabled).
+    public var nri = false
+    /// The runtime's NRI socket.
+    public var nriSocketPath = "/var/run/nri/nri.sock"
+    /// The plugin's two-digit index (runtimes call plugins in index order).
+    public var nriPluginIndex = "10"
 
     public init() {}
 
@@ -61,7 +67,8 @@ public struct NodeConfig: Sendable, Equatable {
         "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
         "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
         "bpfPinPath", "inventoryFile", "socketGroup", "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
-        "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit",
+        "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit", "nri", "nriSocketPath",
+        "nriPluginIndex",
     ]
 
     /// Parses a config file's text. Empty text gives the defaults.
@@ -159,6 +166,15 @@ public struct NodeConfig: Sendable, Equatable {
             }
             if let v = m.value("subscriberQueueLimit"), let n = positiveInt(v, minimum: 1) {
                 config.subscriberQueueLimit = n
+            }
+            if let v = m.value("nri"), let b = v.bool() { config.nri = b }
+            if let v = m.value("nriSocketPath"), let s = absolutePath(v) { config.nriSocketPath = s }
+            if let v = m.value("nriPluginIndex"), let s = v.string() {
+                if s.count == 2 && s.allSatisfy(\.isNumber) {
+                    config.nriPluginIndex = s
+                } else {
+                    v.error("\"\(s)\" is not a two-digit plugin index", hint: "write e.g. \"10\" (quoted)")
+                }
             }
             m.finish(known: keys)
         }

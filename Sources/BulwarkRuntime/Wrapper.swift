@@ -54,7 +54,13 @@ public struct Wrapper {
         let container = ContainerDescriptor(pod: nil, containerName: cmd.id ?? "", annotations: annotations)
         let decision = DecisionEngine.decide(policies, container, clusterNamespace: config.clusterProfileNamespace)
         Self.trace("decide", since: &t)
-        guard let policy = decision.policy, let profile = decision.profileName else { return .untargeted }
+        guard let policy = decision.policy, let profile = decision.profileName else {
+            // Kubernetes: the NRI plugin decided and asks for the AppArmor profile NRI cannot set
+            if let wanted = annotations[DecisionAnnotations.appArmorProfile], !wanted.isEmpty {
+                return try applyAppArmorOnly(wanted, spec: spec, specPath: specPath)
+            }
+            return .untargeted
+        }
         let enforcers = decision.enforcers.intersection(config.enforcers)
         var notes: [String] = []
         // the caller's annotations in their order, Bulwark's after them
@@ -122,6 +128,33 @@ public struct Wrapper {
             throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
         }
         return .rewritten(policy: policy.displayName, profile: profile, notes: notes)
+    }
+
+    /// Sets `process.apparmorProfile` to a profile the NRI plugin chose, when the kernel has it
+    /// loaded; otherwise marks the spec `bulwark.io/apparmor: unavailable` (the other enforcers
+    /// were applied through NRI).
+    func applyAppArmorOnly(_ profile: String, spec: JSONObject, specPath: String) throws(RuntimeFailure) -> Outcome {
+        var spec = spec
+        var notes: [String] = []
+        if Self.appArmorProfileLoaded(profile) {
+            var process = spec["process"]?.object ?? JSONObject()
+            process["apparmorProfile"] = .string(profile)
+            spec["process"] = .object(process)
+        } else {
+            var annotations = spec["annotations"]?.object ?? JSONObject()
+            annotations[DecisionAnnotations.appArmor] = .string("unavailable")
+            spec["annotations"] = .object(annotations)
+            notes.append("AppArmor unavailable: \(profile) not enforced by AppArmor")
+        }
+        var st = stat()
+        let mode = stat(specPath, &st) == 0 ? st.st_mode & 0o777 : 0o644
+        do {
+            try AtomicFile.write(
+                Data(JSONValue.object(spec).serialized()), to: specPath, permissions: mode, durable: false)
+        } catch {
+            throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
+        }
+        return .rewritten(policy: "(NRI)", profile: profile, notes: notes)
     }
 
     func loadPolicies() -> [Policy] {

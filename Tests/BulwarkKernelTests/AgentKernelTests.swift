@@ -42,13 +42,17 @@ struct AgentKernelTests {
         return false
     }
 
-    static func subscribe(_ socket: String) throws -> NodeClient {
+    /// BPF events of one container (other suites run containers with the same enforcer meanwhile).
+    static func subscribe(_ socket: String, container: String) throws -> NodeClient {
         let c = try NodeClient(
             socketPath: socket,
             request: .object(
                 JSONObject([
                     ("op", .string("events")), ("follow", .bool(true)),
-                    ("filter", .object(JSONObject([("enforcer", .string("BPF"))]))),
+                    (
+                        "filter",
+                        .object(JSONObject([("enforcer", .string("BPF")), ("container", .string(container))]))
+                    ),
                 ])))
         _ = try c.answer()
         c.setReceiveTimeout(seconds: 60)
@@ -66,8 +70,13 @@ struct AgentKernelTests {
     }
 
     @Test func aBPFDenialArrivesNamedAndSurvivesAnAgentRestart() throws {
-        guard let e = kernelOrSkip(), let s = try WrapperKernelTests.setup(e, runtime: "runc") else { return }
-        defer { _ = try? e.remove(profile: "varmor-cluster-varmor-kt-wrap") }
+        guard let e = kernelOrSkip(), var s = try WrapperKernelTests.setup(e, runtime: "runc") else { return }
+        // a policy of its own: the other suites load, use and remove kt-wrap concurrently
+        s.dir = try fixture()
+        try FileManager.default.createDirectory(atPath: s.dir + "/policies", withIntermediateDirectories: true)
+        try WrapperKernelTests.policy.replacingOccurrences(of: "kt-wrap", with: "kt-agent")
+            .write(toFile: s.dir + "/policies/kt-agent.yaml", atomically: true, encoding: .utf8)
+        defer { _ = try? e.remove(profile: "varmor-cluster-varmor-kt-agent") }
         let socket = s.dir + "/run/bulwark.sock"
         let stateDir = s.dir + "/run/containers"
         let config = s.dir + "/bulwark.yaml"
@@ -93,17 +102,16 @@ struct AgentKernelTests {
         let profiles = Self.call(socket, "profiles")?["profiles"]?.array ?? []
         let bpfState = profiles.first?.object?["bpf"]?.string ?? ""
         #expect(bpfState.hasPrefix("loaded as id"), "\(profiles)")
-        var events = try Self.subscribe(socket)
-
         // 1. a container that runs and exits: its denial arrives named (even if read after its
         // poststop removed the record)
         let annotations = [
-            "bulwark.io/policy": "kt-wrap", "io.kubernetes.cri.sandbox-name": "web-1",
+            "bulwark.io/policy": "kt-agent", "io.kubernetes.cri.sandbox-name": "web-1",
             "io.kubernetes.cri.sandbox-namespace": "shop", "io.kubernetes.cri.container-name": "app",
         ]
         let once = try WrapperKernelTests.bundle(
             in: s.dir, args: ["/bin/cat", "/etc/shadow"], annotations: annotations)
         let id1 = "bw-kt-agent-1-\(getpid())"
+        var events = try Self.subscribe(socket, container: id1)
         let (code, out) = try capture(
             bulwarkDirectory() + "/bulwark-runtime", ["run", "--bundle", once, id1], environment: env)
         #expect(code != 0 && out.lowercased().contains("operation not permitted"), "\(out)")
@@ -114,9 +122,9 @@ struct AgentKernelTests {
         #expect(first["podName"] == .string("web-1"))
         #expect(first["podNamespace"] == .string("shop"))
         #expect(first["containerName"] == .string("app"))
-        #expect(first["profileName"] == .string("varmor-cluster-varmor-kt-wrap"))
+        #expect(first["profileName"] == .string("varmor-cluster-varmor-kt-agent"))
         #expect(first["policyKind"] == .string("VarmorClusterPolicy"))
-        #expect(first["policyName"] == .string("kt-wrap"))
+        #expect(first["policyName"] == .string("kt-agent"))
         #expect(first["nodeName"] == .string("kt-node"))
         #expect(first["metadata"]?.object?["clusterName"] == .string("kt"))
         #expect(first["event"]?.object?["permissions"] == .array([.string("read")]))
@@ -136,20 +144,23 @@ struct AgentKernelTests {
             _ = try? captureDetached(wrapper, ["delete", "--force", id2], environment: env2)
         }
         #expect(try captureDetached(wrapper, ["start", id2], environment: env2).0 == 0)
-        let bindingsBefore = e.bindings().count
+        let record = s.dir + "/run/containers/\(id2).json"
+        let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: record)))
+        let ns = try #require((recorded as? [String: Any])?["namespace"] as? Int)
+        #expect(e.binding(namespace: UInt32(ns)) != nil, "the hook bound the container")
         #expect(agent.stop() == 0, "\(agent.output)")
-        #expect(e.bindings().count == bindingsBefore, "stopping the agent removed a binding")
+        #expect(e.binding(namespace: UInt32(ns)) != nil, "stopping the agent removed the binding")
         agent = try Agent(config: config)
         #expect(Self.waitFor { Self.call(socket, "status") != nil }, "\(agent.output)")
         let listed = (Self.call(socket, "containers")?["containers"]?.array ?? []).compactMap(\.object)
         let c2 = listed.first { $0["id"] == .string(id2) }
         #expect(c2?["bpf"]?.string?.hasPrefix("bound") == true, "\(listed)")
-        events = try Self.subscribe(socket)
+        events = try Self.subscribe(socket, container: id2)
         let (xcode, xout) = try capture(wrapper, ["exec", id2, "/bin/cat", "/etc/shadow"], environment: env2)
         #expect(xcode != 0, "exec'd read after the restart was allowed: \(xout)")
         let second = try #require(Self.event(events, path: "/etc/shadow"), "no event; agent:\n\(agent.output)")
         #expect(second["containerID"] == .string(id2))
-        #expect(second["policyName"] == .string("kt-wrap"))
+        #expect(second["policyName"] == .string("kt-agent"))
         #expect(second["action"] == .string("DENIED"))
         #expect(agent.stop() == 0, "\(agent.output)")
     }

@@ -1,0 +1,508 @@
+import BulwarkBPF
+import BulwarkNRI
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import BulwarkSystem
+import Foundation
+import Logging
+import Metrics
+import SwiftProtobuf
+import Synchronization
+
+/// One connection to the runtime's NRI socket: the multiplexer with two ttrpc roles on it — the
+/// plugin service we serve (connection 1) and the runtime service we call (connection 2). A reader
+/// thread decodes frames and answers requests in order; calls wait for their response by id.
+final class NRIConnection: @unchecked Sendable {
+    let fd: Int32
+    private let lock = NSLock()
+    private var client = TTRPC.Client()
+    private var waiting: [UInt32: (DispatchSemaphore, Box)] = [:]
+    private var closed = false
+
+    final class Box: @unchecked Sendable {
+        var result: Result<[UInt8], TTRPC.CallFailure>?
+    }
+
+    init(fd: Int32) { self.fd = fd }
+
+    func close() {
+        lock.withLock {
+            guard !closed else { return }
+            closed = true
+            shutdown(fd, Int32(SHUT_RDWR))
+            for (_, w) in waiting {
+                w.1.result = .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed"))
+                w.0.signal()
+            }
+            waiting = [:]
+        }
+    }
+
+    /// Writes one ttrpc message as mux frames (serialized: frames of two messages never interleave).
+    func send(connection: UInt32, _ message: [UInt8]) -> Bool {
+        let bytes = Mux.encode(connection: connection, message)
+        return lock.withLock {
+            var sent = 0
+            while sent < bytes.count {
+                let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                sent += n
+            }
+            return true
+        }
+    }
+
+    /// A unary call on the runtime service; never from inside a request handler (the reader
+    /// thread would be waiting on itself — and containerd holds its NRI lock meanwhile, §3.7).
+    func call(method: String, payload: [UInt8], timeout: Double) -> Result<[UInt8], TTRPC.CallFailure> {
+        let semaphore = DispatchSemaphore(value: 0)
+        let box = Box()
+        let (stream, bytes) = lock.withLock { () -> (UInt32, [UInt8]) in
+            let r = client.request(
+                service: "nri.pkg.api.v1alpha1.Runtime", method: method, payload: payload,
+                timeoutNanoseconds: Int64(timeout * 1e9))
+            waiting[r.stream] = (semaphore, box)
+            return r
+        }
+        guard send(connection: Mux.runtimeService, bytes) else {
+            return .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "cannot write to the runtime"))
+        }
+        if semaphore.wait(timeout: .now() + timeout) == .timedOut {
+            lock.withLock { waiting[stream] = nil }
+            return .failure(.init(code: TTRPC.Code.deadlineExceeded.rawValue, message: "\(method) timed out"))
+        }
+        return box.result ?? .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "no answer"))
+    }
+
+    /// Reads until the runtime closes the connection or sends something malformed; returns why.
+    func serve(
+        handle: (_ service: String, _ method: String, _ payload: [UInt8]) -> Result<[UInt8], TTRPC.CallFailure>
+    ) -> String {
+        var mux = Mux.Decoder()
+        var plugin = TTRPC.Decoder()
+        var runtime = TTRPC.Decoder()
+        var server = TTRPC.Server()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        defer { close() }
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 { return "the runtime closed the connection" }
+            if n < 0 { return "read: \(String(cString: strerror(errno)))" }
+            mux.feed(buf[0..<n])
+            do {
+                while let frame = try mux.next() {
+                    switch frame.connection {
+                    case Mux.pluginService:
+                        plugin.feed(frame.payload)
+                        while let m = plugin.next() {
+                            switch server.receive(m) {
+                            case .ignore: break
+                            case .reply(let bytes): _ = send(connection: Mux.pluginService, bytes)
+                            case .call(let stream, let service, let method, let payload, _):
+                                let reply: [UInt8]
+                                switch handle(service, method, payload) {
+                                case .success(let out): reply = TTRPC.Server.response(stream: stream, payload: out)
+                                case .failure(let f):
+                                    reply = TTRPC.Server.response(
+                                        stream: stream, code: TTRPC.Code(rawValue: f.code) ?? .unknown,
+                                        message: f.message)
+                                }
+                                _ = send(connection: Mux.pluginService, reply)
+                            }
+                        }
+                    case Mux.runtimeService:
+                        runtime.feed(frame.payload)
+                        while let m = runtime.next() {
+                            guard case .message(let message) = m, message.type == TTRPC.MessageType.response.rawValue
+                            else { continue }
+                            let w = lock.withLock { waiting.removeValue(forKey: message.stream) }
+                            if let (semaphore, box) = w {
+                                box.result = TTRPC.Client.outcome(message)
+                                semaphore.signal()
+                            }
+                        }
+                    default:
+                        break  // a connection we did not open: dropped, as the Go mux does
+                    }
+                }
+            } catch {
+                return "malformed input from the runtime: \(error)"
+            }
+        }
+    }
+}
+
+/// Bulwark's NRI plugin (containerd, CRI-O): registers with the runtime, subscribes to container
+/// events, adjusts new containers a policy targets (hooks, decision annotations, seccomp), binds
+/// running ones at Synchronize and checks bindings at start. Reconnects with backoff when the
+/// runtime restarts; a pre-launched plugin (fd in NRI_PLUGIN_SOCKET) exits with its connection.
+public final class NRIPlugin: Sendable {
+    public struct Settings: Sendable {
+        public var socketPath = "/var/run/nri/nri.sock"
+        public var name = "bulwark"
+        public var index = "10"
+        /// fd of a pre-launched plugin's socket (NRI_PLUGIN_SOCKET); nil = connect to socketPath.
+        public var inheritedFD: Int32?
+        public var executableDirectory: String
+        public init(executableDirectory: String) { self.executableDirectory = executableDirectory }
+
+        /// Settings of a plugin the runtime launched (`/opt/nri/plugins/NN-bulwark`), from its
+        /// environment (§2.4); nil when not launched that way.
+        public static func launched(
+            environment: [String: String], executableDirectory: String
+        ) -> Settings? {
+            guard let fd = environment["NRI_PLUGIN_SOCKET"].flatMap(Int32.init) else { return nil }
+            var s = Settings(executableDirectory: executableDirectory)
+            s.inheritedFD = fd
+            if let n = environment["NRI_PLUGIN_NAME"], !n.isEmpty { s.name = n }
+            if let i = environment["NRI_PLUGIN_IDX"], !i.isEmpty { s.index = i }
+            return s
+        }
+    }
+
+    struct State {
+        var capabilities = PluginCore.RuntimeCapabilities(nriVersion: "", runtimeName: "", runtimeVersion: "")
+        var runtime = ""
+        var syncPods: [NRIPod] = []
+        var syncContainers: [NRIContainer] = []
+        var registered = false
+        var connection: NRIConnection?
+        var connections = 0
+        var lastError = ""
+        /// Containers given hooks at creation (bounded), to notice a runtime that dropped them.
+        var hooked: Set<String> = []
+    }
+
+    let settings: Settings
+    let config: NodeConfig
+    let logger: Logger
+    let policies: @Sendable () -> [Policy]
+    private let state = Mutex(State())
+    private let latency = Mutex<[UInt64]>([])
+    let createTimer = Metrics.Timer(label: "bulwark_nri_create_container_seconds")
+
+    public init(
+        settings: Settings, config: NodeConfig, logger: Logger, policies: @escaping @Sendable () -> [Policy]
+    ) {
+        self.settings = settings
+        self.config = config
+        self.logger = logger
+        self.policies = policies
+    }
+
+    public var isRegistered: Bool { state.withLock { $0.registered } }
+    public var runtimeDescription: String { state.withLock { $0.runtime } }
+    public var connections: Int { state.withLock { $0.connections } }
+
+    /// CreateContainer handling times (ns) so far, for metrics and the benchmark.
+    public var createLatencies: [UInt64] { latency.withLock { $0 } }
+
+    /// Connects (or uses the inherited fd), registers, and serves until the connection ends.
+    /// Returns why it ended.
+    public func runOnce() -> String {
+        let fd: Int32
+        if let inherited = settings.inheritedFD {
+            fd = inherited
+        } else {
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in settings.socketPath.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            guard rc == 0 else {
+                let why = "cannot connect to \(settings.socketPath): \(String(cString: strerror(errno)))"
+                Glibc.close(fd)
+                return why
+            }
+        }
+        let conn = NRIConnection(fd: fd)
+        state.withLock {
+            $0.connection = conn
+            $0.connections += 1
+            $0.registered = false
+        }
+        defer {
+            Glibc.close(fd)
+            state.withLock {
+                $0.connection = nil
+                $0.registered = false
+            }
+        }
+        // serve first: Configure may arrive before RegisterPlugin's answer (§2.3)
+        let ended = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let reader = Thread { [self] in
+            let why = conn.serve { service, method, payload in self.handle(service: service, method: method, payload) }
+            ended.withLock { $0 = why }
+            done.signal()
+        }
+        reader.name = "bulwark-nri"
+        reader.start()
+        var request = Nri_Pkg_Api_V1alpha1_RegisterPluginRequest()
+        request.pluginName = settings.name
+        request.pluginIdx = settings.index
+        request.nriVersion = "v0.12.2"
+        let payload: [UInt8] = (try? request.serializedBytes()) ?? []
+        switch conn.call(method: "RegisterPlugin", payload: payload, timeout: 5) {
+        case .success:
+            state.withLock { $0.registered = true }
+            logger.info(
+                "NRI plugin registered", metadata: ["plugin": "\(settings.index)-\(settings.name)"])
+        case .failure(let f):
+            logger.error("NRI registration failed", metadata: ["error": "\(f)"])
+            conn.close()
+        }
+        done.wait()
+        return ended.withLock { $0 } ?? "closed"
+    }
+
+    /// Runs `runOnce` again after each disconnection (1 s doubling to 30 s) until stopped; a
+    /// pre-launched plugin stops with its connection (the runtime starts a new one).
+    public func worker() -> Worker {
+        Worker(name: "bulwark-nri-connect") { [self] stopped in
+            var backoff = 1.0
+            while !stopped() {
+                let started = Date()
+                let why = runOnce()
+                logger.warning("NRI connection ended", metadata: ["reason": "\(why)"])
+                state.withLock { $0.lastError = why }
+                if settings.inheritedFD != nil { return }
+                if Date().timeIntervalSince(started) > 30 { backoff = 1 }
+                let until = Date().addingTimeInterval(backoff)
+                while !stopped() && Date() < until { Thread.sleep(forTimeInterval: 0.1) }
+                backoff = min(backoff * 2, 30)
+            }
+        }
+    }
+
+    public func stop() { state.withLock { $0.connection }?.close() }
+
+    // MARK: Requests
+
+    static let pluginService = "nri.pkg.api.v1alpha1.Plugin"
+
+    func handle(service: String, method: String, _ payload: [UInt8]) -> Result<[UInt8], TTRPC.CallFailure> {
+        guard service == Self.pluginService else {
+            return .failure(.init(code: TTRPC.Code.unimplemented.rawValue, message: "service \(service)"))
+        }
+        do {
+            switch method {
+            case "Configure": return .success(try configure(.init(serializedBytes: payload)).serializedBytes())
+            case "Synchronize": return .success(try synchronize(.init(serializedBytes: payload)).serializedBytes())
+            case "CreateContainer":
+                let start = DispatchTime.now().uptimeNanoseconds
+                defer {
+                    let ns = DispatchTime.now().uptimeNanoseconds - start
+                    latency.withLock { if $0.count < 1_000_000 { $0.append(ns) } }
+                    createTimer.recordNanoseconds(Int64(ns))
+                }
+                return try createContainer(.init(serializedBytes: payload)).map { try! $0.serializedBytes() }
+            case "StartContainer":
+                let r = try Nri_Pkg_Api_V1alpha1_StartContainerRequest(serializedBytes: payload)
+                started(pod: r.pod, container: r.container)
+                return .success(try Nri_Pkg_Api_V1alpha1_StartContainerResponse().serializedBytes())
+            case "StopContainer":
+                let r = try Nri_Pkg_Api_V1alpha1_StopContainerRequest(serializedBytes: payload)
+                gone(r.container)
+                return .success(try Nri_Pkg_Api_V1alpha1_StopContainerResponse().serializedBytes())
+            case "RemoveContainer":
+                let r = try Nri_Pkg_Api_V1alpha1_RemoveContainerRequest(serializedBytes: payload)
+                gone(r.container)
+                return .success(try Nri_Pkg_Api_V1alpha1_RemoveContainerResponse().serializedBytes())
+            case "StateChange":
+                // runtimes before NRI v0.12 deliver these events only this way (§3.5)
+                let e = try Nri_Pkg_Api_V1alpha1_StateChangeEvent(serializedBytes: payload)
+                switch e.event {
+                case .startContainer: started(pod: e.pod, container: e.container)
+                case .stopContainer, .removeContainer: gone(e.container)
+                default: break
+                }
+                return .success(try Nri_Pkg_Api_V1alpha1_Empty().serializedBytes())
+            case "Shutdown":
+                return .success([])
+            case "UpdateContainer":
+                return .success(try Nri_Pkg_Api_V1alpha1_UpdateContainerResponse().serializedBytes())
+            default:
+                return .failure(.init(code: TTRPC.Code.unimplemented.rawValue, message: "method \(method)"))
+            }
+        } catch {
+            return .failure(.init(code: TTRPC.Code.internal.rawValue, message: "cannot decode \(method): \(error)"))
+        }
+    }
+
+    func configure(_ r: Nri_Pkg_Api_V1alpha1_ConfigureRequest) -> Nri_Pkg_Api_V1alpha1_ConfigureResponse {
+        let caps = PluginCore.RuntimeCapabilities(
+            nriVersion: r.nriVersion, runtimeName: r.runtimeName, runtimeVersion: r.runtimeVersion)
+        let runtime = "\(r.runtimeName) \(r.runtimeVersion) (NRI v\(caps.nriVersion.major).\(caps.nriVersion.minor))"
+        state.withLock {
+            $0.capabilities = caps
+            $0.runtime = runtime
+        }
+        logger.info(
+            "NRI configured",
+            metadata: [
+                "runtime": "\(runtime)", "seccompAdjustment": "\(caps.seccompAdjustment)",
+                "perEventCalls": "\(caps.perEventCalls)",
+            ])
+        if !caps.seccompAdjustment && config.enforcers.contains(.seccomp) {
+            logger.warning(
+                "this runtime's NRI cannot set seccomp (needs NRI v0.10: containerd 2.2, CRI-O 1.34); use bulwark-runtime as its runtime binary for seccomp and AppArmor"
+            )
+        }
+        var out = Nri_Pkg_Api_V1alpha1_ConfigureResponse()
+        out.events = PluginCore.eventMask
+        return out
+    }
+
+    /// Split synchronization (§3.4): every `more` part is answered `more` with no updates; the
+    /// last part binds what runs.
+    func synchronize(_ r: Nri_Pkg_Api_V1alpha1_SynchronizeRequest) -> Nri_Pkg_Api_V1alpha1_SynchronizeResponse {
+        var out = Nri_Pkg_Api_V1alpha1_SynchronizeResponse()
+        let all = state.withLock { s -> ([NRIPod], [NRIContainer])? in
+            s.syncPods += r.pods
+            s.syncContainers += r.containers
+            guard !r.more else { return nil }
+            defer {
+                s.syncPods = []
+                s.syncContainers = []
+            }
+            return (s.syncPods, s.syncContainers)
+        }
+        guard let (pods, containers) = all else {
+            out.more = true
+            return out
+        }
+        let byID = Dictionary(pods.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var bound = 0
+        for c in containers where c.state == .containerRunning && c.pid > 0 {
+            guard let pod = byID[c.podSandboxID] else { continue }
+            if ensureBound(pod: pod, container: c) { bound += 1 }
+        }
+        logger.info(
+            "NRI synchronized",
+            metadata: ["pods": "\(pods.count)", "containers": "\(containers.count)", "bound": "\(bound)"])
+        return out
+    }
+
+    func core() -> PluginCore {
+        PluginCore(config: config, policies: policies(), executableDirectory: settings.executableDirectory)
+    }
+
+    func createContainer(
+        _ r: Nri_Pkg_Api_V1alpha1_CreateContainerRequest
+    ) -> Result<Nri_Pkg_Api_V1alpha1_CreateContainerResponse, TTRPC.CallFailure> {
+        let caps = state.withLock { $0.capabilities }
+        let dir = config.seccompProfileDirectory
+        let outcome = core().createContainer(
+            pod: r.pod, container: r.container, capabilities: caps,
+            storedSeccomp: { name in
+                guard let data = FileManager.default.contents(atPath: dir + "/" + name + ".json"),
+                    let json = try? JSONValue.parse(data)
+                else { return nil }
+                return try? LinuxSeccomp(json: json)
+            })
+        guard let profile = outcome.response.adjust.annotations[DecisionAnnotations.profile] else {
+            return .success(outcome.response)
+        }
+        for n in outcome.notes {
+            logger.notice("\(n)", metadata: ["container": "\(r.pod.namespace)/\(r.pod.name)/\(r.container.name)"])
+        }
+        // the hook binds at createRuntime; the profile must be in the kernel by then
+        if outcome.response.adjust.annotations[DecisionAnnotations.bpfProfile] != nil {
+            let enforcer = Enforcer(pinPath: config.bpfPinPath)
+            var problem: String?
+            if !enforcer.isLoaded {
+                problem = "the BPF enforcer is not loaded"
+            } else if (try? enforcer.profileID(named: profile)) ?? nil == nil {
+                if let policy = outcome.decision.policy {
+                    do { try enforcer.apply(BPFCompiler().compile(policy, profileName: profile)) } catch {
+                        problem = error.message
+                    }
+                } else {
+                    problem = "no BPF profile named \(profile) is loaded"
+                }
+            }
+            if let problem {
+                let message =
+                    "bulwark: container \(r.pod.namespace)/\(r.pod.name)/\(r.container.name) cannot be confined with BPF profile \(profile): \(problem)"
+                if config.failurePolicy == .fail {
+                    logger.error("refusing container", metadata: ["reason": "\(message)"])
+                    return .failure(.init(code: TTRPC.Code.failedPrecondition.rawValue, message: message))
+                }
+                logger.warning("container runs without BPF confinement", metadata: ["reason": "\(message)"])
+            }
+        }
+        if outcome.response.adjust.hasHooks {
+            state.withLock { s in
+                if s.hooked.count > 10000 { s.hooked.removeAll() }
+                s.hooked.insert(r.container.id)
+            }
+        }
+        logger.info(
+            "NRI container adjusted",
+            metadata: [
+                "pod": "\(r.pod.namespace)/\(r.pod.name)", "container": "\(r.container.name)", "profile": "\(profile)",
+            ])
+        return .success(outcome.response)
+    }
+
+    /// At start (pid known): the hook should have bound the container; bind it if not.
+    func started(pod: NRIPod, container: NRIContainer) {
+        let expected = state.withLock { $0.hooked.remove(container.id) != nil }
+        if expected && container.hasHooks
+            && !container.hooks.createRuntime.contains(where: { $0.path.hasSuffix("/bulwark-hook") })
+        {
+            logger.error(
+                "the runtime dropped Bulwark's OCI hooks: BPF confinement relies on the plugin's binding at start; allow hook adjustments (containerd: reject_oci_hook_adjustment = false; CRI-O: nri_validator_reject_oci_hook_adjustment = false)",
+                metadata: ["container": "\(pod.namespace)/\(pod.name)/\(container.name)"])
+        }
+        guard container.pid > 0 else { return }
+        _ = ensureBound(pod: pod, container: container)
+    }
+
+    /// Binds a running container a policy targets with BPF, if it is not bound yet. True when it
+    /// is bound afterwards.
+    @discardableResult
+    func ensureBound(pod: NRIPod, container: NRIContainer) -> Bool {
+        let decision = core().decide(pod: pod, container: container)
+        guard let profile = decision.profileName ?? PluginCore.explicitProfile(pod: pod, container: container.name),
+            decision.policy == nil || decision.enforcers.intersection(config.enforcers).contains(.bpf)
+        else { return false }
+        let enforcer = Enforcer(pinPath: config.bpfPinPath)
+        guard enforcer.isLoaded, let ns = Enforcer.namespaceInode(pid: Int32(container.pid)), ns <= UInt64(UInt32.max)
+        else { return false }
+        if let b = enforcer.binding(namespace: UInt32(ns)), b.pid == container.pid || b.armed { return true }
+        do {
+            if (try? enforcer.profileID(named: profile)) ?? nil == nil, let policy = decision.policy {
+                try enforcer.apply(BPFCompiler().compile(policy, profileName: profile))
+            }
+            _ = try enforcer.bind(pid: Int32(container.pid), profile: profile, arming: .firstUse)
+            logger.info(
+                "NRI: bound a running container",
+                metadata: ["container": "\(pod.namespace)/\(pod.name)/\(container.name)", "profile": "\(profile)"])
+            return true
+        } catch {
+            logger.error(
+                "NRI: cannot bind a running container",
+                metadata: ["container": "\(pod.namespace)/\(pod.name)/\(container.name)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// A stopped or removed container: its binding goes if it is still this container's.
+    func gone(_ container: NRIContainer) {
+        guard container.pid > 0 else { return }
+        let enforcer = Enforcer(pinPath: config.bpfPinPath)
+        guard enforcer.isLoaded else { return }
+        for b in enforcer.bindings() where b.pid == container.pid { _ = try? enforcer.unbind(namespace: b.namespace) }
+    }
+}

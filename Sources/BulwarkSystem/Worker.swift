@@ -1,0 +1,30 @@
+import Foundation
+import Synchronization
+
+/// A loop on its own thread (the kernel interfaces here are blocking or poll-based), stopped by a
+/// flag it checks at least every 200 ms.
+public final class Worker: Sendable {
+    let name: String
+    private let stopFlag = Atomic<Bool>(false)
+    private let finished = Mutex<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(name: String, body: @escaping @Sendable (_ stopped: @Sendable () -> Bool) -> Void) {
+        self.name = name
+        let thread = Thread { [self] in
+            body { self.stopFlag.load(ordering: .relaxed) }
+            self.done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    public func stop() {
+        stopFlag.store(true, ordering: .relaxed)
+        let already = finished.withLock { f in
+            defer { f = true }
+            return f
+        }
+        if !already { done.wait() }
+    }
+}

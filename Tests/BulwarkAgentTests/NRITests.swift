@@ -1,0 +1,259 @@
+import BulwarkAgent
+import BulwarkNRI
+import BulwarkNRIPlugin
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import BulwarkSystem
+import Foundation
+import NRITestPeer
+import Testing
+
+/// The NRI plugin against the Swift runtime-side peer over a real unix socket.
+@Suite("NRI plugin", .serialized)
+struct NRITests {
+    struct Setup {
+        var node: Node
+        var peer: RuntimePeer
+        var plugin: NRIPlugin
+        var worker: Worker
+        func stop() {
+            plugin.stop()
+            worker.stop()
+            node.remove()
+        }
+    }
+
+    func setup(_ name: String, failurePolicy: NodeConfig.FailurePolicy = .ignore) throws -> Setup {
+        var node = try Node(name)
+        node.config.enforcers = [.bpf, .seccomp, .appArmor]
+        node.config.failurePolicy = failurePolicy
+        try node.write(policy: "web.yaml", shopPolicy)
+        let store = PolicyStore(config: node.config, logger: quietLogger)
+        store.reload()
+        let peer = try RuntimePeer(path: node.dir + "/nri.sock")
+        var settings = NRIPlugin.Settings(executableDirectory: "/usr/libexec/bulwark")
+        settings.socketPath = peer.path
+        settings.index = "10"
+        let plugin = NRIPlugin(
+            settings: settings, config: node.config, logger: quietLogger, policies: { store.activePolicies })
+        return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker())
+    }
+
+    /// containerd 2.3 (NRI v0.12): register, configure, split synchronize, a matching pod's
+    /// container gets hooks, decision annotations and the seccomp policy; an unmatched pod gets
+    /// nothing; start/stop/remove answered.
+    @Test func aFullLifecycleOnANewRuntime() throws {
+        let s = try setup("nri-new")
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        #expect(session.pluginName == "bulwark")
+        #expect(session.pluginIndex == "10")
+        let configured = try session.configure(runtime: "containerd", version: "2.3.1", nriVersion: "v0.12.0")
+        #expect(configured.events == 0x628)
+        // split synchronization: parts with `more` get `more` back and no updates
+        let web = nriPod(name: "web-1", namespace: "shop", labels: ["app": "web"])
+        let first = try session.synchronize(pods: [web], containers: [], more: true)
+        #expect(first.more && first.update.isEmpty)
+        let last = try session.synchronize(pods: [], containers: [], more: false)
+        #expect(!last.more)
+
+        let created = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+        let adjust = created.adjust
+        #expect(adjust.annotations["bulwark.io/profile"] == "varmor-shop-web")
+        #expect(adjust.annotations["bulwark.io/applied-policy"] == "shop/web")
+        #expect(adjust.annotations["bulwark.io/bpf-profile"] == "varmor-shop-web")
+        #expect(adjust.annotations["bulwark.io/failure-policy"] == "Ignore")
+        #expect(adjust.hooks.createRuntime.map(\.path) == ["/usr/libexec/bulwark/bulwark-hook"])
+        #expect(adjust.hooks.createRuntime.first?.args.prefix(2) == ["bulwark-hook", "createRuntime"])
+        #expect(adjust.hooks.poststop.first?.args.prefix(2) == ["bulwark-hook", "poststop"])
+        #expect(adjust.hooks.createRuntime.first?.timeout.value == 10)
+        let seccomp = adjust.linux.seccompPolicy
+        #expect(adjust.linux.hasSeccompPolicy)
+        #expect(seccomp.defaultAction == "SCMP_ACT_ALLOW")
+        #expect(seccomp.syscalls.contains { $0.names.contains("unshare") && $0.action == "SCMP_ACT_LOG" })
+
+        let other = nriPod(name: "db-0", namespace: "shop", labels: ["app": "db"])
+        let untouched = try session.createContainer(pod: other, container: nriContainer(pod: other, name: "db"))
+        #expect(!untouched.hasAdjust || untouched.adjust == Nri_Pkg_Api_V1alpha1_ContainerAdjustment())
+
+        var start = Nri_Pkg_Api_V1alpha1_StartContainerRequest()
+        start.pod = web
+        start.container = nriContainer(pod: web, name: "app", pid: 0, state: .containerRunning)
+        _ = try session.call("StartContainer", start, as: Nri_Pkg_Api_V1alpha1_StartContainerResponse.self)
+        var remove = Nri_Pkg_Api_V1alpha1_RemoveContainerRequest()
+        remove.pod = web
+        remove.container = start.container
+        _ = try session.call("RemoveContainer", remove, as: Nri_Pkg_Api_V1alpha1_RemoveContainerResponse.self)
+        // a method the plugin does not serve: Unimplemented, which makes new runtimes fall back
+        switch session.callRaw("PostStartContainer", []) {
+        case .failure(let f): #expect(f.code == 12)
+        case .success: Issue.record("PostStartContainer answered")
+        }
+        #expect(s.plugin.runtimeDescription == "containerd 2.3.1 (NRI v0.12)")
+    }
+
+    /// containerd 2.0 (NRI v0.8): no seccomp adjustment (it would be silently dropped), events
+    /// through StateChange.
+    @Test func anOldRuntimeGetsNoSeccompAndUsesStateChange() throws {
+        let s = try setup("nri-old")
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        let configured = try session.configure(runtime: "containerd", version: "2.0.5", nriVersion: "")
+        #expect(configured.events & ~0x07FF == 0, "no bits an NRI < v0.10 runtime would refuse")
+        let web = nriPod(name: "web-2", namespace: "shop", labels: ["app": "web"])
+        let created = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+        #expect(!created.adjust.linux.hasSeccompPolicy)
+        #expect(created.adjust.annotations["bulwark.io/bpf-profile"] == "varmor-shop-web")
+        var change = Nri_Pkg_Api_V1alpha1_StateChangeEvent()
+        change.event = .startContainer
+        change.pod = web
+        change.container = nriContainer(pod: web, name: "app", state: .containerRunning)
+        _ = try session.call("StateChange", change, as: Nri_Pkg_Api_V1alpha1_Empty.self)
+        #expect(s.plugin.runtimeDescription.contains("NRI v0.8"))
+    }
+
+    /// vArmor's pod annotation binds a container to a named BPF profile without a policy.
+    @Test func anExplicitVArmorAnnotationBindsWithoutAPolicy() throws {
+        let s = try setup("nri-explicit")
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        _ = try session.configure(runtime: "cri-o", version: "1.34.2", nriVersion: "")
+        let pod = nriPod(
+            name: "legacy", namespace: "ops",
+            annotations: ["container.bpf.security.beta.varmor.org/main": "localhost/varmor-ops-legacy"])
+        let created = try session.createContainer(pod: pod, container: nriContainer(pod: pod, name: "main"))
+        #expect(created.adjust.annotations["bulwark.io/bpf-profile"] == "varmor-ops-legacy")
+        #expect(!created.adjust.linux.hasSeccompPolicy)
+        let sidecar = try session.createContainer(pod: pod, container: nriContainer(pod: pod, name: "sidecar"))
+        #expect(sidecar.adjust.annotations.isEmpty)
+    }
+
+    /// Fail-closed: a container whose BPF profile cannot be loaded (no enforcer here) is refused
+    /// with an error naming it; the plugin keeps serving.
+    @Test func anUnconfinableContainerIsRefusedWhenFailurePolicyIsFail() throws {
+        let s = try setup("nri-fail", failurePolicy: .fail)
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        _ = try session.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        let web = nriPod(name: "web-3", namespace: "shop", labels: ["app": "web"])
+        do {
+            _ = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+            Issue.record("an unconfinable container was allowed")
+        } catch let f as TTRPC.CallFailure {
+            #expect(f.code == 9)
+            #expect(f.message.contains("shop/web-3/app") && f.message.contains("BPF enforcer is not loaded"))
+        }
+        let other = nriPod(name: "db-1", namespace: "shop")
+        _ = try session.createContainer(pod: other, container: nriContainer(pod: other, name: "db"))
+    }
+
+    /// Malformed bytes close the connection (never a crash); a restarted runtime is found again.
+    @Test func malformedInputAndARuntimeRestartAreSurvived() throws {
+        var s = try setup("nri-restart")
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        _ = try session.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        session.sendRaw([0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4])  // a frame for the reserved connection 0
+        #expect(session.waitClosed(timeout: 5), "the plugin kept a connection that sent garbage")
+        // it reconnects (backoff 1 s) to the same runtime
+        let again = try s.peer.accept(timeout: 10)
+        _ = try again.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        // the runtime restarts: its socket goes away and comes back
+        again.close()
+        let path = s.peer.path
+        s.peer = try RuntimePeer(path: path + ".tmp")  // release the old listener first
+        s.peer = try RuntimePeer(path: path)
+        let third = try s.peer.accept(timeout: 15)
+        let web = nriPod(name: "web-4", namespace: "shop", labels: ["app": "web"])
+        _ = try third.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        let created = try third.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+        #expect(created.adjust.annotations["bulwark.io/profile"] == "varmor-shop-web")
+        #expect(s.plugin.connections >= 3)
+    }
+
+    /// The ordering hazard of §2.3: Configure arrives before the RegisterPlugin answer (here 1 s
+    /// late) and is served; a runtime that never answers within 5 s is given up and retried.
+    @Test func configureBeforeTheRegistrationAnswerAndARegistrationTimeout() throws {
+        let s = try setup("nri-order")
+        defer { s.stop() }
+        s.peer.registerDelay = 1
+        let session = try s.peer.accept()
+        let configured = try session.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        #expect(configured.events == 0x628, "Configure was not served before the registration answer")
+        #expect(eventually(timeout: 5) { s.plugin.isRegistered })
+        // now a runtime that never answers RegisterPlugin: the plugin closes after 5 s and retries
+        session.close()
+        s.peer.registerDelay = 60
+        let silent = try s.peer.accept(timeout: 10)
+        #expect(silent.waitClosed(timeout: 10), "the plugin waited for ever")
+        s.peer.registerDelay = 0
+        let third = try s.peer.accept(timeout: 15)
+        _ = try third.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+    }
+
+    /// A plugin the runtime launched itself gets its socket as fd 3 (here: a socketpair fd).
+    @Test func aPreLaunchedPluginUsesItsInheritedSocket() throws {
+        var node = try Node("nri-launched")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        let settings = try #require(
+            NRIPlugin.Settings.launched(
+                environment: ["NRI_PLUGIN_SOCKET": "\(fds[1])", "NRI_PLUGIN_NAME": "bulwark", "NRI_PLUGIN_IDX": "05"],
+                executableDirectory: "/x"))
+        #expect(settings.index == "05")
+        let plugin = NRIPlugin(settings: settings, config: node.config, logger: quietLogger, policies: { [] })
+        let worker = plugin.worker()
+        defer { worker.stop() }
+        let session = RuntimePeer.Session.adopt(fd: fds[0])
+        #expect(throws: Never.self) { try session.waitRegistered(timeout: 5) }
+        #expect(session.pluginIndex == "05")
+        let configured = try session.configure(runtime: "cri-o", version: "1.36.0", nriVersion: "v0.11.0")
+        #expect(configured.events == 0x628)
+        session.close()
+        #expect(session.waitClosed(timeout: 5))
+    }
+}
+
+@Suite("NRI plugin decisions")
+struct PluginCoreTests {
+    /// vArmor's and Kubernetes' explicit profile annotations, without any policy.
+    @Test func explicitProfileAnnotations() throws {
+        var config = NodeConfig()
+        config.enforcers = [.bpf, .seccomp, .appArmor]
+        let core = PluginCore(config: config, policies: [], executableDirectory: "/x")
+        let caps = PluginCore.RuntimeCapabilities(nriVersion: "v0.12.0", runtimeName: "", runtimeVersion: "")
+        let pod = nriPod(
+            name: "p", namespace: "n",
+            annotations: [
+                "container.apparmor.security.beta.kubernetes.io/a": "localhost/my-aa",
+                "container.seccomp.security.beta.varmor.org/s": "localhost/my-sc",
+                "container.bpf.security.beta.varmor.org/evil": "localhost/../../etc/x",
+            ])
+        let aa = core.createContainer(pod: pod, container: nriContainer(pod: pod, name: "a"), capabilities: caps)
+        #expect(aa.response.adjust.annotations["bulwark.io/apparmor-profile"] == "my-aa")
+        #expect(aa.response.adjust.annotations["bulwark.io/bpf-profile"] == nil)
+        let stored = LinuxSeccomp(
+            defaultAction: "SCMP_ACT_ERRNO", syscalls: [LinuxSyscall(names: ["read"], action: "SCMP_ACT_ALLOW")])
+        let sc = core.createContainer(
+            pod: pod, container: nriContainer(pod: pod, name: "s"), capabilities: caps,
+            storedSeccomp: { $0 == "my-sc" ? stored : nil })
+        #expect(sc.response.adjust.linux.seccompPolicy.defaultAction == "SCMP_ACT_ERRNO")
+        // a path in a profile name is not a profile name
+        let evil = core.createContainer(pod: pod, container: nriContainer(pod: pod, name: "evil"), capabilities: caps)
+        #expect(evil.response.adjust.annotations.isEmpty)
+    }
+
+    @Test func runtimeVersionsAreInferredWhenNotSent() {
+        typealias C = PluginCore.RuntimeCapabilities
+        #expect(C(nriVersion: "", runtimeName: "containerd", runtimeVersion: "2.2.1").seccompAdjustment)
+        #expect(!C(nriVersion: "", runtimeName: "containerd", runtimeVersion: "v2.1.4").seccompAdjustment)
+        #expect(!C(nriVersion: "unknown", runtimeName: "containerd", runtimeVersion: "1.7.20").seccompAdjustment)
+        #expect(C(nriVersion: "", runtimeName: "cri-o", runtimeVersion: "1.34.0").seccompAdjustment)
+        #expect(!C(nriVersion: "", runtimeName: "cri-o", runtimeVersion: "1.33.2").seccompAdjustment)
+        #expect(C(nriVersion: "v0.12.1", runtimeName: "", runtimeVersion: "").perEventCalls)
+        #expect(!C(nriVersion: "v0.11.0", runtimeName: "", runtimeVersion: "").perEventCalls)
+    }
+}
