@@ -157,7 +157,8 @@ let package = Package(
             name: "BulwarkKernelTests",
             dependencies: [
                 "BulwarkBPF", "BulwarkBPFObject", "BulwarkProfiles", "BulwarkPolicy", "CBulwarkABI", "CLibBPF",
-                "BulwarkClient", "BulwarkOCI", "BulwarkTestSupport",
+                "BulwarkClient", "BulwarkOCI", "BulwarkTestSupport", "BulwarkNRI", "BulwarkNRIPlugin", "NRITestPeer",
+                "BulwarkSystem", logging,
             ]
         ),
     ]

@@ -128,7 +128,7 @@ public struct PluginCore: Sendable {
         adjust.annotations[DecisionAnnotations.profile] = profile
         if enforcers.contains(.bpf) {
             adjust.annotations[DecisionAnnotations.bpfProfile] = profile
-            adjust.annotations[DecisionAnnotations.failurePolicy] = config.failurePolicy.rawValue
+            adjust.annotations[DecisionAnnotations.failurePolicy] = config.failurePolicy(for: decision.policy).rawValue
         }
         if let explicitAppArmor = Self.explicitAppArmorProfile(pod: pod, container: container.name) {
             adjust.annotations[DecisionAnnotations.appArmorProfile] = explicitAppArmor

@@ -434,7 +434,7 @@ public final class NRIPlugin: Sendable {
             if let problem {
                 let message =
                     "bulwark: container \(r.pod.namespace)/\(r.pod.name)/\(r.container.name) cannot be confined with BPF profile \(profile): \(problem)"
-                if config.failurePolicy == .fail {
+                if config.failurePolicy(for: outcome.decision.policy) == .fail {
                     logger.error("refusing container", metadata: ["reason": "\(message)"])
                     return .failure(.init(code: TTRPC.Code.failedPrecondition.rawValue, message: message))
                 }

@@ -25,6 +25,12 @@ public struct NodeConfig: Sendable, Equatable {
     /// Enforcers this node applies; a policy's other enforcers are reported as not enforced.
     public var enforcers: EnforcerSet = [.appArmor, .bpf, .seccomp]
     public var failurePolicy: FailurePolicy = .fail
+
+    /// The failure policy for containers a policy targets: the policy's label
+    /// `bulwark.io/failure-policy: Fail|Ignore` when it has one, else the node's.
+    public func failurePolicy(for policy: Policy?) -> FailurePolicy {
+        policy?.labels["bulwark.io/failure-policy"].flatMap(FailurePolicy.init(rawValue:)) ?? failurePolicy
+    }
     /// Namespace whose name forms cluster profile names (`varmor-cluster-<it>-<policy>`).
     public var clusterProfileNamespace = "varmor"
     /// Where compiled AppArmor profiles are written before `apparmor_parser` loads them.

@@ -94,7 +94,7 @@ public struct Wrapper {
         }
         if enforcers.contains(.bpf) {
             newAnnotations[DecisionAnnotations.bpfProfile] = .string(profile)
-            newAnnotations[DecisionAnnotations.failurePolicy] = .string(config.failurePolicy.rawValue)
+            newAnnotations[DecisionAnnotations.failurePolicy] = .string(config.failurePolicy(for: policy).rawValue)
             loadBPFProfileIfMissing(policy, profile: profile, notes: &notes)
         }
         // The hook binds BPF profiles; for every targeted container it also records who the

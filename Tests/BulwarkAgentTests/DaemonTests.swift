@@ -1,9 +1,11 @@
 import BulwarkAgent
 import BulwarkClient
+import BulwarkNRI
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkTestSupport
 import Foundation
+import NRITestPeer
 import Testing
 
 /// The `bulwarkd` executable: start-up errors, the policy store under edits and signals, and the
@@ -81,6 +83,33 @@ struct DaemonTests {
             })
         #expect(daemon.stop() == 0, "\(daemon.output)")
         #expect(!FileManager.default.fileExists(atPath: path), "the socket is removed at exit")
+    }
+
+    /// `nri: true`: bulwarkd hosts the NRI plugin; a runtime (the Swift peer) sees it register and
+    /// gets an adjustment from the agent's live policy store — a policy added while it runs applies
+    /// to the next container.
+    @Test func theAgentHostsTheNRIPlugin() throws {
+        var node = try Node("nri-agent")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        let peer = try RuntimePeer(path: node.dir + "/nri.sock")
+        let config = try node.writeConfig(extra: "nri: true\nnriSocketPath: \(peer.path)\nnriPluginIndex: \"42\"\n")
+        let daemon = try Daemon(config: config, socket: node.config.socketPath)
+        defer { daemon.stop() }
+        let session = try peer.accept(timeout: 20)
+        #expect(session.pluginName == "bulwark" && session.pluginIndex == "42")
+        _ = try session.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+        let web = nriPod(name: "web-1", namespace: "shop", labels: ["app": "web"])
+        let before = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+        #expect(before.adjust.annotations.isEmpty, "no policy yet")
+        try node.write(policy: "web.yaml", shopPolicy)
+        #expect(
+            eventually {
+                let r = try? session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+                return r?.adjust.annotations["bulwark.io/profile"] == "varmor-shop-web"
+            }, "\(daemon.output)")
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+        #expect(session.waitClosed(timeout: 5), "the plugin's connection ends with the agent")
     }
 
     /// The "done when": a container confined through bulwark-runtime and bulwark-hook (runc)

@@ -17,6 +17,7 @@ struct NRITests {
         var peer: RuntimePeer
         var plugin: NRIPlugin
         var worker: Worker
+        var store: PolicyStore
         func stop() {
             plugin.stop()
             worker.stop()
@@ -37,7 +38,7 @@ struct NRITests {
         settings.index = "10"
         let plugin = NRIPlugin(
             settings: settings, config: node.config, logger: quietLogger, policies: { store.activePolicies })
-        return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker())
+        return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker(), store: store)
     }
 
     /// containerd 2.3 (NRI v0.12): register, configure, split synchronize, a matching pod's
@@ -146,6 +147,14 @@ struct NRITests {
         }
         let other = nriPod(name: "db-1", namespace: "shop")
         _ = try session.createContainer(pod: other, container: nriContainer(pod: other, name: "db"))
+        // a policy may allow its containers to run unconfined (label bulwark.io/failure-policy)
+        try s.node.write(
+            policy: "web.yaml",
+            shopPolicy.replacingOccurrences(
+                of: "  namespace: shop\n", with: "  namespace: shop\n  labels: {bulwark.io/failure-policy: Ignore}\n"))
+        s.store.reload()
+        let allowed = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
+        #expect(allowed.adjust.annotations["bulwark.io/failure-policy"] == "Ignore")
     }
 
     /// Malformed bytes close the connection (never a crash); a restarted runtime is found again.
