@@ -83,7 +83,8 @@ let package = Package(
         .target(
             name: "BulwarkAgent",
             dependencies: [
-                "BulwarkBPF", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin", "BulwarkOCI", "BulwarkPolicy",
+                "BulwarkBPF", "BulwarkClient", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin", "BulwarkOCI",
+                "BulwarkPolicy",
                 "BulwarkProfiles",
                 "BulwarkRuntime", "BulwarkSystem", "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
                 prometheus, lifecycle, unixSignals, protobuf,
@@ -94,8 +95,8 @@ let package = Package(
         .target(
             name: "BulwarkNRIPlugin",
             dependencies: [
-                "BulwarkBPF", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkSystem", logging,
-                metrics, protobuf,
+                "BulwarkBPF", "BulwarkClient", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
+                "BulwarkSystem", logging, metrics, protobuf,
             ]),
         // Client side of the node socket (CLI `status`, `containers`, `events`); no NIO.
         .target(name: "BulwarkClient", dependencies: ["BulwarkOCI"]),

@@ -19,7 +19,8 @@ public final class EventPipeline: Sendable {
     let hub: EventHub
     let syscalls = SyscallNames()
     let bootEpochNanoseconds: UInt64
-    private let profileNames = Mutex<[UInt32: String]>([:])
+    /// Profile id → name from the enforcer's maps, and when they were last read.
+    private let profileNames = Mutex<(table: [UInt32: String], readAt: UInt64)>(([:], 0))
     private let ignored = Atomic<UInt64>(0)
 
     public init(config: NodeConfig, registry: ContainerRegistry, store: PolicyStore, hub: EventHub) {
@@ -140,14 +141,19 @@ public final class EventPipeline: Sendable {
         return false
     }
 
+    /// The name of a profile id. An unknown id re-reads the enforcer's name map at most once a
+    /// second (a burst of events of an unloaded profile must not scan the map per event).
     func profileName(id: UInt32) -> String? {
-        if let n = profileNames.withLock({ $0[id] }) { return n }
+        let now = DispatchTime.now().uptimeNanoseconds
+        let (hit, stale) = profileNames.withLock { c in (c.table[id], now &- c.readAt > 1_000_000_000) }
+        if let hit { return hit }
+        guard stale else { return nil }
         let loaded = Enforcer(pinPath: config.bpfPinPath).loadedProfiles()
         let table = Dictionary(loaded.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
-        profileNames.withLock { $0 = table }
+        profileNames.withLock { $0 = (table, now) }
         return table[id]
     }
 
     /// Profile ids can be reused after an unload: forget the cache when profiles change.
-    public func profilesChanged() { profileNames.withLock { $0 = [:] } }
+    public func profilesChanged() { profileNames.withLock { $0 = ([:], 0) } }
 }

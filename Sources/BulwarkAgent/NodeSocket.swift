@@ -1,3 +1,4 @@
+import BulwarkClient
 import BulwarkEvents
 import BulwarkOCI
 import Foundation
@@ -92,19 +93,10 @@ public final class NodeSocket: Sendable {
         guard (st.st_mode & S_IFMT) == S_IFSOCK else {
             throw Failure(description: "\(path) exists and is not a socket; remove it or set socketPath")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
+        if let fd = try? UnixSocket.connect(path: path) {
+            close(fd)
+            throw Failure(description: "another bulwarkd is listening on \(path)")
         }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if connected == 0 { throw Failure(description: "another bulwarkd is listening on \(path)") }
         unlink(path)
     }
 

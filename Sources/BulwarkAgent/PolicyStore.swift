@@ -136,8 +136,9 @@ public final class PolicyStore: Sendable {
         var applied = 0
         var removed = 0
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
+        let disks = NodeFacts.diskDevices()  // once a reload, not once a profile
         for (name, policy) in wanted.sorted(by: { $0.key < $1.key }) where s.applied[name] != policy {
-            s.profiles[name] = deliver(policy, profile: name, enforcer: enforcer)
+            s.profiles[name] = deliver(policy, profile: name, enforcer: enforcer, disks: disks)
             s.applied[name] = policy
             applied += 1
         }
@@ -187,7 +188,7 @@ public final class PolicyStore: Sendable {
 
     // MARK: Delivery
 
-    func deliver(_ policy: Policy, profile name: String, enforcer: Enforcer) -> ProfileStatus {
+    func deliver(_ policy: Policy, profile name: String, enforcer: Enforcer, disks: [String]) -> ProfileStatus {
         let enforcers = policy.spec.policy.enforcers.intersection(config.enforcers)
         var st = ProfileStatus(
             name: name, policy: policy.displayName, mode: policy.spec.policy.mode.rawValue, seccomp: "not requested",
@@ -206,7 +207,6 @@ public final class PolicyStore: Sendable {
                 logger.error("cannot store seccomp profile", metadata: ["profile": "\(name)", "error": "\(error)"])
             }
         }
-        let disks = NodeFacts.diskDevices()
         if enforcers.contains(.appArmor) {
             st.appArmor = loadAppArmor(AppArmorCompiler(diskDevices: disks).compile(policy, profileName: name))
         }

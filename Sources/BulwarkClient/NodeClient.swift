@@ -18,38 +18,21 @@ public final class NodeClient {
 
     /// Connects and sends the request.
     public init(socketPath: String, request: JSONValue) throws(Failure) {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard socketPath.utf8.count < capacity else {
-            close(fd)
-            throw Failure(description: "socket path \(socketPath) is longer than \(capacity - 1) bytes")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in socketPath.utf8.enumerated() { raw[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 {
-            let e = errno
-            close(fd)
-            switch e {
-            case EACCES, EPERM:
+        do {
+            fd = try UnixSocket.connect(path: socketPath)
+        } catch {
+            switch error {
+            case .system(let e) where e == EACCES || e == EPERM:
                 throw Failure(
                     description: "permission denied: cannot connect to \(socketPath) (the node socket is root-only; "
                         + "run with sudo, or ask for the agent's socketGroup)",
                     permissionDenied: true)
-            case ENOENT, ECONNREFUSED:
+            case .system(let e) where e == ENOENT || e == ECONNREFUSED:
                 throw Failure(
                     description: "bulwarkd is not running: nothing listens on \(socketPath) "
                         + "(start it: systemctl start bulwarkd, or set socketPath in the node config)")
             default:
-                throw Failure(description: "cannot connect to \(socketPath): \(String(cString: strerror(e)))")
+                throw Failure(description: "cannot connect to \(socketPath): \(error)")
             }
         }
         let line = request.serialized() + [0x0A]

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkClient
 import BulwarkNRI
 import BulwarkOCI
 import BulwarkPolicy
@@ -207,21 +208,10 @@ public final class NRIPlugin: Sendable {
         if let inherited = settings.inheritedFD {
             fd = inherited
         } else {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in settings.socketPath.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            guard rc == 0 else {
-                let why = "cannot connect to \(settings.socketPath): \(String(cString: strerror(errno)))"
-                Glibc.close(fd)
-                return why
+            do {
+                fd = try UnixSocket.connect(path: settings.socketPath)
+            } catch {
+                return "cannot connect to \(settings.socketPath): \(error)"
             }
         }
         let conn = NRIConnection(fd: fd)

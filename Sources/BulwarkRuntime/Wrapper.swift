@@ -119,14 +119,7 @@ public struct Wrapper {
         spec["hooks"] = .object(hooks)
         spec["annotations"] = .object(newAnnotations)
         Self.trace("compile and merge", since: &t)
-        let out = JSONValue.object(spec).serialized()
-        var st = stat()
-        let mode = stat(specPath, &st) == 0 ? st.st_mode & 0o777 : 0o644
-        do {
-            try AtomicFile.write(Data(out), to: specPath, permissions: mode, durable: false)
-        } catch {
-            throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
-        }
+        try writeSpec(spec, to: specPath)
         return .rewritten(policy: policy.displayName, profile: profile, notes: notes)
     }
 
@@ -146,6 +139,12 @@ public struct Wrapper {
             spec["annotations"] = .object(annotations)
             notes.append("AppArmor unavailable: \(profile) not enforced by AppArmor")
         }
+        try writeSpec(spec, to: specPath)
+        return .rewritten(policy: "(NRI)", profile: profile, notes: notes)
+    }
+
+    /// Replaces config.json atomically, keeping its mode (no fsync on the container start path).
+    func writeSpec(_ spec: JSONObject, to specPath: String) throws(RuntimeFailure) {
         var st = stat()
         let mode = stat(specPath, &st) == 0 ? st.st_mode & 0o777 : 0o644
         do {
@@ -154,7 +153,6 @@ public struct Wrapper {
         } catch {
             throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
         }
-        return .rewritten(policy: "(NRI)", profile: profile, notes: notes)
     }
 
     func loadPolicies() -> [Policy] {

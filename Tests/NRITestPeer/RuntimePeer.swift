@@ -5,7 +5,8 @@ import SwiftProtobuf
 /// The runtime side of NRI, in Swift, for tests and benchmarks: listens on a unix socket like
 /// containerd/CRI-O (`/var/run/nri/nri.sock`), speaks the real multiplexer and ttrpc, serves the
 /// Runtime service (RegisterPlugin, UpdateContainers) on connection 2 and calls the plugin's
-/// service on connection 1. Not a mock of Bulwark: a second implementation of the wire protocol.
+/// service on connection 1. It frames with the same `Mux`/`TTRPC` codecs as the plugin, so it does
+/// not check them: the byte fixtures of reference/nri-oci.md §3.8 in BulwarkNRITests do.
 public final class RuntimePeer: @unchecked Sendable {
     public let path: String
     let listener: Int32
