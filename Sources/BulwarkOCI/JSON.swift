@@ -41,8 +41,10 @@ public indirect enum JSONValue: Sendable, Equatable {
     public static func number<T: BinaryInteger>(_ n: T) -> JSONValue { .number(String(n)) }
 }
 
-/// An object with its members in document order. Keys are unique after parsing (the last
-/// duplicate wins, as in Go's encoding/json, which runc and crun use).
+/// An object with its members in document order. Keys are unique: the parser refuses a document
+/// with a duplicate member, because runc (Go's encoding/json) merges duplicates into one field and
+/// crun (yajl) reads the first — a reader that picked either way would decide on a spec the
+/// runtime does not run.
 public struct JSONObject: Sendable, Equatable {
     public private(set) var members: [(key: String, value: JSONValue)] = []
 
@@ -64,19 +66,11 @@ public struct JSONObject: Sendable, Equatable {
 
     public var keys: [String] { members.map(\.key) }
 
-    /// Members as parsed: duplicates resolved in one pass (a document with many keys, such as
-    /// user-supplied annotations, must not cost quadratic time on the container start path).
-    init(parsed: [(key: String, value: JSONValue)]) {
-        var index: [String: Int] = [:]
-        index.reserveCapacity(parsed.count)
-        for m in parsed {
-            if let i = index[m.key] {
-                members[i].value = m.value
-            } else {
-                index[m.key] = members.count
-                members.append(m)
-            }
-        }
+    /// Members as parsed, known to be unique (checked in one pass by the parser: a document with
+    /// many keys, such as user-supplied annotations, must not cost quadratic time on the container
+    /// start path).
+    init(unique: [(key: String, value: JSONValue)]) {
+        members = unique
     }
 
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
@@ -184,6 +178,7 @@ struct JSONParser {
         case UInt8(ascii: "{"):
             i += 1
             var o: [(key: String, value: JSONValue)] = []
+            var seen: Set<String> = []
             skipWhitespace()
             if i < b.count, b[i] == UInt8(ascii: "}") {
                 i += 1
@@ -192,7 +187,11 @@ struct JSONParser {
             while true {
                 skipWhitespace()
                 guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyOffset = i
                 let key = try string()
+                guard seen.insert(key).inserted else {
+                    throw JSONParseError(offset: keyOffset, message: "duplicate member \"\(key)\"")
+                }
                 skipWhitespace()
                 guard i < b.count, b[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 i += 1
@@ -206,7 +205,7 @@ struct JSONParser {
                 }
                 guard b[i] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
                 i += 1
-                return .object(JSONObject(parsed: o))
+                return .object(JSONObject(unique: o))
             }
         case UInt8(ascii: "["):
             i += 1

@@ -1,17 +1,19 @@
+import CYaml
 import Foundation
 
-/// Refuses hostile YAML before it reaches the parser, in time and memory linear in its size.
+/// Refuses hostile YAML before it is composed into a tree, in time and memory linear in its size.
 ///
-/// libyaml and Yams are recursive in nesting depth and expand aliases by reference, so deep
-/// nesting can exhaust the stack and an alias used as a mapping key is hashed in full (a
-/// "billion laughs" document then takes exponential time). Policies never need either: this
-/// scanner bounds the size, the flow and block nesting, and rejects aliases (`*name`) with a
-/// precise location. Anchors alone (`&name`) are harmless and allowed.
+/// Yams composes recursively (deep nesting can exhaust the stack), shares an aliased node by
+/// reference and hashes every mapping key in full to find duplicates — an alias bomb (a
+/// "billion laughs" document) then costs exponential time before any reader sees the tree.
+/// Policies need neither. The guard runs libyaml's own event parser over the text — the same
+/// scanner Yams uses, so what it calls an alias is exactly what Yams would expand, whatever the
+/// spelling (`"k":*a` in a flow mapping included) — and refuses any alias and any collection
+/// nested deeper than `maxDepth`, with a precise location. libyaml's parser is iterative, so this
+/// pass cannot blow up itself. Anchors alone (`&name`) are harmless and allowed.
 public struct YAMLGuard: Sendable {
     public var maxBytes = 1 << 20
-    public var maxFlowDepth = 64
-    public var maxIndent = 512
-    public var maxCompactIndicators = 64
+    public var maxDepth = 64
 
     public init() {}
 
@@ -30,8 +32,7 @@ public struct YAMLGuard: Sendable {
         if bytes.contains(0) {
             throw fail(1, 1, "file contains a NUL byte", "policies are UTF-8 text; check that this is the right file")
         }
-        var scanner = Scanner(bytes: bytes, limits: self)
-        if let problem = scanner.run() {
+        if let problem = Self.scan(bytes, maxDepth: maxDepth) {
             throw fail(problem.line, problem.column, problem.message, problem.hint)
         }
     }
@@ -43,143 +44,45 @@ public struct YAMLGuard: Sendable {
         var hint: String
     }
 
-    private struct Scanner {
-        let bytes: [UInt8]
-        let limits: YAMLGuard
-        var index = 0
-        var line = 1
-        var lineStart = 0
-        var flowDepth = 0
-        var atNodeStart = true
-        var inBlockScalar = false
-        var blockParentIndent = 0
-        var blockIndent: Int?
-        var quote: UInt8?  // '"' or '\'' while inside a quoted scalar
-
-        init(bytes: [UInt8], limits: YAMLGuard) {
-            self.bytes = bytes
-            self.limits = limits
+    /// The first alias or over-deep collection, by libyaml's events. A syntax error ends the scan
+    /// without a problem: the composer that follows reports it with its own message.
+    private static func scan(_ bytes: [UInt8], maxDepth: Int) -> Problem? {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            return Problem(line: 1, column: 1, message: "cannot start the YAML parser", hint: "")
         }
-
-        mutating func run() -> Problem? {
-            while index < bytes.count {
-                if let problem = scanLine() { return problem }
-            }
-            return nil
-        }
-
-        private func isBreak(_ i: Int) -> Bool { i >= bytes.count || bytes[i] == 0x0A || bytes[i] == 0x0D }
-        private func isBlank(_ i: Int) -> Bool { isBreak(i) || bytes[i] == 0x20 || bytes[i] == 0x09 }
-
-        /// Scans one physical line starting at `index` and leaves `index` at the next line.
-        private mutating func scanLine() -> Problem? {
-            var end = index
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            defer {
-                index = end + 1
-                line += 1
-                lineStart = index
-            }
-            var indent = 0
-            while index + indent < end && bytes[index + indent] == 0x20 { indent += 1 }
-            let blankLine = (index + indent >= end) || bytes[index + indent] == 0x0D
-            if inBlockScalar {
-                if blankLine { return nil }
-                if let block = blockIndent {
-                    if indent >= block { return nil }
-                    inBlockScalar = false
-                } else if indent > blockParentIndent {
-                    blockIndent = indent
+        defer { yaml_parser_delete(&parser) }
+        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+        return bytes.withUnsafeBufferPointer { buffer -> Problem? in
+            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            var depth = 0
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
+                defer { yaml_event_delete(&event) }
+                let line = Int(event.start_mark.line) + 1
+                let column = Int(event.start_mark.column) + 1
+                switch event.type {
+                case YAML_STREAM_END_EVENT:
                     return nil
-                } else {
-                    inBlockScalar = false
-                }
-            }
-            if quote == nil {
-                if indent > limits.maxIndent {
+                case YAML_ALIAS_EVENT:
                     return Problem(
-                        line: line, column: indent + 1, message: "nesting is deeper than \(limits.maxIndent) columns",
-                        hint: "flatten the document; policies need only a few levels")
-                }
-                if flowDepth == 0 { atNodeStart = true }
-            }
-            var compact = 0
-            var i = index + indent
-            while i < end {
-                let c = bytes[i]
-                if let q = quote {
-                    if q == UInt8(ascii: "\"") && c == UInt8(ascii: "\\") {
-                        i += 2
-                        continue
-                    }
-                    if c == q {
-                        if q == UInt8(ascii: "'") && i + 1 < end && bytes[i + 1] == q {
-                            i += 2
-                            continue
-                        }
-                        quote = nil
-                        atNodeStart = false
-                    }
-                    i += 1
-                    continue
-                }
-                switch c {
-                case UInt8(ascii: " "), UInt8(ascii: "\t"), 0x0D:
-                    break
-                case UInt8(ascii: "#") where i == index || isBlank(i - 1):
-                    return nil  // comment to end of line
-                case UInt8(ascii: "\""), UInt8(ascii: "'"):
-                    if atNodeStart { quote = c } else { atNodeStart = false }
-                case UInt8(ascii: "*") where atNodeStart:
-                    return Problem(
-                        line: line, column: i - lineStart + 1,
-                        message: "YAML aliases (*name) are not accepted in policy files",
+                        line: line, column: column, message: "YAML aliases (*name) are not accepted in policy files",
                         hint: "write the value out in full, or quote it if it is a pattern such as \"**ping\"")
-                case UInt8(ascii: "&") where atNodeStart, UInt8(ascii: "!") where atNodeStart:
-                    while i < end && !isBlank(i) { i += 1 }
-                    continue
-                case UInt8(ascii: "|") where atNodeStart && flowDepth == 0,
-                    UInt8(ascii: ">") where atNodeStart && flowDepth == 0:
-                    inBlockScalar = true
-                    blockParentIndent = indent
-                    blockIndent = nil
-                    return nil
-                case UInt8(ascii: "["), UInt8(ascii: "{"):
-                    if atNodeStart || flowDepth > 0 {
-                        flowDepth += 1
-                        if flowDepth > limits.maxFlowDepth {
-                            return Problem(
-                                line: line, column: i - lineStart + 1,
-                                message: "flow collections are nested deeper than \(limits.maxFlowDepth) levels",
-                                hint: "flatten the document; policies need only a few levels")
-                        }
-                        atNodeStart = true
-                    }
-                case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                    if flowDepth > 0 {
-                        flowDepth -= 1
-                        atNodeStart = false
-                    }
-                case UInt8(ascii: ",") where flowDepth > 0:
-                    atNodeStart = true
-                case UInt8(ascii: "-") where atNodeStart && isBlank(i + 1),
-                    UInt8(ascii: "?") where atNodeStart && isBlank(i + 1):
-                    compact += 1
-                    if compact > limits.maxCompactIndicators {
+                case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
+                    depth += 1
+                    if depth > maxDepth {
                         return Problem(
-                            line: line, column: i - lineStart + 1,
-                            message: "more than \(limits.maxCompactIndicators) nested collections on one line",
+                            line: line, column: column,
+                            message: "collections are nested deeper than \(maxDepth) levels",
                             hint: "flatten the document; policies need only a few levels")
                     }
-                case UInt8(ascii: ":")
-                where isBlank(i + 1) || (flowDepth > 0 && i + 1 < end && ",]}".utf8.contains(bytes[i + 1])):
-                    atNodeStart = true
+                case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+                    depth -= 1
                 default:
-                    atNodeStart = false
+                    break
                 }
-                i += 1
             }
-            return nil
         }
     }
 }

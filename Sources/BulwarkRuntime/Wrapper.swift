@@ -40,12 +40,7 @@ public struct Wrapper {
         defer { Self.trace("done", since: &t) }
         let bundle = absolute(cmd.bundle ?? ".", relativeTo: cwd)
         let specPath = absolute(cmd.config ?? "config.json", relativeTo: bundle)
-        guard let data = FileManager.default.contents(atPath: specPath) else {
-            throw RuntimeFailure(message: "cannot read \(specPath)")
-        }
-        guard case .object(var spec)? = try? JSONValue.parse(data) else {
-            throw RuntimeFailure(message: "\(specPath) is not a JSON object")
-        }
+        var spec = try Self.readSpec(specPath)
         var annotations: [String: String] = [:]
         for m in spec["annotations"]?.object?.members ?? [] { if let v = m.value.string { annotations[m.key] = v } }
         Self.trace("read spec", since: &t)
@@ -141,6 +136,31 @@ public struct Wrapper {
         }
         try writeSpec(spec, to: specPath)
         return .rewritten(policy: "(NRI)", profile: profile, notes: notes)
+    }
+
+    /// The spec as every runtime will read it, or a refusal: a spec that runc (Go, case-insensitive,
+    /// merging duplicates) and an exact reader would read differently is never decided on.
+    static func readSpec(_ specPath: String) throws(RuntimeFailure) -> JSONObject {
+        let data: [UInt8]
+        do {
+            data = try RegularFile.read(specPath, maxBytes: 16 << 20)
+        } catch {
+            throw RuntimeFailure(message: "cannot read \(specPath): \(error)")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(data)
+        } catch {
+            throw RuntimeFailure(message: "\(specPath) is not valid JSON: \(error)")
+        }
+        guard case .object(let spec) = value else {
+            throw RuntimeFailure(message: "\(specPath) is not a JSON object")
+        }
+        if let problem = SpecShape.ambiguity(in: spec) {
+            throw RuntimeFailure(
+                message: "\(specPath) refused: \(problem); write each field once, spelled as in the OCI runtime spec")
+        }
+        return spec
     }
 
     /// Replaces config.json atomically, keeping its mode (no fsync on the container start path).

@@ -16,20 +16,19 @@ public enum PolicyFiles {
         func failure(_ message: String, _ hint: String) -> Diagnostic {
             Diagnostic(.error, file: path, line: 1, column: 1, path: "", message: message, hint: hint)
         }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw failure("no such file", "check the path")
+        let bytes: [UInt8]
+        do {
+            bytes = try RegularFile.read(path, maxBytes: maxBytes)
+        } catch {
+            switch error {
+            case .cannotOpen(let e) where e == ENOENT: throw failure("no such file", "check the path")
+            case .notRegular("directory"): throw failure("is a directory", "give the files inside it")
+            case .notRegular: throw failure("\(error)", "policy and config files must be regular files")
+            case .tooLarge: throw failure("file is larger than \(maxBytes) bytes", "split it into several policy files")
+            case .cannotOpen, .readFailed: throw failure("\(error)", "check its permissions")
+            }
         }
-        if isDir.boolValue { throw failure("is a directory", "give the files inside it") }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw failure("cannot open the file", "check its permissions")
-        }
-        defer { try? handle.close() }
-        let data = (try? handle.read(upToCount: maxBytes + 1)) ?? Data()
-        if data.count > maxBytes {
-            throw failure("file is larger than \(maxBytes) bytes", "split it into several policy files")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw failure("file is not UTF-8 text", "save it as UTF-8")
         }
         return text

@@ -55,20 +55,57 @@ struct JSONTests {
         #expect((try? JSONValue.parse(fine)) != nil)
     }
 
-    /// 100,000 keys (user annotations can be that many): all kept, the late duplicate wins in
-    /// place. (Duplicates are resolved in one pass; checking each insert against the members
-    /// would be quadratic in the number of keys.)
-    @Test func manyKeysAndALateDuplicateParse() throws {
+    /// 100,000 keys (user annotations can be that many): all kept in order; a late duplicate is
+    /// found. (Duplicates are found in one pass; checking each insert against the members would be
+    /// quadratic in the number of keys.)
+    @Test func manyKeysParseAndALateDuplicateIsFound() throws {
         let n = 100_000
-        let text = "{" + (0..<n).map { #""k\#($0)":"v""# }.joined(separator: ",") + #","k7":"last"}"#
-        let o = try #require(JSONValue.parse(text).object)
-        #expect(o.members.count == n)
-        #expect(o["k7"] == .string("last") && o.keys[7] == "k7")
+        let keys = (0..<n).map { #""k\#($0)":"v""# }.joined(separator: ",")
+        let o = try #require(JSONValue.parse("{" + keys + "}").object)
+        #expect(o.members.count == n && o.keys[7] == "k7")
+        #expect(throws: JSONParseError.self) { try JSONValue.parse("{" + keys + #","k7":"last"}"#) }
     }
 
-    @Test func duplicateKeysKeepTheLastValueLikeGo() throws {
-        let o = try #require(JSONValue.parse(#"{"a":1,"b":2,"a":3}"#).object)
-        #expect(o.keys == ["a", "b"] && o["a"] == .number("3"))
+    /// runc (Go) merges duplicate members into one field and crun (yajl) reads the first: a
+    /// document with a duplicate is refused, at any depth, also when an escape spells the key.
+    @Test func duplicateMembersAreRefused() {
+        for text in [
+            #"{"a":1,"b":2,"a":3}"#, #"{"x":{"annotations":{},"annotations":{"k":"v"}}}"#,
+            #"{"linux":{},"li\u006eux":{"seccomp":null}}"#,
+        ] {
+            #expect(throws: JSONParseError.self, "\(text)") { try JSONValue.parse(text) }
+        }
+        let e = try? JSONValue.parse(#"{"a":1,"a":3}"#)
+        #expect(e == nil)
+        do { _ = try JSONValue.parse(#"{"a":1,"a":3}"#) } catch { #expect(error.message == #"duplicate member "a""#) }
+    }
+
+    /// Issue 12 (4): members that runc (Go, case-insensitive with Unicode folding) would read as a
+    /// spec field but an exact reader would not are refused; string maps keep exact keys.
+    @Test func specsThatRuncReadsDifferentlyAreAmbiguous() throws {
+        let ambiguous = [
+            #"{"linux":{"seccomp":{}},"Linux":{"seccomp":null}}"#,
+            #"{"Annotations":{"bulwark.io/policy":"p"}}"#,
+            #"{"process":{"ApparmorProfile":"unconfined"}}"#,
+            #"{"annotation\u017f":{"bulwark.io/policy":"p"}}"#,  // ſ folds to s in Go
+            #"{"\u212aind":1}"#,  // Kelvin sign folds to k
+            #"{"x-ext":1,"X-EXT":2}"#,
+            #"{"mounts":[{"destination":"/a"},{"Destination":"/b"}]}"#,
+            #"{"linux":{"netDevices":{"eth0":{"Name":"x"}}}}"#,
+        ]
+        for text in ambiguous {
+            let spec = try #require(JSONValue.parse(text).object)
+            #expect(SpecShape.ambiguity(in: spec) != nil, "\(text)")
+        }
+        let fine = [
+            #"{"ociVersion":"1.0.2","process":{"apparmorProfile":"p","env":["A=b"]},"linux":{"seccomp":null}}"#,
+            #"{"annotations":{"A":"1","a":"2","Ünïcode":"ok"},"linux":{"sysctl":{"net.X":"1","net.x":"2"}}}"#,
+            #"{"x-bulwark-test-unknown":{"kept":true}}"#,
+        ]
+        for text in fine {
+            let spec = try #require(JSONValue.parse(text).object)
+            #expect(SpecShape.ambiguity(in: spec) == nil, "\(text)")
+        }
     }
 
     /// Every compiled seccomp profile of the conformance examples: `LinuxSeccomp(json:)` reads

@@ -63,10 +63,33 @@ struct PolicyTests {
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
+    /// Issue 12 (2): an alias spelled so that a hand-written pre-scan missed it (no space after
+    /// the colon in a flow mapping) hung every reader of the file. Aliases are now found by
+    /// libyaml's own parser: every spelling of this bomb is refused at once.
+    @Test(arguments: [#""k":*a"#, #""k": *a"#, "k: *a", #"? "k" : *a"#, "*a : v", #""k":[*a,*a]"#])
+    func aliasBombInAnySpellingIsRefusedQuickly(entry: String) {
+        var text = "a0: &a0 [x, x]\n"
+        for i in 1..<40 {
+            let e = entry.replacingOccurrences(of: "*a", with: "*a\(i - 1)")
+            text += "a\(i): &a\(i) {\(e), \(e.replacingOccurrences(of: "k", with: "j"))}\n"
+        }
+        text += "apiVersion: crd.varmor.org/v1beta1\n"
+        let start = ContinuousClock.now
+        let r = PolicyParser.parse(text, file: "bomb.yaml")
+        #expect(!r.isValid)
+        #expect(r.errors.first?.message.contains("aliases") == true, "\(r.errors)")
+        #expect(ContinuousClock.now - start < .seconds(5))
+        // the node config reader takes the same path
+        #expect(throws: (any Error).self) { try NodeConfig.parse(text, file: "bulwark.yaml") }
+    }
+
     @Test func deepFlowNestingIsRefused() {
-        let text = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
-        let r = PolicyParser.parse(text, file: "deep.yaml")
-        #expect(r.errors.first?.message.contains("nested deeper") == true)
+        // libyaml's own limit (1,000 flow levels) or the guard's (64), whichever is met first
+        for n in [100, 100_000] {
+            let text = String(repeating: "[", count: n) + String(repeating: "]", count: n)
+            let r = PolicyParser.parse(text, file: "deep.yaml")
+            #expect(r.errors.first?.message.lowercased().contains("nest") == true, "\(r.errors)")
+        }
     }
 
     @Test func deepBlockNestingIsRefused() {
@@ -78,7 +101,7 @@ struct PolicyTests {
     @Test func compactSequenceNestingIsRefused() {
         let text = String(repeating: "- ", count: 10_000) + "x\n"
         #expect(
-            PolicyParser.parse(text, file: "deep.yaml").errors.first?.message.contains("nested collections") == true)
+            PolicyParser.parse(text, file: "deep.yaml").errors.first?.message.contains("nested deeper") == true)
     }
 
     @Test func hugeFileIsRefused() {
