@@ -11,8 +11,16 @@ public struct AppArmorLog: Sendable, Equatable {
     public var profile: String
     public var body: JSONValue
 
-    /// Nil when libapparmor cannot parse the line or it is not a DENIED/AUDIT/ALLOWED record.
+    /// The longest line handed to libapparmor. The kernel's audit records are at most 8,970 bytes
+    /// (MAX_AUDIT_MESSAGE_LENGTH) and /dev/kmsg's 1 KiB, but a followed log file is written by
+    /// whoever can write it: libapparmor 3.0.8's `parse_record` corrupts the heap on a `name=` of
+    /// 16 KiB (its lexer's buffer), so longer lines never reach it.
+    public static let maxLineBytes = 8192
+
+    /// Nil when the line is longer than `maxLineBytes`, libapparmor cannot parse it, or it is not
+    /// a DENIED/AUDIT/ALLOWED record.
     public init?(normalized line: String) {
+        guard line.utf8.count <= Self.maxLineBytes else { return nil }
         var bytes = Array(line.utf8CString)
         guard let record = bytes.withUnsafeMutableBufferPointer({ parse_record($0.baseAddress) }) else { return nil }
         defer { free_record(record) }

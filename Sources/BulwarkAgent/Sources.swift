@@ -104,6 +104,8 @@ enum EventSources {
         var offset: off_t = 0
         var partial: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
+        let maxPartialLine = 1 << 16
+        var skippingLongLine = false
         var first = true
         while !stopped() {
             var st = stat()
@@ -115,6 +117,7 @@ enum EventSources {
                 offset = first ? st.st_size : 0
                 first = false
                 partial = []
+                skippingLongLine = false
             }
             guard fd >= 0 else {
                 Thread.sleep(forTimeInterval: 0.2)
@@ -127,7 +130,19 @@ enum EventSources {
             }
             offset += off_t(n)
             partial += buf[0..<n]
-            guard let lastNewline = partial.lastIndex(of: 0x0A) else { continue }
+            if skippingLongLine, let newline = partial.firstIndex(of: 0x0A) {
+                partial.removeSubrange(...newline)
+                skippingLongLine = false
+            }
+            guard !skippingLongLine, let lastNewline = partial.lastIndex(of: 0x0A) else {
+                // a line no audit record can be: dropped up to its end, memory stays bounded
+                if partial.count > maxPartialLine {
+                    partial.removeAll(keepingCapacity: true)
+                    skippingLongLine = true
+                    logger.warning("kernel log line longer than \(maxPartialLine) bytes dropped", metadata: ["path": "\(path)"])
+                }
+                continue
+            }
             let text = String(decoding: partial[...lastNewline], as: UTF8.self)
             partial.removeSubrange(...lastNewline)
             pipeline.ingest(kernelLines: text.split(separator: "\n").map(String.init))

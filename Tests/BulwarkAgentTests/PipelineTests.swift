@@ -153,6 +153,34 @@ struct PipelineTests {
         #expect(n["netSockType"] == .string("stream"))
     }
 
+    /// Issue 12 (3): a `name=` of 16 KiB or more in a followed log file corrupted libapparmor's
+    /// heap and aborted the agent. Lines up to the cap parse (in this process: a corruption here
+    /// would crash the test run); longer ones are counted and never reach the C parser.
+    @Test func overlongAppArmorRecordsNeverReachLibapparmor() throws {
+        let node = try Node("aa-long")
+        defer { node.remove() }
+        let (p, _, _) = pipeline(node)
+        func line(nameBytes: Int) -> String {
+            "audit: type=1400 audit(1.2:3): apparmor=\"DENIED\" operation=\"open\" class=\"file\" "
+                + "profile=\"varmor-shop-web\" name=\"/" + String(repeating: "a", count: nameBytes)
+                + "\" pid=1 comm=\"cat\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0"
+        }
+        func normalized(_ n: Int) -> String {
+            guard case .appArmor(let normalized, _) = KernelLogLine(line(nameBytes: n)) else { return "" }
+            return normalized
+        }
+        for n in [100, 4000, 7900] {
+            let name = try #require(AppArmorLog(normalized: normalized(n))?.body.object?["name"]?.string)
+            #expect(name.utf8.count == n + 1)
+        }
+        let before = p.ignoredRecords
+        for n in [8200, 16 << 10, 64 << 10, 1 << 20] {
+            #expect(AppArmorLog(normalized: normalized(n)) == nil)
+            #expect(p.event(kernelLine: line(nameBytes: n)) == nil)
+        }
+        #expect(p.ignoredRecords == before + 4)
+    }
+
     /// Records of software Bulwark does not manage (no container record, no Bulwark profile) are
     /// counted, not published; other kernel lines are not records at all.
     @Test func otherSoftwaresRecordsAreCountedNotPublished() throws {
