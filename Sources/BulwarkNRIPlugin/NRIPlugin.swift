@@ -147,6 +147,11 @@ public final class NRIPlugin: Sendable {
         public var index = "10"
         /// fd of a pre-launched plugin's socket (NRI_PLUGIN_SOCKET); nil = connect to socketPath.
         public var inheritedFD: Int32?
+        /// Bounds of one split Synchronize (§3.4): parts, and protobuf bytes over all parts. The
+        /// runtime splits only above 4 MiB a message and must finish within one request timeout;
+        /// even a trusted peer gets bounds.
+        public var maxSyncParts = 32
+        public var maxSyncBytes = 32 << 20
         public var executableDirectory: String
         public init(executableDirectory: String) { self.executableDirectory = executableDirectory }
 
@@ -169,12 +174,22 @@ public final class NRIPlugin: Sendable {
         var runtime = ""
         var syncPods: [NRIPod] = []
         var syncContainers: [NRIContainer] = []
+        /// Parts and payload bytes of the split Synchronize in progress.
+        var syncParts = 0
+        var syncBytes = 0
         var registered = false
         var connection: NRIConnection?
         var connections = 0
         var lastError = ""
         /// Containers given hooks at creation (bounded), to notice a runtime that dropped them.
         var hooked: Set<String> = []
+
+        mutating func resetSync() {
+            syncPods = []
+            syncContainers = []
+            syncParts = 0
+            syncBytes = 0
+        }
     }
 
     let settings: Settings
@@ -206,6 +221,18 @@ public final class NRIPlugin: Sendable {
     public func runOnce() -> String {
         let fd: Int32
         if let inherited = settings.inheritedFD {
+            // the runtime's socketpair end: a stream socket, used blocking, not inherited by children
+            var type: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(inherited, SOL_SOCKET, SO_TYPE, &type, &len) == 0 else {
+                return "NRI_PLUGIN_SOCKET=\(inherited): \(String(cString: strerror(errno)))"
+            }
+            guard type == Int32(SOCK_STREAM.rawValue) else {
+                return "NRI_PLUGIN_SOCKET=\(inherited) is not a stream socket"
+            }
+            let flags = fcntl(inherited, F_GETFL)
+            if flags >= 0 && flags & O_NONBLOCK != 0 { _ = fcntl(inherited, F_SETFL, flags & ~O_NONBLOCK) }
+            _ = fcntl(inherited, F_SETFD, FD_CLOEXEC)
             fd = inherited
         } else {
             do {
@@ -219,6 +246,7 @@ public final class NRIPlugin: Sendable {
             $0.connection = conn
             $0.connections += 1
             $0.registered = false
+            $0.resetSync()  // a split Synchronize of an earlier connection is void
         }
         defer {
             Glibc.close(fd)
@@ -287,7 +315,10 @@ public final class NRIPlugin: Sendable {
         do {
             switch method {
             case "Configure": return .success(try configure(.init(serializedBytes: payload)).serializedBytes())
-            case "Synchronize": return .success(try synchronize(.init(serializedBytes: payload)).serializedBytes())
+            case "Synchronize":
+                return try synchronize(.init(serializedBytes: payload), wireBytes: payload.count).map {
+                    try! $0.serializedBytes()
+                }
             case "CreateContainer":
                 let start = DispatchTime.now().uptimeNanoseconds
                 defer {
@@ -354,22 +385,48 @@ public final class NRIPlugin: Sendable {
     }
 
     /// Split synchronization (§3.4): every `more` part is answered `more` with no updates; the
-    /// last part binds what runs.
-    func synchronize(_ r: Nri_Pkg_Api_V1alpha1_SynchronizeRequest) -> Nri_Pkg_Api_V1alpha1_SynchronizeResponse {
-        var out = Nri_Pkg_Api_V1alpha1_SynchronizeResponse()
-        let all = state.withLock { s -> ([NRIPod], [NRIContainer])? in
-            s.syncPods += r.pods
-            s.syncContainers += r.containers
-            guard !r.more else { return nil }
-            defer {
+    /// last part binds what runs. A sequence over `maxSyncParts`/`maxSyncBytes` is refused with
+    /// ResourceExhausted up to its last part (the runtime then closes the plugin; it does not retry).
+    func synchronize(
+        _ r: Nri_Pkg_Api_V1alpha1_SynchronizeRequest, wireBytes: Int
+    ) -> Result<Nri_Pkg_Api_V1alpha1_SynchronizeResponse, TTRPC.CallFailure> {
+        enum Step {
+            case more
+            case refused(String)
+            case last([NRIPod], [NRIContainer])
+        }
+        let (maxParts, maxBytes) = (settings.maxSyncParts, settings.maxSyncBytes)
+        let step = state.withLock { s -> Step in
+            s.syncParts += 1
+            s.syncBytes += wireBytes
+            if s.syncParts > maxParts || s.syncBytes > maxBytes {
+                let why =
+                    "bulwark: split Synchronize over its bounds (\(s.syncParts) parts, \(s.syncBytes) bytes; "
+                    + "at most \(maxParts) parts and \(maxBytes) bytes); the parts so far are discarded"
                 s.syncPods = []
                 s.syncContainers = []
+                if !r.more { s.resetSync() }
+                return .refused(why)
             }
-            return (s.syncPods, s.syncContainers)
+            s.syncPods += r.pods
+            // only running containers are ever bound
+            s.syncContainers += r.containers.filter { $0.state == .containerRunning && $0.pid > 0 }
+            guard !r.more else { return .more }
+            defer { s.resetSync() }
+            return .last(s.syncPods, s.syncContainers)
         }
-        guard let (pods, containers) = all else {
+        let pods: [NRIPod]
+        let containers: [NRIContainer]
+        switch step {
+        case .refused(let why):
+            logger.error("NRI Synchronize refused", metadata: ["reason": "\(why)"])
+            return .failure(.init(code: TTRPC.Code.resourceExhausted.rawValue, message: why))
+        case .more:
+            var out = Nri_Pkg_Api_V1alpha1_SynchronizeResponse()
             out.more = true
-            return out
+            return .success(out)
+        case .last(let p, let c):
+            (pods, containers) = (p, c)
         }
         let byID = Dictionary(pods.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var bound = 0
@@ -380,7 +437,7 @@ public final class NRIPlugin: Sendable {
         logger.info(
             "NRI synchronized",
             metadata: ["pods": "\(pods.count)", "containers": "\(containers.count)", "bound": "\(bound)"])
-        return out
+        return .success(Nri_Pkg_Api_V1alpha1_SynchronizeResponse())
     }
 
     func core() -> PluginCore {

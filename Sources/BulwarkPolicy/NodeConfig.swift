@@ -103,7 +103,16 @@ public struct NodeConfig: Sendable, Equatable {
                 }
                 config.policyDirectories = dirs
             }
-            if let v = m.value("socketPath"), let s = absolutePath(v) { config.socketPath = s }
+            if let v = m.value("socketPath"), let s = absolutePath(v) {
+                // sockaddr_un.sun_path holds 107 bytes and a NUL
+                if s.utf8.count > 107 {
+                    v.error(
+                        "socket path is \(s.utf8.count) bytes, more than a unix socket address holds (107)",
+                        hint: "use a shorter path, e.g. /run/bulwark/bulwark.sock")
+                } else {
+                    config.socketPath = s
+                }
+            }
             if let v = m.value("auditEventMetadata")?.stringMap() {
                 config.auditEventMetadata = Dictionary(v, uniquingKeysWith: { _, b in b })
             }
@@ -139,7 +148,14 @@ public struct NodeConfig: Sendable, Equatable {
                 }
             }
             if let v = m.value("clusterProfileNamespace"), let s = v.nonEmptyString() {
-                config.clusterProfileNamespace = s
+                // it names profiles and their files: a namespace name, never a path
+                if PolicyDocumentReader.isDNSLabel(s) {
+                    config.clusterProfileNamespace = s
+                } else {
+                    v.error(
+                        "\"\(s)\" is not a Kubernetes namespace name",
+                        hint: "lower-case letters, digits and '-', at most 63 characters, e.g. varmor")
+                }
             }
             if let v = m.value("appArmorProfileDirectory"), let s = absolutePath(v) {
                 config.appArmorProfileDirectory = s
@@ -156,10 +172,10 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("eventLogFile"), let s = absolutePathOrOff(v, "write a path starting with /") {
                 config.eventLogFile = s
             }
-            if let v = m.value("eventLogMaxBytes"), let n = positiveInt(v, minimum: 4096) {
+            if let v = m.value("eventLogMaxBytes"), let n = positiveInt(v, minimum: 4096, maximum: 1 << 40) {
                 config.eventLogMaxBytes = n
             }
-            if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0) { config.eventLogBackups = n }
+            if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0, maximum: 100) { config.eventLogBackups = n }
             if let v = m.value("kernelLog"), let s = absolutePathOrOff(v, "use /dev/kmsg or an audit log path") {
                 config.kernelLog = s
             }
@@ -170,13 +186,13 @@ public struct NodeConfig: Sendable, Equatable {
                     v.error("\"\(s)\" is not host:port", hint: "e.g. 127.0.0.1:9464, or \"\" to turn metrics off")
                 }
             }
-            if let v = m.value("subscriberQueueLimit"), let n = positiveInt(v, minimum: 1) {
+            if let v = m.value("subscriberQueueLimit"), let n = positiveInt(v, minimum: 1, maximum: 1 << 20) {
                 config.subscriberQueueLimit = n
             }
             if let v = m.value("nri"), let b = v.bool() { config.nri = b }
             if let v = m.value("nriSocketPath"), let s = absolutePath(v) { config.nriSocketPath = s }
             if let v = m.value("nriPluginIndex"), let s = v.string() {
-                if s.count == 2 && s.allSatisfy(\.isNumber) {
+                if s.utf8.count == 2 && s.utf8.allSatisfy({ (0x30...0x39).contains($0) }) {
                     config.nriPluginIndex = s
                 } else {
                     v.error("\"\(s)\" is not a two-digit plugin index", hint: "write e.g. \"10\" (quoted)")
@@ -207,10 +223,11 @@ public struct NodeConfig: Sendable, Equatable {
         return s
     }
 
-    private static func positiveInt(_ v: YValue, minimum: Int) -> Int? {
+    private static func positiveInt(_ v: YValue, minimum: Int, maximum: Int) -> Int? {
         guard let s = v.string() else { return nil }
-        guard let n = Int(s), n >= minimum else {
-            v.error("expected a whole number ≥ \(minimum)", hint: "write e.g. \(max(minimum, 1) * 4)")
+        guard let n = Int(s), n >= minimum, n <= maximum else {
+            v.error(
+                "expected a whole number from \(minimum) to \(maximum)", hint: "write e.g. \(max(minimum, 1) * 4)")
             return nil
         }
         return n

@@ -63,7 +63,7 @@ public struct ParseOptions: Sendable {
     public init(clusterProfileNamespace: String = "varmor") { self.clusterProfileNamespace = clusterProfileNamespace }
 }
 
-private struct PolicyDocumentReader {
+struct PolicyDocumentReader {
     let root: YValue
     let options: ParseOptions
     let documentIndex: Int

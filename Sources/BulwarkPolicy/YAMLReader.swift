@@ -61,6 +61,11 @@ struct YValue {
                 hint: "write a single value, e.g. `\(path.split(separator: ".").last ?? ""): value`")
             return nil
         }
+        if s.string.utf8.contains(0) {
+            // a YAML escape ("\0", "\x00") cannot reach a C string, a path or an annotation
+            error("contains a NUL character", hint: "remove the \\0 escape")
+            return nil
+        }
         return s.string
     }
 
@@ -151,6 +156,10 @@ struct YValue {
         for (k, v) in map {
             guard case .scalar(let ks) = k else {
                 ctx.report(.error, k, path, "mapping keys must be plain strings", hint: "use a field name as the key")
+                continue
+            }
+            if ks.string.utf8.contains(0) {
+                ctx.report(.error, k, path, "a key contains a NUL character", hint: "remove the \\0 escape")
                 continue
             }
             pairs.append((ks.string, k, v))

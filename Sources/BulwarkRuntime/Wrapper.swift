@@ -35,11 +35,15 @@ public struct Wrapper {
     }
 
     public func prepare(_ cmd: RuntimeCommandLine, cwd: String) throws(RuntimeFailure) -> Outcome {
-        guard cmd.subcommand == "create" || cmd.subcommand == "run" else { return .passThrough }
+        guard cmd.createsContainer else { return .passThrough }
+        if let refusal = cmd.refusal {
+            throw RuntimeFailure(
+                message: "refused \(cmd.subcommand ?? ""): \(refusal); Bulwark must read the same bundle the runtime "
+                    + "reads (write options as --name value before the container id)")
+        }
         var t = DispatchTime.now().uptimeNanoseconds
         defer { Self.trace("done", since: &t) }
-        let bundle = absolute(cmd.bundle ?? ".", relativeTo: cwd)
-        let specPath = absolute(cmd.config ?? "config.json", relativeTo: bundle)
+        let specPath = cmd.specPath(cwd: cwd)
         var spec = try Self.readSpec(specPath)
         var annotations: [String: String] = [:]
         for m in spec["annotations"]?.object?.members ?? [] { if let v = m.value.string { annotations[m.key] = v } }
@@ -49,6 +53,14 @@ public struct Wrapper {
         let container = ContainerDescriptor(pod: nil, containerName: cmd.id ?? "", annotations: annotations)
         let decision = DecisionEngine.decide(policies, container, clusterNamespace: config.clusterProfileNamespace)
         Self.trace("decide", since: &t)
+        if cmd.subcommand == "restore" && (decision.policy != nil || annotations[DecisionAnnotations.appArmorProfile] != nil)
+        {
+            // a restored process keeps the checkpoint's seccomp and AppArmor state and never execs,
+            // so its BPF binding could not be armed: confinement cannot be promised
+            throw RuntimeFailure(
+                message: "refused restore of a container Bulwark confines (\(decision.policy?.displayName ?? "NRI")): "
+                    + "checkpoint/restore cannot carry its confinement; start it anew")
+        }
         guard let policy = decision.policy, let profile = decision.profileName else {
             // Kubernetes: the NRI plugin decided and asks for the AppArmor profile NRI cannot set
             if let wanted = annotations[DecisionAnnotations.appArmorProfile], !wanted.isEmpty {
@@ -197,9 +209,5 @@ public struct Wrapper {
             let profiles = try? String(contentsOfFile: "/sys/kernel/security/apparmor/profiles", encoding: .utf8)
         else { return false }
         return profiles.split(separator: "\n").contains { $0.hasPrefix(name + " (") }
-    }
-
-    func absolute(_ path: String, relativeTo base: String) -> String {
-        path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
     }
 }

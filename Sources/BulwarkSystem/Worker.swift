@@ -6,7 +6,6 @@ import Synchronization
 public final class Worker: Sendable {
     let name: String
     private let stopFlag = Atomic<Bool>(false)
-    private let finished = Mutex<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
 
     public init(name: String, body: @escaping @Sendable (_ stopped: @Sendable () -> Bool) -> Void) {
@@ -19,12 +18,17 @@ public final class Worker: Sendable {
         thread.start()
     }
 
+    /// Waits until the loop ends by itself, without asking it to stop (a launched NRI plugin lives
+    /// as long as its connection). Any number of callers, any number of times: the semaphore is
+    /// handed on.
+    public func join() {
+        done.wait()
+        done.signal()
+    }
+
+    /// Asks the loop to stop, then waits for it.
     public func stop() {
         stopFlag.store(true, ordering: .relaxed)
-        let already = finished.withLock { f in
-            defer { f = true }
-            return f
-        }
-        if !already { done.wait() }
+        join()
     }
 }

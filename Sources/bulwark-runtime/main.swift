@@ -9,13 +9,15 @@ import Foundation
 
 var t0 = DispatchTime.now().uptimeNanoseconds
 let args = Array(CommandLine.arguments.dropFirst())
-let cmd = RuntimeCommandLine.parse(args)
+// global options (--log) read before the node config names the runtime; the command itself is read
+// with the runtime's grammar below
+let globals = RuntimeCommandLine.parse(args)
 
 /// Before exec, a failure goes to stderr and, with `--log-format=json`, as a JSON line to `--log`.
 func fail(_ message: String) -> Never {
     let text = "bulwark-runtime: \(message)"
     FileHandle.standardError.write(Data((text + "\n").utf8))
-    if let log = cmd.log, cmd.logFormat == "json" {
+    if let log = globals.log, globals.logFormat == "json" {
         let time = ISO8601DateFormatter().string(from: Date())
         let line: [String: String] = ["level": "error", "msg": text, "time": time]
         if let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]),
@@ -56,6 +58,7 @@ func realRuntime() -> String {
 }
 
 let runtime = realRuntime()
+let cmd = RuntimeCommandLine.parse(args, dialect: .of(runtime: runtime))
 Wrapper.trace("runtime path", since: &t0)
 do {
     let outcome = try Wrapper(config: config, executableDirectory: selfDir).prepare(

@@ -52,9 +52,11 @@ struct NRICommand: ParsableCommand {
             Self.sources.append(source)
         }
         if settings.inheritedFD != nil {
-            // a launched plugin lives as long as its connection
+            // a launched plugin lives as long as its connection. join(), not stop(): stop() raises the
+            // flag the worker checks before its first connection, so a worker thread not yet
+            // scheduled never registered and the process exited 0 (issue 12, defect 6).
             DispatchQueue.global().async {
-                worker.stop()
+                worker.join()
                 stop.signal()
             }
         }

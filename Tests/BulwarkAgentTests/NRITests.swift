@@ -7,6 +7,7 @@ import BulwarkProfiles
 import BulwarkSystem
 import Foundation
 import NRITestPeer
+import Synchronization
 import Testing
 
 /// The NRI plugin against the Swift runtime-side peer over a real unix socket.
@@ -25,7 +26,10 @@ struct NRITests {
         }
     }
 
-    func setup(_ name: String, failurePolicy: NodeConfig.FailurePolicy = .ignore) throws -> Setup {
+    func setup(
+        _ name: String, failurePolicy: NodeConfig.FailurePolicy = .ignore, maxSyncParts: Int = 32,
+        maxSyncBytes: Int = 32 << 20
+    ) throws -> Setup {
         var node = try Node(name)
         node.config.enforcers = [.bpf, .seccomp, .appArmor]
         node.config.failurePolicy = failurePolicy
@@ -36,6 +40,8 @@ struct NRITests {
         var settings = NRIPlugin.Settings(executableDirectory: "/usr/libexec/bulwark")
         settings.socketPath = peer.path
         settings.index = "10"
+        settings.maxSyncParts = maxSyncParts
+        settings.maxSyncBytes = maxSyncBytes
         let plugin = NRIPlugin(
             settings: settings, config: node.config, logger: quietLogger, policies: { store.activePolicies })
         return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker(), store: store)
@@ -199,6 +205,64 @@ struct NRITests {
         s.peer.registerDelay = 0
         let third = try s.peer.accept(timeout: 15)
         _ = try third.configure(runtime: "containerd", version: "2.3.0", nriVersion: "v0.12.0")
+    }
+
+    /// Issue 12 (11): a split Synchronize is bounded in parts and bytes; over a bound the rest of
+    /// the sequence is refused with ResourceExhausted (no memory kept), and the next sequence and
+    /// the next connection start afresh.
+    @Test func splitSynchronizeIsBounded() throws {
+        let s = try setup("nri-sync", maxSyncParts: 3, maxSyncBytes: 64 << 10)
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        _ = try session.configure(runtime: "containerd", version: "2.3.1", nriVersion: "v0.12.0")
+        let pod = nriPod(name: "p", namespace: "other", labels: [:])
+        for _ in 0..<3 { #expect(try session.synchronize(pods: [pod], containers: [], more: true).more) }
+        for more in [true, false] {
+            #expect {
+                try session.synchronize(pods: [pod], containers: [], more: more)
+            } throws: { ($0 as? TTRPC.CallFailure)?.code == TTRPC.Code.resourceExhausted.rawValue }
+        }
+        #expect(try !session.synchronize(pods: [pod], containers: [], more: false).more)
+        // bytes: two parts of 40 KiB each exceed 64 KiB
+        let big = nriPod(name: "big", namespace: "other", labels: ["x": String(repeating: "a", count: 40 << 10)])
+        #expect(try session.synchronize(pods: [big], containers: [], more: true).more)
+        #expect {
+            try session.synchronize(pods: [big], containers: [], more: true)
+        } throws: { ($0 as? TTRPC.CallFailure)?.code == TTRPC.Code.resourceExhausted.rawValue }
+        // the refusal lasts to the sequence's last part
+        #expect {
+            try session.synchronize(pods: [pod], containers: [], more: false)
+        } throws: { ($0 as? TTRPC.CallFailure)?.code == TTRPC.Code.resourceExhausted.rawValue }
+        // a connection that ends mid-sequence leaves nothing for the next one
+        _ = try session.synchronize(pods: [pod], containers: [], more: true)
+        _ = try session.synchronize(pods: [pod], containers: [], more: true)
+        session.close()
+        let next = try s.peer.accept(timeout: 15)
+        _ = try next.configure(runtime: "containerd", version: "2.3.1", nriVersion: "v0.12.0")
+        for _ in 0..<3 { #expect(try next.synchronize(pods: [pod], containers: [], more: true).more) }
+    }
+
+    /// Issue 12 (6): `bulwark nri` launched by the runtime waited for its worker with stop(), which
+    /// raised the flag the worker checks before it first connects: a worker thread not yet
+    /// scheduled never registered. join() waits without stopping; here a gate holds the worker
+    /// back until the joiner has run (the losing order, made certain).
+    @Test func joiningAWorkerDoesNotStopAWorkerThatHasNotStarted() {
+        let gate = DispatchSemaphore(value: 0)
+        let seen = Mutex<Bool?>(nil)
+        let w = Worker(name: "t") { stopped in
+            gate.wait()
+            seen.withLock { $0 = stopped() }
+        }
+        let joined = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            w.join()
+            joined.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+        gate.signal()
+        #expect(joined.wait(timeout: .now() + 5) == .success)
+        #expect(seen.withLock { $0 } == false)
+        w.stop()  // a second wait returns at once
     }
 
     /// A plugin the runtime launched itself gets its socket as fd 3 (here: a socketpair fd).
