@@ -7,8 +7,8 @@
 /// that an exact reader never sees. crun matches exactly. Bulwark decides and rewrites only specs
 /// that every runtime reads the same way: in a struct position (everything except the spec's
 /// string maps) a member name must not be a case variant of a runtime-spec field, must not collide
-/// with another member under folding, and must be ASCII. Exact duplicates are refused by the
-/// parser already.
+/// with another member under folding, and must be ASCII; no name or string anywhere may hold a NUL
+/// (crun's C strings end there). Exact duplicates are refused by the parser already.
 public enum SpecShape {
     /// A description of the first ambiguous member (its JSON path), or nil.
     public static func ambiguity(in spec: JSONObject) -> String? {
@@ -61,6 +61,9 @@ public enum SpecShape {
         var folded: [String: String] = [:]
         for m in object.members {
             let here = path.isEmpty ? m.key : path + "." + m.key
+            if m.key.utf8.contains(0) {
+                return "member \"\(here)\" has a NUL in its name (crun reads it up to the NUL)"
+            }
             if !isMap {
                 guard m.key.utf8.allSatisfy({ $0 < 0x80 }) else {
                     return "member \"\(here)\" has a non-ASCII name (runc would fold it onto a spec field)"
@@ -85,6 +88,8 @@ public enum SpecShape {
         case .array(let a):
             for v in a { if let p = check(v, path: path) { return p } }
             return nil
+        case .string(let s) where s.utf8.contains(0):
+            return "the value of \"\(path)\" has a NUL (crun reads it up to the NUL, runc in full)"
         default: return nil
         }
     }
