@@ -1,6 +1,7 @@
 import BulwarkClient
 import BulwarkEvents
 import BulwarkOCI
+import BulwarkSystem
 import Foundation
 import Logging
 import NIOCore
@@ -85,9 +86,12 @@ public final class NodeSocket: Sendable {
     /// Creates the directory (0755) and removes a stale socket; refuses when another agent is
     /// listening or when the path is not a socket.
     static func prepare(_ path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        try? FileManager.default.createDirectory(
-            atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        // a directory another user can write to lets that user swap the socket
+        do {
+            try TrustedDirectory.ensure((path as NSString).deletingLastPathComponent)
+        } catch {
+            throw Failure(description: "cannot listen on \(path): \(error)")
+        }
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         guard (st.st_mode & S_IFMT) == S_IFSOCK else {

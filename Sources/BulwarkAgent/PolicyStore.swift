@@ -197,9 +197,7 @@ public final class PolicyStore: Sendable {
             let json = SeccompCompiler().compile(policy).json.serialized()
             let path = config.seccompProfileDirectory + "/" + name + ".json"
             do {
-                try FileManager.default.createDirectory(
-                    atPath: config.seccompProfileDirectory, withIntermediateDirectories: true,
-                    attributes: [.posixPermissions: 0o755])
+                try TrustedDirectory.ensure(config.seccompProfileDirectory)
                 try AtomicFile.write(Data(json), to: path, permissions: 0o644)
                 st.seccomp = "stored \(path)"
             } catch {
@@ -268,9 +266,7 @@ public final class PolicyStore: Sendable {
         guard let parser = Spawn.find("apparmor_parser") else { return "unavailable: apparmor_parser not installed" }
         let path = config.appArmorProfileDirectory + "/" + profile.name
         do {
-            try FileManager.default.createDirectory(
-                atPath: config.appArmorProfileDirectory, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o755])
+            try TrustedDirectory.ensure(config.appArmorProfileDirectory)
             try AtomicFile.write(Data(profile.text.utf8), to: path, permissions: 0o644)
         } catch {
             return "failed: cannot write \(path): \(error)"

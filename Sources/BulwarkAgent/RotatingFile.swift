@@ -1,3 +1,4 @@
+import BulwarkSystem
 import Foundation
 import Synchronization
 
@@ -18,9 +19,7 @@ public final class RotatingFile: Sendable {
         self.path = path
         self.maxBytes = maxBytes
         self.backups = backups
-        let dir = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(
-            atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        try TrustedDirectory.ensure((path as NSString).deletingLastPathComponent, mode: 0o750)
         let fd = try Self.open(path)
         var st = stat()
         fstat(fd, &st)
@@ -32,10 +31,21 @@ public final class RotatingFile: Sendable {
 
     deinit { state.withLock { if $0.fd >= 0 { close($0.fd) } } }
 
-    static func open(_ path: String) throws -> Int32 {
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
-        guard fd >= 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, "errno": errno])
+    public struct OpenError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Opens for appending without following a link; a file someone else owns, or with other
+    /// names (a hard link planted by another user), is never written to.
+    static func open(_ path: String) throws(OpenError) -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o640)
+        guard fd >= 0 else { throw OpenError(description: "\(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(), st.st_nlink == 1 else {
+            close(fd)
+            throw OpenError(
+                description: "\(path) is not a regular file of this user with one name (owner uid \(st.st_uid), "
+                    + "\(st.st_nlink) links); remove it and let the agent create it")
         }
         return fd
     }

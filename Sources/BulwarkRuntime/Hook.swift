@@ -162,10 +162,8 @@ public struct Hook {
             let ns = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
             r.hookMicroseconds = Int((ns &- startedAt) / 1000)
         }
-        if !FileManager.default.fileExists(atPath: stateDirectory) {
-            try FileManager.default.createDirectory(
-                atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
+        // records name containers to the agent: never in a directory someone else controls
+        try TrustedDirectory.ensure(stateDirectory, mode: 0o700)
         // /run is tmpfs: no fsync on the container start path
         try AtomicFile.write(JSONEncoder().encode(r), to: recordPath(r.id), permissions: 0o600, durable: false)
     }

@@ -1,0 +1,85 @@
+import BulwarkAgent
+import BulwarkPolicy
+import BulwarkSystem
+import Foundation
+import Testing
+
+/// Issue 12 (10): with `protected_symlinks`/`protected_regular` off (as on these machines), a
+/// directory or file another user controls is never trusted.
+@Suite("Trust in shared directories", .serialized, .enabled(if: getuid() == 0, "chown needs root"))
+struct TrustTests {
+    static let nobody: uid_t = 65534
+
+    func scratch() throws -> String {
+        let dir = NSTemporaryDirectory() + "bw-trust-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func directoriesOthersControlAreRefused() throws {
+        let base = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // created with its parents, mode as asked, below the sticky /tmp
+        try TrustedDirectory.ensure(base + "/a/b", mode: 0o700)
+        var st = stat()
+        #expect(lstat(base + "/a/b", &st) == 0 && st.st_mode & 0o777 == 0o700)
+        // owned by another user
+        #expect(mkdir(base + "/theirs", 0o755) == 0 && chown(base + "/theirs", Self.nobody, Self.nobody) == 0)
+        #expect(throws: TrustedDirectory.Untrusted.self) { try TrustedDirectory.ensure(base + "/theirs") }
+        // a parent owned by another user
+        #expect(throws: TrustedDirectory.Untrusted.self) { try TrustedDirectory.ensure(base + "/theirs/mine") }
+        // writable by others
+        #expect(mkdir(base + "/open", 0o755) == 0 && chmod(base + "/open", 0o777) == 0)
+        #expect(throws: TrustedDirectory.Untrusted.self) { try TrustedDirectory.ensure(base + "/open") }
+        // a symbolic link as the directory itself
+        #expect(symlink(base + "/a", base + "/link") == 0)
+        #expect(throws: TrustedDirectory.Untrusted.self) { try TrustedDirectory.ensure(base + "/link") }
+        #expect(throws: TrustedDirectory.Untrusted.self) { try TrustedDirectory.ensure(base + "/a/../a") }
+    }
+
+    /// The violation log: a file another user created (or a hard link to one) is not appended to;
+    /// the agent refuses to start and says why.
+    @Test func theEventLogIsNeverAnotherUsersFile() throws {
+        var node = try Node("trust-log")
+        defer { node.remove() }
+        let dir = (node.config.eventLogFile as NSString).deletingLastPathComponent
+        try TrustedDirectory.ensure(dir, mode: 0o750)
+        #expect(FileManager.default.createFile(atPath: node.config.eventLogFile, contents: nil))
+        #expect(chown(node.config.eventLogFile, Self.nobody, Self.nobody) == 0)
+        #expect(throws: Agent.StartFailure.self) { _ = try Agent(config: node.config, logger: quietLogger) }
+        unlink(node.config.eventLogFile)
+        let elsewhere = node.dir + "/elsewhere"
+        #expect(FileManager.default.createFile(atPath: elsewhere, contents: nil))
+        #expect(link(elsewhere, node.config.eventLogFile) == 0)
+        #expect(throws: Agent.StartFailure.self) { _ = try Agent(config: node.config, logger: quietLogger) }
+        unlink(node.config.eventLogFile)
+        // a log directory others may write to
+        chmod(dir, 0o777)
+        #expect(throws: Agent.StartFailure.self) { _ = try Agent(config: node.config, logger: quietLogger) }
+        chmod(dir, 0o750)
+        node.config.eventLogFile = dir + "/ok.log"
+        _ = try Agent(config: node.config, logger: quietLogger)
+    }
+
+    /// The node socket's directory and the seccomp profile directory: another user's directory
+    /// is refused (the socket could be swapped; profiles could be rewritten before runc reads them).
+    @Test func socketAndProfileDirectoriesMustBeOurs() throws {
+        var node = try Node("trust-dirs")
+        defer { node.remove() }
+        let theirs = node.dir + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, Self.nobody, Self.nobody) == 0)
+        node.config.socketPath = theirs + "/bulwark.sock"
+        let agent = try Agent(config: node.config, logger: quietLogger)
+        #expect(throws: (any Error).self) { try agent.start(sources: false) }
+        agent.stop()
+        node.config.socketPath = node.dir + "/run/bulwark.sock"
+        node.config.seccompProfileDirectory = theirs
+        node.config.enforcers = [.seccomp]
+        try node.write(policy: "web.yaml", shopPolicy)
+        let store = PolicyStore(config: node.config, logger: quietLogger)
+        _ = store.reload()
+        let status = store.profiles.map(\.seccomp).joined(separator: " ")
+        #expect(status.contains("failed") && status.contains("owned by uid 65534"), "\(status)")
+        #expect(!FileManager.default.fileExists(atPath: theirs + "/varmor-shop-web.json"))
+    }
+}
