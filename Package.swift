@@ -151,7 +151,7 @@ let package = Package(
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
                 "BulwarkRuntime", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI", "BulwarkNRIPlugin", "NRITestPeer",
-                "BulwarkSystem", logging, protobuf,
+                "BulwarkSystem", logging, protobuf, prometheus,
             ]
         ),
         .testTarget(

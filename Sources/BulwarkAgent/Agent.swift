@@ -34,6 +34,7 @@ public final class Agent: Service, Sendable {
 
     struct Running {
         var group: MultiThreadedEventLoopGroup?
+        var metricsGroup: MultiThreadedEventLoopGroup?
         var socket: NodeSocket?
         var metrics: MetricsEndpoint?
         var workers: [Worker] = []
@@ -110,14 +111,17 @@ public final class Agent: Service, Sendable {
             throw StartFailure(description: "\(error)")
         }
         var metrics: MetricsEndpoint?
+        // its own thread: any local user can reach the metrics port
+        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         if let registry = metricsRegistry, !config.metricsAddress.isEmpty,
             let (host, port) = NodeConfig.hostPort(config.metricsAddress)
         {
             do {
-                metrics = try MetricsEndpoint.start(host: host, port: port, group: group, registry: registry)
+                metrics = try MetricsEndpoint.start(host: host, port: port, group: metricsGroup, registry: registry)
             } catch {
                 socket.stop()
                 try? group.syncShutdownGracefully()
+                try? metricsGroup.syncShutdownGracefully()
                 throw StartFailure(
                     description: "cannot serve metrics on \(config.metricsAddress): \(error) "
                         + "(set metricsAddress to a free host:port, or \"\" for none)")
@@ -139,7 +143,8 @@ public final class Agent: Service, Sendable {
                 })
         }
         running.withLock {
-            $0 = Running(group: group, socket: socket, metrics: metrics, workers: workers, bpf: bpf)
+            $0 = Running(
+                group: group, metricsGroup: metricsGroup, socket: socket, metrics: metrics, workers: workers, bpf: bpf)
         }
         logger.info(
             "bulwarkd started",
@@ -180,6 +185,7 @@ public final class Agent: Service, Sendable {
         r.socket?.stop()
         r.metrics?.stop()
         try? r.group?.syncShutdownGracefully()
+        try? r.metricsGroup?.syncShutdownGracefully()
         logger.info("bulwarkd stopped; bindings and container records stay in place")
     }
 

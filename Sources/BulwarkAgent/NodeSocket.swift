@@ -31,6 +31,9 @@ public final class NodeSocket: Sendable {
         public var description: String
     }
 
+    /// At most 256 clients (subscribers included); a request line must arrive within 10 s.
+    static let limits = ListenerLimits(maxConnections: 256, requestSeconds: 10)
+
     public static func start(
         path: String, group: String, group eventLoopGroup: any EventLoopGroup, logger: Logger,
         handle: @escaping @Sendable (Request, any Channel) -> Void
@@ -41,8 +44,10 @@ public final class NodeSocket: Sendable {
             .serverChannelOption(.backlog, value: 128)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let limit = limits.handler()
+                    try channel.pipeline.syncOperations.addHandler(limit)
                     try channel.pipeline.syncOperations.addHandler(
-                        RequestHandler(allowedGroup: gid, logger: logger, handle: handle))
+                        RequestHandler(allowedGroup: gid, logger: logger, limit: limit, handle: handle))
                 }
             }
         // created 0600 from the start (no window in which others could connect)
@@ -119,15 +124,20 @@ public final class NodeSocket: Sendable {
 
         let allowedGroup: gid_t?
         let logger: Logger
+        let limit: ListenerLimits.Handler
         let handle: @Sendable (Request, any Channel) -> Void
         var buffer: [UInt8] = []
         var peer = "unknown"
         var authorized = false
         var done = false
 
-        init(allowedGroup: gid_t?, logger: Logger, handle: @escaping @Sendable (Request, any Channel) -> Void) {
+        init(
+            allowedGroup: gid_t?, logger: Logger, limit: ListenerLimits.Handler,
+            handle: @escaping @Sendable (Request, any Channel) -> Void
+        ) {
             self.allowedGroup = allowedGroup
             self.logger = logger
+            self.limit = limit
             self.handle = handle
         }
 
@@ -201,6 +211,7 @@ public final class NodeSocket: Sendable {
                 return
             }
             done = true
+            limit.requestComplete()
             let line = buffer[..<nl]
             guard case .object(let body)? = try? JSONValue.parse(line), let op = body["op"]?.string else {
                 refuse(context, "a request is one JSON object with \"op\" on one line, e.g. {\"op\":\"status\"}")

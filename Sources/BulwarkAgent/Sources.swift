@@ -139,7 +139,8 @@ enum EventSources {
                 if partial.count > maxPartialLine {
                     partial.removeAll(keepingCapacity: true)
                     skippingLongLine = true
-                    logger.warning("kernel log line longer than \(maxPartialLine) bytes dropped", metadata: ["path": "\(path)"])
+                    logger.warning(
+                        "kernel log line longer than \(maxPartialLine) bytes dropped", metadata: ["path": "\(path)"])
                 }
                 continue
             }

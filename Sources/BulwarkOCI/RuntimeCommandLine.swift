@@ -241,8 +241,9 @@ public struct RuntimeCommandLine: Sendable, Equatable {
                     i += 1
                 }
                 take(name, value)
-            } else if let inline, !["1", "0", "t", "f", "T", "F", "true", "false", "TRUE", "FALSE", "True", "False"]
-                .contains(inline)
+            } else if let inline,
+                !["1", "0", "t", "f", "T", "F", "true", "false", "TRUE", "FALSE", "True", "False"]
+                    .contains(inline)
             {
                 refusal = "option \"\(a)\" is not a boolean runc accepts"
                 return

@@ -175,7 +175,9 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("eventLogMaxBytes"), let n = positiveInt(v, minimum: 4096, maximum: 1 << 40) {
                 config.eventLogMaxBytes = n
             }
-            if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0, maximum: 100) { config.eventLogBackups = n }
+            if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0, maximum: 100) {
+                config.eventLogBackups = n
+            }
             if let v = m.value("kernelLog"), let s = absolutePathOrOff(v, "use /dev/kmsg or an audit log path") {
                 config.kernelLog = s
             }

@@ -260,6 +260,14 @@ enum SyscallReader {
                         "\"\(s)\" is not a syscall name", hint: "write the name as in `man 2 syscalls`, e.g. `unshare`")
                     continue
                 }
+                // runc and crun skip a name libseccomp does not know: a typo would silently drop the rule
+                if !SyscallNames.known.contains(s) {
+                    let near = MappingReader.closest(s, in: SyscallNames.known.sorted())
+                    n.error(
+                        "unknown syscall \"\(s)\" (no architecture has it)",
+                        hint: near.map { "did you mean `\($0)`?" } ?? "write the name as in `man 2 syscalls`")
+                    continue
+                }
                 names.append(s)
             }
             if let namesValue, names.isEmpty, !item.ctx.hasErrors {

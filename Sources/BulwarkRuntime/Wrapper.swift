@@ -53,7 +53,8 @@ public struct Wrapper {
         let container = ContainerDescriptor(pod: nil, containerName: cmd.id ?? "", annotations: annotations)
         let decision = DecisionEngine.decide(policies, container, clusterNamespace: config.clusterProfileNamespace)
         Self.trace("decide", since: &t)
-        if cmd.subcommand == "restore" && (decision.policy != nil || annotations[DecisionAnnotations.appArmorProfile] != nil)
+        if cmd.subcommand == "restore"
+            && (decision.policy != nil || annotations[DecisionAnnotations.appArmorProfile] != nil)
         {
             // a restored process keeps the checkpoint's seccomp and AppArmor state and never execs,
             // so its BPF binding could not be armed: confinement cannot be promised

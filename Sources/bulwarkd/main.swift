@@ -44,6 +44,12 @@ struct Bulwarkd: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "bulwarkd")
+        // descriptors: listeners are bounded, but a busy node has many subscribers and records
+        var nofile = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max {
+            nofile.rlim_cur = nofile.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &nofile)
+        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         if check {

@@ -62,12 +62,14 @@ struct HostileInputTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(mkfifo(dir + "/policies/trap.yaml", 0o644) == 0)
         #expect(mkfifo(dir + "/fifo.yaml", 0o644) == 0)
-        let validate = try #require(try runWithDeadline(Self.cli, ["policy", "validate", dir + "/policies/trap.yaml"], environment: env))
+        let validate = try #require(
+            try runWithDeadline(Self.cli, ["policy", "validate", dir + "/policies/trap.yaml"], environment: env))
         #expect(validate.code == 1 && validate.out.contains("FIFO"), "\(validate.out)")
         var fifoConfig = env
         fifoConfig["BULWARK_CONFIG"] = dir + "/fifo.yaml"
         let config = try #require(
-            try runWithDeadline(Self.cli, ["policy", "validate", dir + "/policies/nomkdir.yaml"], environment: fifoConfig))
+            try runWithDeadline(
+                Self.cli, ["policy", "validate", dir + "/policies/nomkdir.yaml"], environment: fifoConfig))
         #expect(config.code != 0 && config.out.contains("FIFO"), "\(config.out)")
         let check = try #require(
             try runWithDeadline(bulwarkDirectory() + "/bulwarkd", ["--check"], environment: env),
@@ -113,7 +115,8 @@ struct HostileInputTests {
             let args = ["create"] + form.map { $0.replacingOccurrences(of: "B", with: b) }
             let r = try #require(try runWithDeadline(Self.wrapper, args, environment: env))
             #expect(r.code == 0, "\(args): \(r.out)")
-            #expect(try String(contentsOfFile: b + "/config.json", encoding: .utf8).contains("applied-policy"), "\(args)")
+            #expect(
+                try String(contentsOfFile: b + "/config.json", encoding: .utf8).contains("applied-policy"), "\(args)")
         }
         for form in [["-bB", "c3"], ["--bund=B", "c3"], ["--no-such-flag", "-b", "B", "c3"]] {
             let b = try Self.bundle(dir, spec: spec)
@@ -131,7 +134,8 @@ struct HostileInputTests {
     /// entrypoint (its mkdir is refused) or is refused by the wrapper. Before the fix runc ran
     /// `-b=PATH` unconfined.
     @Test(
-        .enabled(if: canRunContainers && runcPath != nil && crunPath != nil, "needs root, runc, crun and busybox-static"),
+        .enabled(
+            if: canRunContainers && runcPath != nil && crunPath != nil, "needs root, runc, crun and busybox-static"),
         arguments: [
             ("runc", ["-b=B", "ID"]), ("runc", ["--bundle=B", "ID"]), ("runc", ["ID", "--bundle", "B"]),
             ("runc", ["-bundle", "B", "ID"]), ("crun", ["-bB", "ID"]), ("crun", ["--bund=B", "ID"]),

@@ -307,6 +307,22 @@ let malformed: [(String, String, String)] = [
         "15:67: error: spec.policy.enhanceProtect.syscallRawRules[0].args[0].index: 6 is out of range 0...5"
     ),
     (
+        "unknown syscall",  // runc skips names libseccomp does not know: a typo dropped the rule
+        doc(
+            body:
+                "    enforcer: Seccomp\n    mode: EnhanceProtect\n    enhanceProtect:\n      syscallRawRules:\n      - {names: [mkdri], action: SCMP_ACT_ERRNO}"
+        ),
+        "15:18: error: spec.policy.enhanceProtect.syscallRawRules[0].names[0]: unknown syscall \"mkdri\" (no architecture has it)"
+    ),
+    (
+        "NUL in a path",
+        doc(
+            body:
+                "    enforcer: BPF\n    mode: EnhanceProtect\n    enhanceProtect:\n      bpfRawRules:\n        files:\n        - {pattern: \"/etc/\\0shadow\", permissions: [read], qualifiers: [deny]}"
+        ),
+        "16:21: error: spec.policy.enhanceProtect.bpfRawRules.files[0].pattern: contains a NUL character"
+    ),
+    (
         "bool as string",
         doc(body: "    enforcer: BPF\n    mode: EnhanceProtect\n    enhanceProtect:\n      auditViolations: \"yes\""),
         "14:24: error: spec.policy.enhanceProtect.auditViolations: expected true or false, found \"yes\""

@@ -83,6 +83,34 @@ struct PolicyTests {
         #expect(throws: (any Error).self) { try NodeConfig.parse(text, file: "bulwark.yaml") }
     }
 
+    /// Issue 12 (9): node-config values that escaped validation.
+    @Test(arguments: [
+        ("clusterProfileNamespace: ../../etc", "not a Kubernetes namespace name"),
+        ("nriPluginIndex: \"１０\"", "not a two-digit plugin index"),
+        ("eventLogBackups: 100000000", "from 0 to 100"),
+        ("socketPath: /run/" + String(repeating: "s", count: 120) + ".sock", "more than a unix socket address holds"),
+        ("policyDirectories: [\"/etc/bulwark\\0x\"]", "NUL"),
+    ])
+    func nodeConfigValuesAreChecked(line: String, message: String) {
+        #expect {
+            try NodeConfig.parse(line + "\n", file: "bulwark.yaml")
+        } throws: { "\($0)".contains(message) }
+    }
+
+    @Test func unknownSyscallsGetTheClosestName() {
+        let r = PolicyParser.inline(
+            """
+                enforcer: Seccomp
+                mode: EnhanceProtect
+                enhanceProtect:
+                  syscallRawRules:
+                  - {names: [unshare, mkdri, socketcall, arm_fadvise64_64], action: SCMP_ACT_ERRNO}
+            """, name: "s")
+        // names of other architectures (socketcall on x86, arm_fadvise64_64 on arm) are fine
+        #expect(r.errors.count == 1)
+        #expect(r.errors.first?.hint.contains("mkdir") == true, "\(r.errors)")
+    }
+
     @Test func deepFlowNestingIsRefused() {
         // libyaml's own limit (1,000 flow levels) or the guard's (64), whichever is met first
         for n in [100, 100_000] {

@@ -73,7 +73,9 @@ struct SeccompMergeTests {
         let crun = RuntimeCommandLine.parse(["run", "-b", "/b3", "--config", "other.json", "c3"], dialect: .crun)
         #expect(crun.bundle == "/b3" && crun.config == "other.json" && crun.id == "c3")
         #expect(crun.specPath(cwd: "/work") == "/work/other.json")
-        #expect(RuntimeCommandLine.parse(["run", "-b", "/b3", "-f", "config.json", "c3"], dialect: .crun).specPath(cwd: "/w") == "/b3/config.json")
+        #expect(
+            RuntimeCommandLine.parse(["run", "-b", "/b3", "-f", "config.json", "c3"], dialect: .crun).specPath(
+                cwd: "/w") == "/b3/config.json")
         #expect(RuntimeCommandLine.parse(["delete", "-f", "x"]).id == "x")
         #expect(RuntimeCommandLine.parse(["--version"]).subcommand == nil)
     }
