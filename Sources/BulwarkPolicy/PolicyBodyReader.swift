@@ -261,6 +261,13 @@ enum SyscallReader {
                     continue
                 }
                 // runc and crun skip a name libseccomp does not know: a typo would silently drop the rule
+                if let real = SyscallNames.aliases[s] {
+                    n.warning(
+                        "libseccomp calls \"\(s)\" \"\(real)\"; compiled as \(real) (runc would skip \"\(s)\")",
+                        hint: "write `\(real)`")
+                    names.append(real)
+                    continue
+                }
                 if !SyscallNames.known.contains(s) {
                     let near = MappingReader.closest(s, in: SyscallNames.known.sorted())
                     n.error(

@@ -245,15 +245,32 @@ struct Builder {
             ($0.family ?? -1, $0.type ?? -1, $0.protocol ?? -1) < ($1.family ?? -1, $1.type ?? -1, $1.protocol ?? -1)
         }
         for family in [IPNetwork.Family.ipv4, .ipv6] {
-            let rules = egressRules.filter { $0.0.family == family }
-            let nets = Array(Set(rules.map(\.0))).sorted {
-                ($0.prefixLength, $0.description) < ($1.prefixLength, $1.description)
+            // Longest-prefix match returns one entry: it carries every rule whose network contains
+            // it. Networks are visited shortest prefix first; an entry is its nearest present
+            // ancestor's merged ranges plus its own rules (ancestors found by masking to each
+            // prefix length in use: near-linear in the number of rules, not quadratic).
+            var own: [IPNetwork: [(PortRange, Qualifiers)]] = [:]
+            for r in egressRules where r.0.family == family {
+                own[r.0, default: []] += r.1.map { ($0, r.2) }
             }
+            let nets = own.keys.map { ($0, $0.description) }.sorted { ($0.0.prefixLength, $0.1) < ($1.0.prefixLength, $1.1) }
+                .map(\.0)
+            let lengths = Set(nets.map(\.prefixLength)).sorted(by: >)
+            var merged: [IPNetwork: [BPFProfile.PortRangeMode]] = [:]
             var entries: [BPFProfile.EgressEntry] = []
+            entries.reserveCapacity(nets.count)
             for n in nets {
-                // Longest-prefix match returns one entry: it carries every rule whose network contains it.
-                let covering = rules.filter { $0.0.contains(n) }.flatMap { r in r.1.map { ($0, r.2) } }
-                entries.append(.init(network: n.description, ranges: PortRanges.merge(covering)))
+                var inherited: [(PortRange, Qualifiers)] = []
+                for l in lengths where l < n.prefixLength {
+                    let ancestor = IPNetwork(family: family, bytes: n.bytes, prefixLength: l)
+                    if let m = merged[ancestor] {
+                        inherited = m.map { (PortRange($0.first, $0.last), Qualifiers(rawValue: $0.mode)) }
+                        break
+                    }
+                }
+                let ranges = PortRanges.merge(inherited + (own[n] ?? []))
+                merged[n] = ranges
+                entries.append(.init(network: n.description, ranges: ranges))
             }
             if family == .ipv4 { p.egress4 = entries } else { p.egress6 = entries }
         }
@@ -264,25 +281,33 @@ struct Builder {
 
 /// Port-range algebra: overlapping ranges with modes → sorted, disjoint ranges with OR-ed modes.
 public enum PortRanges {
+    /// A sweep over the range ends (sorted once): O(k log k) for k input ranges.
     public static func merge(_ input: [(PortRange, Qualifiers)]) -> [BPFProfile.PortRangeMode] {
         guard !input.isEmpty else { return [] }
-        var cuts = Set<Int>()
-        for (r, _) in input {
-            cuts.insert(Int(r.first))
-            cuts.insert(Int(r.last) + 1)
+        // (point, +1 start / -1 end after `point - 1`, mode bits)
+        var events: [(point: Int, delta: Int, mode: UInt8)] = []
+        events.reserveCapacity(input.count * 2)
+        for (r, q) in input {
+            events.append((Int(r.first), 1, q.rawValue))
+            events.append((Int(r.last) + 1, -1, q.rawValue))
         }
-        let points = cuts.sorted()
+        events.sort { $0.point < $1.point }
+        var bitCounts = [Int](repeating: 0, count: 8)
+        var active = 0
         var out: [BPFProfile.PortRangeMode] = []
-        for i in 0..<(points.count - 1) {
-            let lo = points[i]
-            let hi = points[i + 1] - 1
-            var mode: UInt8 = 0
-            var covered = false
-            for (r, q) in input where Int(r.first) <= lo && hi <= Int(r.last) {
-                covered = true
-                mode |= q.rawValue
+        var i = 0
+        while i < events.count {
+            let lo = events[i].point
+            while i < events.count && events[i].point == lo {
+                let e = events[i]
+                active += e.delta
+                for b in 0..<8 where e.mode & (1 << b) != 0 { bitCounts[b] += e.delta }
+                i += 1
             }
-            guard covered else { continue }
+            guard active > 0, i < events.count else { continue }
+            let hi = events[i].point - 1
+            var mode: UInt8 = 0
+            for b in 0..<8 where bitCounts[b] > 0 { mode |= 1 << b }
             if let last = out.last, Int(last.last) + 1 == lo, last.mode == mode {
                 out[out.count - 1].last = UInt16(hi)
             } else {
