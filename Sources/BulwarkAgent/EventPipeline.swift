@@ -29,8 +29,7 @@ public final class EventPipeline: Sendable {
         self.store = store
         self.hub = hub
         nodeName = config.nodeName.isEmpty ? NodeFacts.hostName() : config.nodeName
-        var meta = JSONObject()
-        for (k, v) in config.auditEventMetadata.sorted(by: { $0.key < $1.key }) { meta[k] = .string(v) }
+        var meta = config.auditEventMetadata
         if meta["varmorNamespace"] == nil { meta["varmorNamespace"] = .string(config.clusterProfileNamespace) }
         metadata = meta
         bootEpochNanoseconds = Self.bootEpochNanoseconds()

@@ -28,6 +28,10 @@ public indirect enum JSONValue: Sendable, Equatable {
         if case .bool(let b) = self { return b }
         return nil
     }
+    public var isNumber: Bool {
+        if case .number = self { return true }
+        return false
+    }
     /// A non-negative integer that fits `UInt64` (no fraction, no exponent).
     public var unsigned: UInt64? {
         if case .number(let n) = self { return UInt64(n) }

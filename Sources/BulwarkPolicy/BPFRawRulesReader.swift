@@ -3,6 +3,9 @@ import Foundation
 /// Reads `enhanceProtect.bpfRawRules` (vArmor §1.4).
 struct BPFRawRulesReader {
     let value: YValue
+    /// The mode of a rule written without `qualifiers` (vArmor 0.8, before the field existed):
+    /// the policy's auditViolations/allowViolations.
+    let legacyQualifiers: Qualifiers
 
     func read() -> BPFRawRules {
         var rules = BPFRawRules()
@@ -40,12 +43,15 @@ struct BPFRawRulesReader {
     }
 
     /// `qualifiers` is required by vArmor's CRD; an empty list means "match, but neither deny nor log".
-    static func qualifiers(_ m: MappingReader) -> Qualifiers? {
+    func qualifiers(_ m: MappingReader) -> Qualifiers? {
         guard let qv = m.take("qualifiers"), !qv.isNull else {
+            let written = Self.text(legacyQualifiers)
             m.owner.ctx.report(
-                .error, m.owner.node, "\(m.owner.path).qualifiers", "required field is missing",
-                hint: "add `qualifiers: [deny]`, `[audit]` or `[audit, deny]`")
-            return nil
+                .warning, m.owner.node, "\(m.owner.path).qualifiers",
+                "vArmor 0.8 form: no qualifiers, so the policy's auditViolations/allowViolations apply: \(written)",
+                hint: "add `qualifiers: \(written)` (`bulwark policy migrate FILE` prints the current form)")
+            m.owner.ctx.addQualifiers(at: m.owner.node, text: written)
+            return legacyQualifiers
         }
         var q: Qualifiers = []
         for item in qv.sequence() ?? [] {
@@ -62,9 +68,15 @@ struct BPFRawRulesReader {
         return q
     }
 
+    static func text(_ q: Qualifiers) -> String {
+        "["
+            + [q.contains(.audit) ? "audit" : nil, q.contains(.deny) ? "deny" : nil].compactMap { $0 }.joined(
+                separator: ", ") + "]"
+    }
+
     func readFileRule(_ item: YValue, processes: Bool) -> FileRule? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         var pattern: PathPattern?
         if let pv = m.required("pattern", hint: "add `pattern: /path/**`"), let text = pv.nonEmptyString() {
             switch PathPattern.parse(text, maxPart: PolicyParser.maxPathPart) {
@@ -99,7 +111,7 @@ struct BPFRawRulesReader {
 
     func readSocket(_ item: YValue) -> SocketRule? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         func values(_ key: String, table: [(String, [Int])]) -> ([Int], Bool) {
             guard let v = m.value(key) else { return ([], false) }
             var out: [Int] = []
@@ -159,7 +171,7 @@ struct BPFRawRulesReader {
 
     func readDestination(_ item: YValue) -> Destination? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         let ipValue = m.value("ip")
         let cidrValue = m.value("cidr")
         let ports = Self.readPorts(m.value("ports"))
@@ -204,7 +216,7 @@ struct BPFRawRulesReader {
 
     func readService(_ item: YValue) -> ServiceEgress? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         let ns = m.value("namespace")?.nonEmptyString()
         let nameValue = m.value("name")
         let name = nameValue?.nonEmptyString()
@@ -230,7 +242,7 @@ struct BPFRawRulesReader {
 
     func readPod(_ item: YValue) -> PodEgress? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         let ns = m.value("namespace")?.nonEmptyString()
         let selector = m.required("podSelector", hint: "add `podSelector: {matchLabels: ...}`").flatMap(
             LabelSelectorReader.read)
@@ -242,7 +254,7 @@ struct BPFRawRulesReader {
 
     func readPtrace(_ item: YValue) -> PtraceRule? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         let strict = m.value("strictMode")?.bool() ?? false
         var perms: PtracePermissions = []
         let pv = m.required("permissions", hint: "add `permissions: [trace, read]`")
@@ -267,7 +279,7 @@ struct BPFRawRulesReader {
 
     func readMount(_ item: YValue) -> MountRule? {
         guard let m = item.mapping() else { return nil }
-        let q = Self.qualifiers(m)
+        let q = qualifiers(m)
         var pattern: PathPattern?
         if let pv = m.required("sourcePattern", hint: "add `sourcePattern: /dev/**`"), let text = pv.nonEmptyString() {
             switch PathPattern.parse(text, maxPart: PolicyParser.maxMountPatternPart) {

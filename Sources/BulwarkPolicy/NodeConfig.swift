@@ -1,3 +1,4 @@
+import BulwarkOCI
 import Foundation
 
 /// Node configuration (`/etc/bulwark/bulwark.yaml`, or `--config FILE`, or `$BULWARK_CONFIG`),
@@ -18,8 +19,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var nodeName = ""
     public var policyDirectories = ["/etc/bulwark/policies"]
     public var socketPath = "/run/bulwark/bulwark.sock"
-    /// Copied into every event's `metadata` (vArmor's Helm value `auditEventMetadata`).
-    public var auditEventMetadata: [String: String] = [:]
+    /// Copied into every event's `metadata` (vArmor's Helm value `auditEventMetadata`, free-form:
+    /// any YAML mapping, its values as JSON).
+    public var auditEventMetadata = JSONObject()
     /// The real OCI runtime `bulwark-runtime` executes (a name on PATH or an absolute path).
     public var runtime = "runc"
     /// Enforcers this node applies; a policy's other enforcers are reported as not enforced.
@@ -113,8 +115,12 @@ public struct NodeConfig: Sendable, Equatable {
                     config.socketPath = s
                 }
             }
-            if let v = m.value("auditEventMetadata")?.stringMap() {
-                config.auditEventMetadata = Dictionary(v, uniquingKeysWith: { _, b in b })
+            if let v = m.value("auditEventMetadata"), let json = v.json() {
+                if case .object(let o) = json {
+                    config.auditEventMetadata = o
+                } else if !v.isNull {
+                    v.error("expected a mapping", hint: "e.g. `auditEventMetadata: {clusterID: c1, region: eu}`")
+                }
             }
             if let v = m.value("runtime"), let s = v.nonEmptyString() {
                 if s.contains("/") && !s.hasPrefix("/") {

@@ -131,8 +131,13 @@ struct EnhanceProtectReader {
         if !ep.appArmorRawRules.isEmpty && !enforcers.contains(.appArmor) {
             m.take("appArmorRawRules")?.warning("ignored: the policy does not use the AppArmor enforcer")
         }
+        // vArmor 0.8's raw rules had no `qualifiers`: the policy-level settings gave their mode
+        ep.auditViolations = m.value("auditViolations")?.bool() ?? false
+        ep.allowViolations = m.value("allowViolations")?.bool() ?? false
         if let raw = m.value("bpfRawRules") {
-            ep.bpfRawRules = BPFRawRulesReader(value: raw).read()
+            var legacy: Qualifiers = ep.allowViolations ? [] : .deny
+            if ep.auditViolations { legacy.insert(.audit) }
+            ep.bpfRawRules = BPFRawRulesReader(value: raw, legacyQualifiers: legacy).read()
             if !enforcers.contains(.bpf) && !ep.bpfRawRules.isEmpty {
                 raw.warning("ignored: the policy does not use the BPF enforcer")
             }
@@ -147,8 +152,6 @@ struct EnhanceProtectReader {
             np.error(PolicyBodyReader.notSupported, hint: "remove networkProxyRawRules")
         }
         ep.privileged = m.value("privileged")?.bool() ?? false
-        ep.auditViolations = m.value("auditViolations")?.bool() ?? false
-        ep.allowViolations = m.value("allowViolations")?.bool() ?? false
         if !ep.bpfRawRules.mounts.isEmpty && !ep.privileged {
             m.take("bpfRawRules")?.warning(
                 "bpfRawRules.mounts apply only with `privileged: true` (vArmor semantics: the RuntimeDefault base already denies every mount)",

@@ -8,6 +8,8 @@ public struct PolicyFile: Sendable {
     public var file: String
     public var policies: [Policy]
     public var diagnostics: [Diagnostic]
+    /// Edits that write vArmor 0.8 syntax in the current form (`bulwark policy migrate`).
+    public var migrations: [TextInsertion] = []
 
     public init(file: String, policies: [Policy], diagnostics: [Diagnostic]) {
         self.file = file
@@ -50,6 +52,7 @@ public enum PolicyParser {
                 root: root, options: options, documentIndex: i, documentCount: nodes.count
             ).read()
             out.diagnostics += ctx.diagnostics
+            out.migrations += ctx.migrations
             if let policy, !ctx.hasErrors { out.policies.append(policy) }
         }
         return out

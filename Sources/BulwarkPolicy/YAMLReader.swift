@@ -1,3 +1,4 @@
+import BulwarkOCI
 import Foundation
 import Yams
 
@@ -14,7 +15,26 @@ final class ReaderContext {
         self.budget = budget
     }
 
+    /// Text insertions that turn a vArmor 0.8 document into the current form (`policy migrate`).
+    var migrations: [TextInsertion] = []
+
     var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
+
+    /// `qualifiers: TEXT` as the first field of the mapping `node`, in its own style.
+    func addQualifiers(at node: Node, text: String) {
+        guard case .mapping(let map) = node, let mark = node.mark else { return }
+        if map.style == .flow {
+            let empty = map.isEmpty
+            migrations.append(
+                TextInsertion(
+                    line: mark.line, column: mark.column + 1, text: "qualifiers: \(text)" + (empty ? "" : ", ")))
+        } else {
+            migrations.append(
+                TextInsertion(
+                    line: mark.line, column: mark.column,
+                    text: "qualifiers: \(text)\n" + String(repeating: " ", count: mark.column - 1)))
+        }
+    }
 
     func report(_ severity: Diagnostic.Severity, _ node: Node?, _ path: String, _ message: String, hint: String = "") {
         let mark = node?.mark
@@ -22,6 +42,26 @@ final class ReaderContext {
             Diagnostic(
                 severity, file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: path, message: message,
                 hint: hint))
+    }
+}
+
+/// Text to insert before the character at 1-based `line` and `column` (counted in characters).
+public struct TextInsertion: Sendable, Equatable {
+    public var line: Int
+    public var column: Int
+    public var text: String
+
+    /// `text` with every insertion applied (last first, so earlier positions stay valid).
+    public static func apply(_ insertions: [TextInsertion], to text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for ins in insertions.sorted(by: { ($0.line, $0.column) > ($1.line, $1.column) }) {
+            guard ins.line >= 1, ins.line <= lines.count else { continue }
+            var chars = Array(lines[ins.line - 1])
+            let at = min(max(ins.column - 1, 0), chars.count)
+            chars.insert(contentsOf: ins.text, at: at)
+            lines[ins.line - 1] = String(chars)
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
@@ -165,6 +205,39 @@ struct YValue {
             pairs.append((ks.string, k, v))
         }
         return MappingReader(self, pairs: pairs)
+    }
+
+    /// Any value as JSON: plain scalars typed as YAML 1.2's core schema does (null, booleans,
+    /// integers, floats), quoted ones as strings; mapping keys as strings. Bounded by the budget.
+    func json() -> JSONValue? {
+        guard spend() else { return nil }
+        switch node {
+        case .scalar(let s):
+            if s.string.utf8.contains(0) {
+                error("contains a NUL character", hint: "remove the \\0 escape")
+                return nil
+            }
+            guard s.style == .plain else { return .string(s.string) }
+            if isNull { return .null }
+            switch s.string {
+            case "true", "True", "TRUE": return .bool(true)
+            case "false", "False", "FALSE": return .bool(false)
+            default: break
+            }
+            if (try? JSONValue.parse(s.string))?.isNumber == true { return .number(s.string) }
+            return .string(s.string)
+        case .sequence:
+            return .array((sequence() ?? []).compactMap { $0.json() })
+        case .mapping:
+            guard let m = mapping() else { return nil }
+            var members: [(String, JSONValue)] = []
+            for key in m.keys {
+                if let v = m.take(key)?.json() { members.append((key, v)) }
+            }
+            return .object(JSONObject(members))
+        case .alias:
+            return nil
+        }
     }
 
     /// A map of strings to strings (labels, annotations, metadata).

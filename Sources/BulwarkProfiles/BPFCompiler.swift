@@ -253,8 +253,10 @@ struct Builder {
             for r in egressRules where r.0.family == family {
                 own[r.0, default: []] += r.1.map { ($0, r.2) }
             }
-            let nets = own.keys.map { ($0, $0.description) }.sorted { ($0.0.prefixLength, $0.1) < ($1.0.prefixLength, $1.1) }
-                .map(\.0)
+            let nets = own.keys.map { ($0, $0.description) }.sorted {
+                ($0.0.prefixLength, $0.1) < ($1.0.prefixLength, $1.1)
+            }
+            .map(\.0)
             let lengths = Set(nets.map(\.prefixLength)).sorted(by: >)
             var merged: [IPNetwork: [BPFProfile.PortRangeMode]] = [:]
             var entries: [BPFProfile.EgressEntry] = []

@@ -21,7 +21,7 @@ struct Bulwark: ParsableCommand {
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy", abstract: "Validate, compile and explain vArmor policies (offline).",
-        subcommands: [Validate.self, Compile.self, Explain.self, Rules.self])
+        subcommands: [Validate.self, Compile.self, Explain.self, Rules.self, Migrate.self])
 }
 
 struct Failure: Error {}
@@ -75,6 +75,29 @@ struct Validate: ParsableCommand {
             FileHandle.standardError.write(Data("error: no VarmorPolicy or VarmorClusterPolicy found\n".utf8))
             throw Failure()
         }
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a policy file written for vArmor 0.8 in the current form (BPF raw rules get `qualifiers`).",
+        discussion: "The meaning is kept: each rule gets the mode 0.8 gave it from auditViolations/allowViolations.")
+    @Argument(help: "A policy file.") var file: String
+
+    func run() throws {
+        let text: String
+        do {
+            text = try PolicyFiles.read(file)
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw Failure()
+        }
+        let r = PolicyParser.parse(text, file: file)
+        for d in r.errors { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+        if !r.isValid { throw Failure() }
+        FileHandle.standardError.write(
+            Data("\(file): \(r.migrations.count) rule(s) migrated\n".utf8))
+        print(TextInsertion.apply(r.migrations, to: text), terminator: text.hasSuffix("\n") ? "" : "\n")
     }
 }
 

@@ -43,7 +43,7 @@ struct Node {
         config.metricsAddress = ""
         config.kernelLog = ""
         config.nodeName = "node-a"
-        config.auditEventMetadata = ["clusterName": "test-cluster", "region": "lab"]
+        config.auditEventMetadata = JSONObject([("clusterName", .string("test-cluster")), ("region", .string("lab"))])
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
@@ -55,8 +55,7 @@ struct Node {
     /// The node config as YAML, for the bulwarkd and bulwark executables.
     func writeConfig(extra: String = "") throws -> String {
         let c = config
-        let meta = c.auditEventMetadata.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
-            .joined(separator: ", ")
+        let meta = c.auditEventMetadata.members.map { "\($0.key): \($0.value.text)" }.joined(separator: ", ")
         let text = """
             nodeName: \(c.nodeName)
             policyDirectories: [\(c.policyDirectories.joined(separator: ", "))]

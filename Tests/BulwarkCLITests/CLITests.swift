@@ -53,6 +53,22 @@ let good = """
 
 @Suite("bulwark CLI")
 struct CLITests {
+    /// vArmor 0.8 syntax: `policy validate` accepts it with a warning naming `policy migrate`,
+    /// which prints the current form; that form validates with no such warning.
+    @Test func migrateWritesTheCurrentForm() throws {
+        let old = good.replacingOccurrences(
+            of: "      hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]",
+            with: "      bpfRawRules:\n        files:\n        - pattern: /etc/shadow\n          permissions: [read]")
+        let file = try tempFile(old)
+        let v = try bulwark(["policy", "validate", file])
+        #expect(v.code == 0 && v.err.contains("vArmor 0.8 form") && v.err.contains("policy migrate"), "\(v.err)")
+        let m = try bulwark(["policy", "migrate", file])
+        #expect(m.code == 0 && m.out.contains("- qualifiers: [deny]\n          pattern: /etc/shadow"), "\(m.out)")
+        let migrated = try tempFile(m.out)
+        let again = try bulwark(["policy", "validate", migrated])
+        #expect(again.code == 0 && !again.err.contains("0.8"), "\(again.err)")
+    }
+
     @Test func enforcerSaysPreciselyWhyItCannotRunHere() throws {
         let probe = try bulwark(["enforcer", "probe"])
         if probe.code == 0 {

@@ -168,10 +168,6 @@ let malformed: [(String, String, String)] = [
         "16:19: error: spec.policy.enhanceProtect.attackProtectionRules[0].targets[0]: target \"bash\" is not an absolute path"
     ),
     (
-        "missing qualifiers", doc(body: bpfHead + "        files:\n        - {pattern: /etc/x, permissions: [read]}"),
-        "16:11: error: spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing"
-    ),
-    (
         "bad qualifier",
         doc(body: bpfHead + "        files:\n        - {qualifiers: [block], pattern: /etc/x, permissions: [read]}"),
         "16:25: error: spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers[0]: unknown qualifier \"block\""

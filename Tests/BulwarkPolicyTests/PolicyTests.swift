@@ -1,3 +1,4 @@
+import BulwarkOCI
 import BulwarkPolicy
 import Foundation
 import Testing
@@ -267,7 +268,14 @@ struct PolicyTests {
         #expect(c.runtime == "crun")
         #expect(c.enforcers == [.bpf])
         #expect(c.failurePolicy == .ignore)
-        #expect(c.auditEventMetadata == ["clusterID": "c1"])
+        #expect(c.auditEventMetadata == JSONObject([("clusterID", .string("c1"))]))
+        // free-form, as vArmor's Helm value: nested values and typed scalars reach events as JSON
+        let free = try NodeConfig.parse(
+            "auditEventMetadata: {clusterID: 12, tags: [a, 'b'], owner: {team: sec, oncall: true}, note: \"007\"}\n",
+            file: "c.yaml")
+        #expect(
+            JSONValue.object(free.auditEventMetadata).text
+                == #"{"clusterID":12,"tags":["a","b"],"owner":{"team":"sec","oncall":true},"note":"007"}"#)
     }
 
     @Test func nodeConfigErrors() {

@@ -243,7 +243,8 @@ struct CompilerTests {
             for _ in 0..<60 {
                 let len = [8, 12, 16, 20, 24, 32].randomElement(using: &rng)!
                 let net = IPNetwork(
-                    family: .ipv4, bytes: [10, UInt8.random(in: 0...3, using: &rng), UInt8.random(in: 0...3, using: &rng), 1],
+                    family: .ipv4,
+                    bytes: [10, UInt8.random(in: 0...3, using: &rng), UInt8.random(in: 0...3, using: &rng), 1],
                     prefixLength: len)
                 let lo = Int.random(in: 1...90, using: &rng)
                 let hi = lo + Int.random(in: 0...40, using: &rng)
@@ -273,6 +274,70 @@ struct CompilerTests {
                 #expect(actual == expected, "\(e.network)")
             }
         }
+    }
+
+    /// Issue 12: the vArmor 0.8 release notes' own example (raw rules without `qualifiers`)
+    /// validates with 0.8's meaning — the policy denies by default — and compiles its IPv6 host,
+    /// CIDR with a port range and pod-self rules; `migrate` writes `qualifiers: [deny]`.
+    @Test func theVArmor08ReleaseExampleValidatesAndCompiles() throws {
+        let text = """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: v08, namespace: demo}
+            spec:
+              target: {kind: Deployment, selector: {matchLabels: {app: demo}}}
+              policy:
+                enforcer: BPF
+                mode: EnhanceProtect
+                enhanceProtect:
+                  bpfRawRules:
+                    network:
+                      egress:
+                        toDestinations:
+                        - ip: fdbd:dc01:ff:307:9329:268d:3a27:2ca7
+                        - cidr: 192.168.1.1/24
+                          ports:
+                          - port: 80
+                            endPort: 8080
+                        - ip: pod-self
+                          ports:
+                          - port: 80
+                        toPods:
+                        - namespace: demo
+                          podSelector:
+                            matchLabels:
+                              app: demo-3
+                          ports:
+                          - port: 8070
+                          - port: 8080
+                        toServices:
+                        - namespace: nginx
+                          serviceSelector:
+                            matchLabels:
+                              app: nginx
+
+            """
+        let r = PolicyParser.parse(text, file: "v08.yaml")
+        #expect(r.isValid, "\(r.errors)")
+        #expect(r.diagnostics.filter { $0.message.contains("vArmor 0.8 form") }.count == 5)
+        #expect(r.migrations.count == 5)
+        let p = BPFCompiler().compile(try #require(r.policies.first), profileName: "varmor-demo-v08")
+        let cidr = try #require(p.egress4.first { $0.network == "192.168.1.0/24" })
+        #expect(cidr.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["80-8080:1"])
+        #expect(p.egress6.contains { $0.network.hasSuffix("/128") && $0.ranges.map(\.mode) == [1] })
+        #expect(p.podSelfRanges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["80-80:1"])
+        let migrated = TextInsertion.apply(r.migrations, to: text)
+        #expect(migrated.contains("- qualifiers: [deny]\n              cidr: 192.168.1.1/24"), "\(migrated)")
+        let again = PolicyParser.parse(migrated, file: "v08.yaml")
+        #expect(again.isValid && again.migrations.isEmpty)
+        #expect(BPFCompiler().compile(try #require(again.policies.first), profileName: "varmor-demo-v08") == p)
+        // auditViolations in 0.8 made every raw rule audited too
+        let audited = PolicyParser.parse(
+            text.replacingOccurrences(
+                of: "      bpfRawRules:", with: "      auditViolations: true\n      bpfRawRules:"),
+            file: "v08.yaml")
+        let pa = BPFCompiler().compile(try #require(audited.policies.first), profileName: "x")
+        #expect(pa.egress4.first { $0.network == "192.168.1.0/24" }?.ranges.map(\.mode) == [3])
     }
 
     @Test func bpfEgressSocketsCapabilitiesPtrace() throws {

@@ -23,6 +23,26 @@ struct ConformanceTests {
                 continue
             }
             #expect(r.isValid, "\(name): \(r.errors.map(\.description))")
+            if let field = Examples.legacy[name] {
+                // issue 12: vArmor 0.8 syntax, accepted with a warning; the migrated text is the
+                // current form and compiles to the same BPF profile
+                #expect(
+                    r.diagnostics.contains {
+                        $0.severity == .warning && $0.path == field && $0.message.contains("0.8")
+                    },
+                    "\(name): \(r.diagnostics)")
+                let text = try String(contentsOf: url, encoding: .utf8)
+                let migrated = PolicyParser.parse(TextInsertion.apply(r.migrations, to: text), file: name)
+                #expect(migrated.isValid && migrated.migrations.isEmpty, "\(name): \(migrated.diagnostics)")
+                #expect(!migrated.diagnostics.contains { $0.message.contains("0.8") })
+                for (a, b) in zip(r.policies, migrated.policies) where a.spec.policy.enforcers.contains(.bpf) {
+                    #expect(
+                        BPFCompiler().compile(a, profileName: "p") == BPFCompiler().compile(b, profileName: "p"),
+                        "\(name)")
+                }
+            } else {
+                #expect(r.migrations.isEmpty, "\(name)")
+            }
             for p in r.policies {
                 policies += 1
                 let profile = ProfileNaming.profileName(for: p)

@@ -13,19 +13,24 @@ enum Examples {
     /// Out of scope (README of the examples): NetworkProxy and the NRI/Rego enforcer.
     static func outOfScope(_ name: String) -> Bool { name.contains("networkproxy") || name.hasPrefix("PR303__") }
 
-    /// Written for an older CRD: no `qualifiers` (required since vArmor added them) and/or
-    /// `egresses` (renamed to `egress`). A validator of the current CRD rejects them.
-    static let stale: [String: String] = [
+    /// Written for vArmor 0.8 (before raw BPF rules had `qualifiers`): accepted with 0.8's
+    /// meaning and a warning at this field; `policy migrate` writes the current form.
+    static let legacy: [String: String] = [
         "test__examples__5-mutiple-enforcers__vpol-enhance.yaml":
-            "spec.policy.enhanceProtect.bpfRawRules.network.egress.toDestinations[0].qualifiers: required field is missing",
+            "spec.policy.enhanceProtect.bpfRawRules.network.egress.toDestinations[0].qualifiers"
+    ]
+
+    /// Written for vArmor 0.4 (`egresses`, renamed `egress` before 0.8): rejected, as vArmor's
+    /// current CRD rejects them.
+    static let stale: [String: String] = [
         "test__benchmark__v0.4.0__bpf-program__policy-benchmark-1.yaml":
-            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+            "spec.policy.enhanceProtect.bpfRawRules.network.egresses: unknown field",
         "test__benchmark__v0.4.0__bpf-program__policy-benchmark-2.yaml":
-            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+            "spec.policy.enhanceProtect.bpfRawRules.network.egresses: unknown field",
         "test__benchmark__v0.4.0__bpf-program__policy-benchmark-3.yaml":
-            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+            "spec.policy.enhanceProtect.bpfRawRules.network.egresses: unknown field",
         "test__benchmark__v0.4.0__bpf-program__policy-benchmark-4.yaml":
-            "spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers: required field is missing",
+            "spec.policy.enhanceProtect.bpfRawRules.network.egresses: unknown field",
     ]
 
     static func files() -> [URL] {
