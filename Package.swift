@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // Bulwark: vArmor policies enforced with AppArmor, seccomp and BPF LSM, attached in the runtime path.
@@ -48,7 +49,8 @@ let package = Package(
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
-            name: "BulwarkEvents", dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "CBulwarkABI"]),
+            name: "BulwarkEvents",
+            dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "CBulwarkABI", "CAppArmor"]),
 
         // NRI: the wire protocol (mux, ttrpc; generated protobuf in Generated/, see proto/) and the
         // plugin's decisions (pure).
@@ -122,6 +124,14 @@ let package = Package(
                 prometheus,
             ]),
 
+        // MARK: Fuzzing (scripts/fuzz.sh): the harnesses, and a libFuzzer entry point that is a
+        // corpus replayer in ordinary builds (-DFUZZING with -sanitize=fuzzer drops its main).
+        .target(
+            name: "BulwarkFuzz",
+            dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkEvents", "BulwarkNRI", "BulwarkProfiles"]),
+        .target(name: "CFuzzDriver"),
+        .executableTarget(name: "bulwark-fuzz", dependencies: ["BulwarkFuzz", "CFuzzDriver"]),
+
         // MARK: Benchmarks (scripts/bench-*.sh)
         .executableTarget(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
@@ -133,7 +143,8 @@ let package = Package(
             dependencies: ["BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkOCI", "CBulwarkABI", logging]),
 
         // MARK: Tests
-        .testTarget(name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles"]),
+        .testTarget(
+            name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz"]),
         .testTarget(
             name: "BulwarkEventsTests", dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI"]),
         .testTarget(
@@ -164,6 +175,21 @@ let package = Package(
         ),
     ]
 )
+
+// scripts/fuzz.sh sets BULWARK_FUZZ_BUILD=1: the harnesses and the modules they read through are
+// built with libFuzzer's coverage and AddressSanitizer (only these: build tools stay plain).
+if ProcessInfo.processInfo.environment["BULWARK_FUZZ_BUILD"] == "1" {
+    let instrumented: Set<String> = [
+        "BulwarkFuzz", "bulwark-fuzz", "BulwarkPolicy", "BulwarkOCI", "BulwarkEvents", "BulwarkNRI", "BulwarkProfiles",
+    ]
+    for target in package.targets where instrumented.contains(target.name) {
+        target.swiftSettings =
+            (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("FUZZING")]
+        if target.name == "bulwark-fuzz" {
+            target.linkerSettings = [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+        }
+    }
+}
 
 for target in package.targets where target.type != .system && target.type != .plugin {
     var settings = target.swiftSettings ?? []

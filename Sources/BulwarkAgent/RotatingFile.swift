@@ -47,6 +47,7 @@ public final class RotatingFile: Sendable {
                 description: "\(path) is not a regular file of this user with one name (owner uid \(st.st_uid), "
                     + "\(st.st_nlink) links); remove it and let the agent create it")
         }
+        _ = fchmod(fd, 0o640)  // whatever the umask of the moment (the node socket narrows it briefly)
         return fd
     }
 

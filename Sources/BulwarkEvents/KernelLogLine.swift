@@ -20,8 +20,10 @@ public enum KernelLogLine: Sendable, Equatable {
             self = .other
             return
         }
-        if text.contains("type=1400") || text.contains("type=AVC"), let action = Self.appArmorAction(text) {
-            self = .appArmor(normalized: Self.normalizeAppArmor(text), action: action)
+        if text.contains("type=1400") || text.contains("type=AVC"), let action = Self.appArmorAction(text),
+            let normalized = Self.normalizeAppArmor(text)
+        {
+            self = .appArmor(normalized: normalized, action: action)
             return
         }
         self = .other
@@ -53,8 +55,9 @@ public enum KernelLogLine: Sendable, Equatable {
     }
 
     /// vArmor's normalisation: from `type=1400 audit` on, the text becomes `type=AVC msg=audit`,
-    /// which libapparmor parses whatever came before it (syslog or kmsg prefixes).
-    static func normalizeAppArmor(_ s: Substring) -> String {
+    /// which libapparmor parses whatever came before it (syslog or kmsg prefixes). Nil when the
+    /// record is not shaped as the kernel writes one (see `compatibleFields`).
+    static func normalizeAppArmor(_ s: Substring) -> String? {
         var text: Substring
         if let r = s.range(of: "type=1400 audit") {
             text = Substring("type=AVC msg=audit" + s[r.upperBound...])
@@ -68,13 +71,20 @@ public enum KernelLogLine: Sendable, Equatable {
 
     /// Kernels since 6.x write `class="file"` and, for newer mediation classes, `requested=` and
     /// `denied=`; the libapparmor of Debian 12 (3.0.8) rejects the whole record for a key it does
-    /// not know. Rewritten token by token (quoted values untouched): `class` is dropped,
-    /// `requested`/`denied` become `requested_mask`/`denied_mask`.
-    static func compatibleFields(_ s: Substring) -> String {
-        guard let header = s.range(of: "): ") else { return String(s) }
+    /// not know. Rewritten token by token (quoted values untouched): keys it does not know (such
+    /// as `class`) are dropped, `requested`/`denied` become `requested_mask`/`denied_mask`.
+    ///
+    /// Only records shaped as the kernel writes them reach libapparmor: `type=AVC msg=audit(N.N:N): `
+    /// then `key=value` tokens, a value either one double-quoted string without inner quotes or
+    /// free of quotes (the kernel hex-encodes any value that would need them). libapparmor 3.0.8
+    /// leaks memory on some malformed records (found by the audit-line fuzzer), so they are
+    /// refused here.
+    static func compatibleFields(_ s: Substring) -> String? {
+        guard let header = s.range(of: "): "), isAuditHeader(s[..<header.lowerBound]) else { return nil }
         var out = String(s[..<header.upperBound])
         var i = header.upperBound
         var first = true
+        var seen: Set<Substring> = []
         while i < s.endIndex {
             while i < s.endIndex, s[i] == " " { i = s.index(after: i) }
             guard i < s.endIndex else { break }
@@ -87,11 +97,22 @@ public enum KernelLogLine: Sendable, Equatable {
             }
             var token = s[i..<j]
             let key = token.prefix { $0 != "=" }
+            // a repeated key (or two keys for one field): libapparmor overwrites the field without
+            // freeing it (a leak per line)
+            guard isToken(token, key: key), seen.insert(Self.fieldOf[key] ?? key).inserted else { return nil }
             switch key {
-            case "class": token = ""
             case "requested": token = "requested_mask" + token.dropFirst(key.count)
             case "denied": token = "denied_mask" + token.dropFirst(key.count)
-            default: break
+            default:
+                // a key libapparmor 3.0.8 does not know (`class`, newer kernels' fields, noise)
+                // would fail the record and leak in its error path: dropped
+                if Self.libapparmorKeys[String(key)] == nil { token = "" }
+            }
+            if !token.isEmpty {
+                let k = token.prefix { $0 != "=" }
+                guard let form = Self.form(token.dropFirst(k.count + 1)),
+                    Self.libapparmorKeys[String(k)]?.contains(form) == true
+                else { return nil }
             }
             if !token.isEmpty {
                 out += (first ? "" : " ") + token
@@ -101,6 +122,80 @@ public enum KernelLogLine: Sendable, Equatable {
         }
         return out
     }
+
+    /// How a value is written (the shapes libapparmor 3.0.8's grammar reads for a key).
+    enum ValueForm {
+        case quoted, hex, digits, negative, ipAddress
+    }
+
+    /// The record keys libapparmor 3.0.8 parses and the value forms it reads for each (probed
+    /// against it: any other key or form fails the record, and a failed record can leak in its
+    /// error path).
+    static let libapparmorKeys: [String: Set<ValueForm>] = {
+        var k: [String: Set<ValueForm>] = [:]
+        for n in [
+            "apparmor", "operation", "info", "requested_mask", "denied_mask", "target", "family", "sock_type", "addr",
+            "peer", "attribute", "capname", "srcname", "fstype", "flags", "bus", "path", "interface", "member", "mask",
+            "hostname", "terminal",
+        ] { k[n] = [.quoted] }
+        for n in ["profile", "label", "name", "name2", "comm", "peer_label", "peer_profile", "namespace", "exe"] {
+            k[n] = [.quoted, .hex, .digits]
+        }
+        for n in ["pid", "peer_pid", "fsuid", "ouid", "lport", "fport", "parent", "capability", "task", "magic_token"] {
+            k[n] = [.digits]
+        }
+        k["error"] = [.digits, .negative]
+        k["protocol"] = [.quoted, .digits]
+        k["signal"] = [.hex, .digits]
+        k["laddr"] = [.ipAddress]
+        k["faddr"] = [.ipAddress]
+        return k
+    }()
+
+    /// Keys libapparmor stores in the same record field (the first key names the field).
+    static let fieldOf: [Substring: Substring] = [
+        "label": "profile", "mask": "requested_mask", "requested": "requested_mask", "denied": "denied_mask",
+        "peer_label": "peer_profile", "capname": "name", "target": "name2",
+    ]
+
+    static func form(_ v: Substring) -> ValueForm? {
+        if v.count >= 2 && v.first == "\"" && v.last == "\"" && !v.dropFirst().dropLast().contains("\"") {
+            return .quoted
+        }
+        guard !v.isEmpty, v.count <= 64 else { return nil }
+        if v.count <= 10 && v.allSatisfy(\.isASCIIDigit) { return .digits }
+        if v.first == "-", v.count >= 2, v.count <= 11, v.dropFirst().allSatisfy(\.isASCIIDigit) { return .negative }
+        if v.allSatisfy({ $0.isASCIIDigit || ("A"..."F").contains($0) }) && v.count % 2 == 0 { return .hex }
+        if v.allSatisfy({ $0.isASCIIDigit || $0 == "." }) && v.split(separator: ".").count == 4 { return .ipAddress }
+        if v.contains(":") && v.allSatisfy({ $0.isHexDigit || $0 == ":" }) { return .ipAddress }
+        return nil
+    }
+
+    static func isAuditHeader(_ h: Substring) -> Bool {
+        guard h.hasPrefix("type=AVC msg=audit(") else { return false }
+        let stamp = h.dropFirst("type=AVC msg=audit(".count)
+        let parts = stamp.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let time = parts.first else { return false }
+        let secs = time.split(separator: ".", omittingEmptySubsequences: false)
+        return secs.count == 2 && (secs + [parts[1]]).allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }
+    }
+
+    static func isToken(_ token: Substring, key: Substring) -> Bool {
+        guard !key.isEmpty, key.count < token.count,
+            key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+        else { return false }
+        let value = token.dropFirst(key.count + 1)
+        // the kernel hex-encodes values with control characters
+        if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return false }
+        if value.first == "\"" {
+            return value.count >= 2 && value.last == "\"" && !value.dropFirst().dropLast().contains("\"")
+        }
+        return !value.contains("\"")
+    }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
 /// A profile name from an AppArmor label: `varmor-x//child_0` → `varmor-x`,

@@ -20,20 +20,10 @@ final class ReaderContext {
 
     var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
 
-    /// `qualifiers: TEXT` as the first field of the mapping `node`, in its own style.
+    /// `qualifiers: TEXT` as the first field of the mapping `node` (`policy migrate`).
     func addQualifiers(at node: Node, text: String) {
-        guard case .mapping(let map) = node, let mark = node.mark else { return }
-        if map.style == .flow {
-            let empty = map.isEmpty
-            migrations.append(
-                TextInsertion(
-                    line: mark.line, column: mark.column + 1, text: "qualifiers: \(text)" + (empty ? "" : ", ")))
-        } else {
-            migrations.append(
-                TextInsertion(
-                    line: mark.line, column: mark.column,
-                    text: "qualifiers: \(text)\n" + String(repeating: " ", count: mark.column - 1)))
-        }
+        guard let mark = node.mark else { return }
+        migrations.append(TextInsertion(line: mark.line, column: mark.column, field: "qualifiers: \(text)"))
     }
 
     func report(_ severity: Diagnostic.Severity, _ node: Node?, _ path: String, _ message: String, hint: String = "") {
@@ -45,11 +35,12 @@ final class ReaderContext {
     }
 }
 
-/// Text to insert before the character at 1-based `line` and `column` (counted in characters).
+/// A field to add as the first of the mapping that starts at 1-based `line` and `column`
+/// (characters), written in that mapping's style: `{field, …}` or a line of its own.
 public struct TextInsertion: Sendable, Equatable {
     public var line: Int
     public var column: Int
-    public var text: String
+    public var field: String
 
     /// `text` with every insertion applied (last first, so earlier positions stay valid).
     public static func apply(_ insertions: [TextInsertion], to text: String) -> String {
@@ -58,7 +49,12 @@ public struct TextInsertion: Sendable, Equatable {
             guard ins.line >= 1, ins.line <= lines.count else { continue }
             var chars = Array(lines[ins.line - 1])
             let at = min(max(ins.column - 1, 0), chars.count)
-            chars.insert(contentsOf: ins.text, at: at)
+            if at < chars.count && chars[at] == "{" {
+                let rest = chars[(at + 1)...].drop { $0 == " " }
+                chars.insert(contentsOf: ins.field + (rest.first == "}" ? "" : ", "), at: at + 1)
+            } else {
+                chars.insert(contentsOf: ins.field + "\n" + String(repeating: " ", count: at), at: at)
+            }
             lines[ins.line - 1] = String(chars)
         }
         return lines.joined(separator: "\n")

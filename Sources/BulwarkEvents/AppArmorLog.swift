@@ -1,4 +1,3 @@
-import BulwarkEvents
 import BulwarkOCI
 import CAppArmor
 
