@@ -160,16 +160,37 @@ public final class Agent: Service, Sendable {
         let registry = registry
         let store = store
         let pinPath = config.bpfPinPath
+        let hub = hub
+        let logger = logger
+        let logPath = config.eventLogFile
         return Worker(name: "bulwark-gauges") { stopped in
             let containers = Gauge(label: "bulwark_containers")
             let bindings = Gauge(label: "bulwark_bpf_bindings")
             let profiles = Gauge(label: "bulwark_profiles")
+            let logFailures = Counter(label: "bulwark_event_log_write_failures_total")
             let enforcer = Enforcer(pinPath: pinPath)
+            var failuresSeen = 0
             while !stopped() {
                 registry.rescanIfChanged()
                 containers.record(registry.records.count)
                 bindings.record(enforcer.bindings().count)
                 profiles.record(store.profiles.count)
+                // the violation log cannot be written (disk full …): enforcement and the socket go
+                // on; say so in the log, to notice subscribers and in the metrics
+                if let failures = hub.file?.failures, failures > failuresSeen {
+                    logFailures.increment(by: failures - failuresSeen)
+                    logger.warning(
+                        "violation log: events could not be written; they still reach the node socket",
+                        metadata: ["path": "\(logPath)", "failedLines": "\(failures)"])
+                    hub.publishNotice(
+                        .object(
+                            JSONObject([
+                                ("level", .string("warning")),
+                                ("message", .string("violation log write failed; events still reach the node socket")),
+                                ("file", .string(logPath)), ("failedLines", .number(failures)),
+                            ])))
+                    failuresSeen = failures
+                }
                 for _ in 0..<10 where !stopped() { Thread.sleep(forTimeInterval: 0.1) }
             }
         }
@@ -330,7 +351,8 @@ public final class Agent: Service, Sendable {
                 ("drops", .object(drops)), ("unattributed", .number(counts.unattributed)),
                 ("ignoredKernelRecords", .number(pipeline.ignoredRecords)),
                 ("subscribers", .array(hub.subscriptions.map(Self.subscriberJSON))),
-                ("eventLog", .string(config.eventLogFile)), ("reloads", .number(store.reloads)),
+                ("eventLog", .string(config.eventLogFile)),
+                ("eventLogWriteFailures", .number(hub.file?.failures ?? 0)), ("reloads", .number(store.reloads)),
             ]))
     }
 
