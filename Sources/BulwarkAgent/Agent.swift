@@ -244,17 +244,20 @@ public final class Agent: Service, Sendable {
         case "containers": reply(channel, ok: ["containers": containers()])
         case "profiles": reply(channel, ok: ["profiles": profiles()])
         case "reload":
-            let r = store.reload()
-            pipeline.profilesChanged()
-            reply(
-                channel,
-                ok: [
-                    "reload": .object(
-                        JSONObject([
-                            ("changed", .number(r.applied)), ("removed", .number(r.removed)),
-                            ("rejectedFiles", .number(r.rejected)),
-                        ]))
-                ])
+            // off the event loop: parsing, compiling and loading must never stall the socket
+            DispatchQueue.global().async { [self] in
+                let r = store.reload()
+                pipeline.profilesChanged()
+                reply(
+                    channel,
+                    ok: [
+                        "reload": .object(
+                            JSONObject([
+                                ("changed", .number(r.applied)), ("removed", .number(r.removed)),
+                                ("rejectedFiles", .number(r.rejected)),
+                            ]))
+                    ])
+            }
         case "events": subscribe(request, channel)
         default:
             fail(channel, "unknown op \"\(request.op)\" (status, containers, profiles, reload, events)")

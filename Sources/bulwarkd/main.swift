@@ -38,6 +38,16 @@ struct Bulwarkd: AsyncParsableCommand {
             FileHandle.standardError.write(Data("bulwarkd: bad node config:\n\(error)\n".utf8))
             throw ExitCode(2)
         }
+        // the socket's group must exist: found by --check, not at the first start
+        if !nodeConfig.socketGroup.isEmpty && gid_t(nodeConfig.socketGroup) == nil
+            && getgrnam(nodeConfig.socketGroup) == nil
+        {
+            FileHandle.standardError.write(
+                Data(
+                    ("bulwarkd: bad node config:\nsocketGroup: \"\(nodeConfig.socketGroup)\" is not a group on this node\n"
+                        + "  fix: create the group (groupadd) or set socketGroup to an existing one\n").utf8))
+            throw ExitCode(2)
+        }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level

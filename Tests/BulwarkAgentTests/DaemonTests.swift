@@ -29,6 +29,15 @@ struct DaemonTests {
         #expect(ccode == 1, "\(cout)")
         #expect(cout.contains("rejected") && cout.contains("broken.yaml:"), "\(cout)")
         #expect(!FileManager.default.fileExists(atPath: node.config.seccompProfileDirectory))
+        // issue 12 (9): --check finds an over-long socket path and an unknown socket group
+        var longNode = node
+        longNode.config.socketPath = "/run/" + String(repeating: "s", count: 120)
+        let longSocket = try longNode.writeConfig()
+        let (lcode, lout) = try capture(bulwarkDirectory() + "/bulwarkd", ["--config", longSocket, "--check"])
+        #expect(lcode == 2 && lout.contains("unix socket address"), "\(lout)")
+        let noGroup = try node.writeConfig(extra: "socketGroup: bulwark-no-such-group\n")
+        let (gcode, gout) = try capture(bulwarkDirectory() + "/bulwarkd", ["--config", noGroup, "--check"])
+        #expect(gcode == 2 && gout.contains("not a group on this node"), "\(gout)")
     }
 
     @Test func anInvalidPolicyEditKeepsTheLastGoodVersion() throws {

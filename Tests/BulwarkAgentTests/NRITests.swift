@@ -5,6 +5,7 @@ import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkSystem
+import BulwarkTestSupport
 import Foundation
 import NRITestPeer
 import Synchronization
@@ -263,6 +264,58 @@ struct NRITests {
         #expect(joined.wait(timeout: .now() + 5) == .success)
         #expect(seen.withLock { $0 } == false)
         w.stop()  // a second wait returns at once
+    }
+
+    /// Issue 12 (6), end to end: `bulwark nri` launched as the runtime launches a plugin (the
+    /// socket as fd 3, NRI_PLUGIN_* in a bare environment), 30 times while both cores are busy:
+    /// every launch registers (before the fix some exited at once without a word).
+    @Test func everyLaunchedBulwarkNRIRegisters() throws {
+        let node = try Node("nri-launch")
+        defer { node.remove() }
+        let config = try node.writeConfig()
+        let busy = Atomic<Bool>(true)
+        for _ in 0..<2 {
+            Thread.detachNewThread {
+                var x = 0
+                while busy.load(ordering: .relaxed) { x &+= 1 }
+                _ = x
+            }
+        }
+        defer { busy.store(false, ordering: .relaxed) }
+        var registered = 0
+        for _ in 0..<30 {
+            var fds: [Int32] = [0, 0]
+            try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 3)
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            let path = bulwarkDirectory() + "/bulwark"
+            let args: [String] = [path, "nri", "--config", config]
+            let env: [String] = ["NRI_PLUGIN_SOCKET=3", "NRI_PLUGIN_NAME=bulwark", "NRI_PLUGIN_IDX=10"]
+            let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+            posix_spawn_file_actions_destroy(&actions)
+            for p in argv + envp { free(p) }
+            close(fds[1])
+            try #require(rc == 0)
+            let session = RuntimePeer.Session.adopt(fd: fds[0])
+            if (try? session.waitRegistered(timeout: 5)) != nil { registered += 1 }
+            session.close()
+            var status: Int32 = 0
+            let deadline = Date().addingTimeInterval(10)
+            while waitpid(pid, &status, WNOHANG) == 0 {
+                if Date() > deadline {
+                    kill(pid, SIGKILL)
+                    Issue.record("a launched plugin did not end with its connection")
+                }
+                usleep(10_000)
+            }
+        }
+        #expect(registered == 30, "\(30 - registered) of 30 launches never registered")
     }
 
     /// A plugin the runtime launched itself gets its socket as fd 3 (here: a socketpair fd).

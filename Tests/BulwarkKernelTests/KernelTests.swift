@@ -262,6 +262,39 @@ struct KernelTests {
         #expect(net.detail == UInt32(BULWARK_NET_CONNECT))
     }
 
+    /// Issue 12: a vArmor 0.8 policy (raw rules without `qualifiers`, the release notes' CIDR
+    /// rule with a port range) denies by default, as 0.8 did: inside the CIDR and the range the
+    /// connect is refused; outside either it is not.
+    @Test func aVArmor08CIDRAndPortRangeRuleIsEnforced() throws {
+        guard let e = kernelOrSkip() else { return }
+        let r = PolicyParser.inline(
+            """
+                enforcer: BPF
+                mode: EnhanceProtect
+                enhanceProtect:
+                  bpfRawRules:
+                    network:
+                      egress:
+                        toDestinations:
+                        - cidr: 127.0.0.1/24
+                          ports:
+                          - port: 80
+                            endPort: 8080
+            """, name: "v08")
+        #expect(r.isValid && r.diagnostics.contains { $0.message.contains("vArmor 0.8 form") }, "\(r.diagnostics)")
+        let profile = BPFCompiler().compile(try #require(r.policies.first), profileName: "kt-v08")
+        _ = try e.apply(profile)
+        defer { try? e.remove(profile: "kt-v08") }
+        let p = try probe()
+        defer { p.finish() }
+        try e.bind(pid: p.pid, profile: "kt-v08", arming: .firstUse)
+        #expect(p.perform(["connect", "127.0.0.2", "8000"]) == EPERM)
+        #expect(p.perform(["connect", "127.0.0.2", "80"]) == EPERM)
+        #expect(p.perform(["connect", "127.0.0.2", "8080"]) == EPERM)
+        #expect(p.perform(["connect", "127.0.0.2", "8081"]) != EPERM)
+        #expect(p.perform(["connect", "127.0.1.2", "8000"]) != EPERM)
+    }
+
     @Test func capacity1024RulesPerTypeAnd4096Bindings() throws {
         guard let e = kernelOrSkip() else { return }
         let dir = try fixture()
