@@ -20,7 +20,7 @@ run() {
         cp -n packaging/policies/*.yaml "$corpus"/ 2>/dev/null || true
         cp -n ../shared/reference/varmor-examples/*.yaml "$corpus"/ 2>/dev/null || true
     fi
-    local log=.build/fuzz-artifacts/$h.log
+    local log=.build/fuzz-artifacts/$h-run$$.log
     if ! BULWARK_FUZZ=$h "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/"$h"- "$corpus" >"$log" 2>&1; then
         tail -40 "$log"
