@@ -80,6 +80,9 @@ public enum KernelLogLine: Sendable, Equatable {
     /// leaks memory on some malformed records (found by the audit-line fuzzer), so they are
     /// refused here.
     static func compatibleFields(_ s: Substring) -> String? {
+        // bytes, not characters: the kernel hex-encodes every byte outside printable ASCII, and a
+        // quote or space followed by a combining mark is one Character but the bytes libapparmor reads
+        guard s.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else { return nil }
         guard let header = s.range(of: "): "), isAuditHeader(s[..<header.lowerBound]) else { return nil }
         var out = String(s[..<header.upperBound])
         var i = header.upperBound

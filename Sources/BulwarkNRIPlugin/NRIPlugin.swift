@@ -385,14 +385,16 @@ public final class NRIPlugin: Sendable {
     }
 
     /// Split synchronization (§3.4): every `more` part is answered `more` with no updates; the
-    /// last part binds what runs. A sequence over `maxSyncParts`/`maxSyncBytes` is refused with
-    /// ResourceExhausted up to its last part (the runtime then closes the plugin; it does not retry).
+    /// last part binds what runs. A sequence over `maxSyncParts`/`maxSyncBytes` keeps nothing more
+    /// and binds nothing at its end, but is answered normally: pod labels and annotations are
+    /// tenants' data, and a refusal would keep the plugin from registering at all (new
+    /// containers then unadjusted). Containers already running were bound at their creation.
     func synchronize(
         _ r: Nri_Pkg_Api_V1alpha1_SynchronizeRequest, wireBytes: Int
     ) -> Result<Nri_Pkg_Api_V1alpha1_SynchronizeResponse, TTRPC.CallFailure> {
         enum Step {
             case more
-            case refused(String)
+            case overflow(parts: Int, bytes: Int)
             case last([NRIPod], [NRIContainer])
         }
         let (maxParts, maxBytes) = (settings.maxSyncParts, settings.maxSyncBytes)
@@ -400,13 +402,12 @@ public final class NRIPlugin: Sendable {
             s.syncParts += 1
             s.syncBytes += wireBytes
             if s.syncParts > maxParts || s.syncBytes > maxBytes {
-                let why =
-                    "bulwark: split Synchronize over its bounds (\(s.syncParts) parts, \(s.syncBytes) bytes; "
-                    + "at most \(maxParts) parts and \(maxBytes) bytes); the parts so far are discarded"
                 s.syncPods = []
                 s.syncContainers = []
-                if !r.more { s.resetSync() }
-                return .refused(why)
+                let (parts, bytes) = (s.syncParts, s.syncBytes)
+                if r.more { return .more }
+                s.resetSync()
+                return .overflow(parts: parts, bytes: bytes)
             }
             s.syncPods += r.pods
             // only running containers are ever bound
@@ -418,9 +419,14 @@ public final class NRIPlugin: Sendable {
         let pods: [NRIPod]
         let containers: [NRIContainer]
         switch step {
-        case .refused(let why):
-            logger.error("NRI Synchronize refused", metadata: ["reason": "\(why)"])
-            return .failure(.init(code: TTRPC.Code.resourceExhausted.rawValue, message: why))
+        case .overflow(let parts, let bytes):
+            logger.error(
+                "NRI Synchronize over its bounds: running containers not re-bound (new ones are handled)",
+                metadata: [
+                    "parts": "\(parts)", "bytes": "\(bytes)", "maxParts": "\(maxParts)", "maxBytes": "\(maxBytes)",
+                ])
+            state.withLock { $0.lastError = "Synchronize over its bounds (\(parts) parts, \(bytes) bytes)" }
+            return .success(Nri_Pkg_Api_V1alpha1_SynchronizeResponse())
         case .more:
             var out = Nri_Pkg_Api_V1alpha1_SynchronizeResponse()
             out.more = true

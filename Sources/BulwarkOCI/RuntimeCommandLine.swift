@@ -12,16 +12,12 @@
 ///   abbreviated to a unique prefix, short options bundle (`-db X`, `-bX`), `-f/--config FILE`
 ///   resolved against the caller's directory unless it is literally `config.json`.
 /// Other verbs pass through untouched; only their global options are read (for `--log`).
+/// `parseAgreed` accepts a creating command only where both grammars agree.
 public struct RuntimeCommandLine: Sendable, Equatable {
     public enum Dialect: String, Sendable {
         case runc
         case crun
 
-        /// From the real runtime's path: crun's grammar for crun, runc's for everything else.
-        public static func of(runtime: String) -> Dialect {
-            let base = runtime.split(separator: "/").last.map(String.init) ?? runtime
-            return base.hasPrefix("crun") ? .crun : .runc
-        }
     }
 
     public var subcommand: String?
@@ -164,6 +160,28 @@ public struct RuntimeCommandLine: Sendable, Equatable {
         return r
     }
 
+    /// The command line as both runc and crun read it. The wrapper cannot tell from a file name
+    /// which runtime a binary is (crun may be installed as `runc`), so a container-creating
+    /// command is accepted only when both grammars read the same bundle, config and id — every
+    /// engine writes `--bundle PATH` (or `=PATH`) before the id, which both agree on — and
+    /// refused otherwise.
+    public static func parseAgreed(_ args: [String]) -> RuntimeCommandLine {
+        let runc = parse(args, dialect: .runc)
+        guard runc.createsContainer else { return runc }
+        let crun = parse(args, dialect: .crun)
+        var out = runc
+        if out.refusal == nil, let why = crun.refusal {
+            out.refusal = "crun would read it differently (\(why))"
+        } else if out.refusal == nil
+            && (runc.bundle != crun.bundle || runc.id != crun.id || runc.config != crun.config)
+        {
+            out.refusal =
+                "runc and crun read it differently (bundle \(runc.bundle ?? ".") / \(crun.bundle ?? "."), "
+                + "id \(runc.id ?? "-") / \(crun.id ?? "-"))"
+        }
+        return out
+    }
+
     /// `-name`, `--name`, `--name=value` (runc also `-name=value`); crun: `--prefix[=value]`
     /// resolved to a unique long name. Nil when the option is unknown or ambiguous.
     static func longOption(_ token: String, dialect: Dialect, flags: Flags) -> (String, String?)? {
@@ -229,7 +247,15 @@ public struct RuntimeCommandLine: Sendable, Equatable {
                 refusal = "option \"\(a)\" is not one runc \(subcommand!) takes"
                 return
             }
-            if name == "help" || name == "h" { return }  // prints help, creates nothing
+            if name == "help" || name == "h" {
+                // `--help` prints help and creates nothing; `--help=false` is a boolean runc accepts
+                // and then creates: not a spelling worth reading, refused
+                guard inline == nil else {
+                    refusal = "option \"\(a)\" with a value"
+                    return
+                }
+                return
+            }
             if flags.values.contains(name) {
                 var value = inline
                 if value == nil {

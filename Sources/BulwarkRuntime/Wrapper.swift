@@ -110,8 +110,16 @@ public struct Wrapper {
         var hooks = spec["hooks"]?.object ?? JSONObject()
         for stage in ["createRuntime", "poststop"] {
             var list = hooks[stage]?.array ?? []
-            // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two.
-            if list.contains(where: { $0.object?["path"]?.string?.hasSuffix("/bulwark-hook") == true }) { continue }
+            // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two. Only
+            // this very executable for this stage counts (any path merely named bulwark-hook could
+            // be /bin/true in disguise, and the container would never be bound).
+            let ours = Self.resolved(executableDirectory + "/bulwark-hook")
+            if list.contains(where: { hook in
+                guard let path = hook.object?["path"]?.string, Self.resolved(path) == ours else { return false }
+                return hook.object?["args"]?.array?.dropFirst().first?.string == stage
+            }) {
+                continue
+            }
             let args = [
                 "bulwark-hook", stage, "--pin-path", config.bpfPinPath, "--state-dir", config.containerStateDirectory,
             ]
@@ -186,6 +194,12 @@ public struct Wrapper {
         } catch {
             throw RuntimeFailure(message: "cannot write \(specPath): \(error)")
         }
+    }
+
+    static func resolved(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     func loadPolicies() -> [Policy] {

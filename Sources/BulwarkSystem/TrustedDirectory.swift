@@ -29,10 +29,19 @@ public enum TrustedDirectory {
             var st = stat()
             if lstat(current, &st) != 0 {
                 guard errno == ENOENT else { throw Untrusted(path: current, reason: errnoText()) }
-                if mkdir(current, last ? mode : 0o755) != 0 && errno != EEXIST {
+                if mkdir(current, last ? mode : 0o755) == 0 {
+                    // the umask may have taken bits; through a descriptor, never through a link
+                    // someone planted in a race
+                    if last {
+                        let fd = open(current, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                        if fd >= 0 {
+                            _ = fchmod(fd, mode)
+                            close(fd)
+                        }
+                    }
+                } else if errno != EEXIST {
                     throw Untrusted(path: current, reason: "cannot create: \(errnoText())")
                 }
-                if last { _ = chmod(current, mode) }  // the umask may have taken bits
                 guard lstat(current, &st) == 0 else { throw Untrusted(path: current, reason: errnoText()) }
             }
             try check(current, st, final: last)

@@ -9,8 +9,8 @@ import Foundation
 
 var t0 = DispatchTime.now().uptimeNanoseconds
 let args = Array(CommandLine.arguments.dropFirst())
-// global options (--log) read before the node config names the runtime; the command itself is read
-// with the runtime's grammar below
+// global options (--log) for failure messages; the command itself is read below, as both runc and
+// crun would read it
 let globals = RuntimeCommandLine.parse(args)
 
 /// Before exec, a failure goes to stderr and, with `--log-format=json`, as a JSON line to `--log`.
@@ -58,7 +58,7 @@ func realRuntime() -> String {
 }
 
 let runtime = realRuntime()
-let cmd = RuntimeCommandLine.parse(args, dialect: .of(runtime: runtime))
+let cmd = RuntimeCommandLine.parseAgreed(args)
 Wrapper.trace("runtime path", since: &t0)
 do {
     let outcome = try Wrapper(config: config, executableDirectory: selfDir).prepare(

@@ -110,7 +110,7 @@ struct HostileInputTests {
         let (dir, env) = try Self.node()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let spec = #"{"ociVersion":"1.0.2","annotations":{"bulwark.io/policy":"nomkdir"}}"#
-        for form in [["-b=B", "c3"], ["--bundle=B", "c3"], ["c3", "-b", "B"], ["-bundle", "B", "c3"]] {
+        for form in [["--bundle=B", "c3"], ["--bundle", "B", "c3"], ["-b", "B", "c3"]] {
             let b = try Self.bundle(dir, spec: spec)
             let args = ["create"] + form.map { $0.replacingOccurrences(of: "B", with: b) }
             let r = try #require(try runWithDeadline(Self.wrapper, args, environment: env))
@@ -118,7 +118,11 @@ struct HostileInputTests {
             #expect(
                 try String(contentsOfFile: b + "/config.json", encoding: .utf8).contains("applied-policy"), "\(args)")
         }
-        for form in [["-bB", "c3"], ["--bund=B", "c3"], ["--no-such-flag", "-b", "B", "c3"]] {
+        // runc and crun read these differently (or one refuses them): neither is guessed
+        for form in [
+            ["-b=B", "c3"], ["c3", "-b", "B"], ["-bundle", "B", "c3"], ["-bB", "c3"], ["--bund=B", "c3"],
+            ["--no-such-flag", "-b", "B", "c3"], ["--help=false", "-b", "B", "c3"],
+        ] {
             let b = try Self.bundle(dir, spec: spec)
             let args = ["create"] + form.map { $0.replacingOccurrences(of: "B", with: b) }
             let r = try #require(try runWithDeadline(Self.wrapper, args, environment: env))
@@ -131,15 +135,15 @@ struct HostileInputTests {
     }
 
     /// Defect 5 with the real runtimes: every spelling each runtime accepts either confines the
-    /// entrypoint (its mkdir is refused) or is refused by the wrapper. Before the fix runc ran
-    /// `-b=PATH` unconfined.
+    /// entrypoint (its mkdir is refused) or is refused by the wrapper; the engines' own spelling
+    /// confines. Before the fix runc ran `-b=PATH` unconfined.
     @Test(
         .enabled(
             if: canRunContainers && runcPath != nil && crunPath != nil, "needs root, runc, crun and busybox-static"),
         arguments: [
             ("runc", ["-b=B", "ID"]), ("runc", ["--bundle=B", "ID"]), ("runc", ["ID", "--bundle", "B"]),
-            ("runc", ["-bundle", "B", "ID"]), ("crun", ["-bB", "ID"]), ("crun", ["--bund=B", "ID"]),
-            ("crun", ["--bundle", "B", "ID"]),
+            ("runc", ["-bundle", "B", "ID"]), ("runc", ["--help=false", "-b", "B", "ID"]), ("crun", ["-bB", "ID"]),
+            ("crun", ["--bund=B", "ID"]), ("crun", ["--bundle", "B", "ID"]), ("runc", ["--bundle", "B", "ID"]),
         ])
     func realRuntimesNeverRunAnEntrypointUnconfined(runtime: String, form: [String]) throws {
         guard RuntimeWrapperTests.crunCanRun(runtime) else { return }
@@ -156,6 +160,6 @@ struct HostileInputTests {
         let confined = r.code != 0 && r.out.contains("Operation not permitted")
         let refused = r.code != 0 && r.out.contains("bulwark-runtime: refused")
         #expect(confined || refused, "\(runtime) \(args): exit \(r.code): \(r.out)")
-        #expect(confined, "\(runtime) accepts \(form): the wrapper should read it, not refuse it: \(r.out)")
+        if form.first == "--bundle" { #expect(confined, "the engines' spelling must be read: \(r.out)") }
     }
 }
