@@ -163,7 +163,7 @@ public enum KernelLogLine: Sendable, Equatable {
 
     static func form(_ v: Substring) -> ValueForm? {
         if v.count >= 2 && v.first == "\"" && v.last == "\"" && !v.dropFirst().dropLast().contains("\"") {
-            return .quoted
+            return v.dropFirst().dropLast().reversed().prefix { $0 == "\\" }.count % 2 == 0 ? .quoted : nil
         }
         guard !v.isEmpty, v.count <= 64 else { return nil }
         if v.count <= 10 && v.allSatisfy(\.isASCIIDigit) { return .digits }
@@ -191,7 +191,11 @@ public enum KernelLogLine: Sendable, Equatable {
         // the kernel hex-encodes values with control characters
         if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return false }
         if value.first == "\"" {
-            return value.count >= 2 && value.last == "\"" && !value.dropFirst().dropLast().contains("\"")
+            let inner = value.dropFirst().dropLast()
+            // an odd run of backslashes before the closing quote escapes it for libapparmor's
+            // lexer (the kernel does not escape backslashes): an unterminated string, and a leak
+            let trailing = inner.reversed().prefix { $0 == "\\" }.count
+            return value.count >= 2 && value.last == "\"" && !inner.contains("\"") && trailing % 2 == 0
         }
         return !value.contains("\"")
     }
