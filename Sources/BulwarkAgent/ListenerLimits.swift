@@ -9,15 +9,11 @@ final class ListenerLimits: Sendable {
     let maxConnections: Int
     let requestSeconds: Int64
     private let open = Atomic<Int>(0)
-    private let refused = Atomic<Int>(0)
 
     init(maxConnections: Int, requestSeconds: Int64) {
         self.maxConnections = maxConnections
         self.requestSeconds = requestSeconds
     }
-
-    var openConnections: Int { open.load(ordering: .relaxed) }
-    var refusedConnections: Int { refused.load(ordering: .relaxed) }
 
     /// The first handler of every accepted connection.
     func handler() -> Handler { Handler(limits: self) }
@@ -34,7 +30,6 @@ final class ListenerLimits: Sendable {
             let count = limits.open.wrappingAdd(1, ordering: .relaxed).newValue
             admitted = true
             guard count <= limits.maxConnections else {
-                limits.refused.wrappingAdd(1, ordering: .relaxed)
                 context.close(promise: nil)
                 return
             }
@@ -52,10 +47,6 @@ final class ListenerLimits: Sendable {
                 admitted = false
             }
             context.fireChannelInactive()
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            context.fireChannelRead(data)
         }
 
         /// The request is in: a long-lived answer (an event subscription) may outlive the deadline.

@@ -75,8 +75,8 @@ public enum KernelLogLine: Sendable, Equatable {
     /// as `class`) are dropped, `requested`/`denied` become `requested_mask`/`denied_mask`.
     ///
     /// Only records shaped as the kernel writes them reach libapparmor: `type=AVC msg=audit(N.N:N): `
-    /// then `key=value` tokens, a value either one double-quoted string without inner quotes or
-    /// free of quotes (the kernel hex-encodes any value that would need them). libapparmor 3.0.8
+    /// then `key=value` tokens, each value in one of the forms `form` knows (a double-quoted string
+    /// without inner quotes, hex, digits, an address). libapparmor 3.0.8
     /// leaks memory on some malformed records (found by the audit-line fuzzer), so they are
     /// refused here.
     static func compatibleFields(_ s: Substring) -> String? {
@@ -100,22 +100,23 @@ public enum KernelLogLine: Sendable, Equatable {
             }
             var token = s[i..<j]
             let key = token.prefix { $0 != "=" }
-            // a repeated key (or two keys for one field): libapparmor overwrites the field without
-            // freeing it (a leak per line)
-            guard isToken(token, key: key), seen.insert(Self.fieldOf[key] ?? key).inserted else { return nil }
+            // every token is key=value in a form the kernel writes; a repeated key (or two keys for
+            // one field) would make libapparmor overwrite the field without freeing it
+            guard isKey(key), key.count < token.count, let form = Self.form(token.dropFirst(key.count + 1)),
+                seen.insert(Self.fieldOf[key] ?? key).inserted
+            else { return nil }
             switch key {
             case "requested": token = "requested_mask" + token.dropFirst(key.count)
             case "denied": token = "denied_mask" + token.dropFirst(key.count)
-            default:
+            default: break
+            }
+            let field = String(token.prefix { $0 != "=" })
+            if let forms = Self.libapparmorKeys[field] {
+                guard forms.contains(form) else { return nil }
+            } else {
                 // a key libapparmor 3.0.8 does not know (`class`, newer kernels' fields, noise)
                 // would fail the record and leak in its error path: dropped
-                if Self.libapparmorKeys[String(key)] == nil { token = "" }
-            }
-            if !token.isEmpty {
-                let k = token.prefix { $0 != "=" }
-                guard let form = Self.form(token.dropFirst(k.count + 1)),
-                    Self.libapparmorKeys[String(k)]?.contains(form) == true
-                else { return nil }
+                token = ""
             }
             if !token.isEmpty {
                 out += (first ? "" : " ") + token
@@ -163,6 +164,8 @@ public enum KernelLogLine: Sendable, Equatable {
 
     static func form(_ v: Substring) -> ValueForm? {
         if v.count >= 2 && v.first == "\"" && v.last == "\"" && !v.dropFirst().dropLast().contains("\"") {
+            // an odd run of backslashes before the closing quote escapes it for libapparmor's lexer
+            // (the kernel does not escape backslashes): an unterminated string, and a leak
             return v.dropFirst().dropLast().reversed().prefix { $0 == "\\" }.count % 2 == 0 ? .quoted : nil
         }
         guard !v.isEmpty, v.count <= 64 else { return nil }
@@ -183,21 +186,8 @@ public enum KernelLogLine: Sendable, Equatable {
         return secs.count == 2 && (secs + [parts[1]]).allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }
     }
 
-    static func isToken(_ token: Substring, key: Substring) -> Bool {
-        guard !key.isEmpty, key.count < token.count,
-            key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
-        else { return false }
-        let value = token.dropFirst(key.count + 1)
-        // the kernel hex-encodes values with control characters
-        if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return false }
-        if value.first == "\"" {
-            let inner = value.dropFirst().dropLast()
-            // an odd run of backslashes before the closing quote escapes it for libapparmor's
-            // lexer (the kernel does not escape backslashes): an unterminated string, and a leak
-            let trailing = inner.reversed().prefix { $0 == "\\" }.count
-            return value.count >= 2 && value.last == "\"" && !inner.contains("\"") && trailing % 2 == 0
-        }
-        return !value.contains("\"")
+    static func isKey(_ key: Substring) -> Bool {
+        !key.isEmpty && key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
     }
 }
 

@@ -257,15 +257,7 @@ public struct RuntimeCommandLine: Sendable, Equatable {
                 return
             }
             if flags.values.contains(name) {
-                var value = inline
-                if value == nil {
-                    guard i + 1 < rest.count else {
-                        refusal = "option \"\(a)\" needs a value"
-                        return
-                    }
-                    value = rest[i + 1]
-                    i += 1
-                }
+                guard let value = inline ?? nextValue(rest, &i, option: a) else { return }
                 take(name, value)
             } else if let inline,
                 !["1", "0", "t", "f", "T", "F", "true", "false", "TRUE", "FALSE", "True", "False"]
@@ -295,16 +287,10 @@ public struct RuntimeCommandLine: Sendable, Equatable {
                     return
                 }
                 if name == "help" || name == "usage" { return }
-                var value = inline
-                if flags.values.contains(name) && value == nil {
-                    guard i + 1 < rest.count else {
-                        refusal = "option \"\(a)\" needs a value"
-                        return
-                    }
-                    value = rest[i + 1]
-                    i += 1
+                if flags.values.contains(name) {
+                    guard let value = inline ?? nextValue(rest, &i, option: a) else { return }
+                    take(name, value)
                 }
-                take(name, value)
                 i += 1
                 continue
             }
@@ -318,22 +304,25 @@ public struct RuntimeCommandLine: Sendable, Equatable {
                 }
                 if name == "help" { return }
                 guard flags.values.contains(name) else { continue }
-                if !chars.isEmpty {
-                    take(name, String(chars))
-                } else {
-                    guard i + 1 < rest.count else {
-                        refusal = "option \"-\(c)\" needs a value"
-                        return
-                    }
-                    take(name, rest[i + 1])
-                    i += 1
-                }
+                guard let value = chars.isEmpty ? nextValue(rest, &i, option: "-\(c)") : String(chars) else { return }
+                take(name, value)
                 break
             }
             i += 1
         }
         finish(Array(rest[min(i, rest.count)...]))
         if refusal == nil, bundle == "" { refusal = "an empty --bundle" }
+    }
+
+    /// The argument after `rest[i]` as an option's value (both runtimes take it verbatim, even
+    /// when it starts with `-`); nil and a refusal when there is none.
+    mutating func nextValue(_ rest: [String], _ i: inout Int, option: String) -> String? {
+        guard i + 1 < rest.count else {
+            refusal = "option \"\(option)\" needs a value"
+            return nil
+        }
+        i += 1
+        return rest[i]
     }
 
     mutating func finish(_ positionals: [String]) {

@@ -108,12 +108,12 @@ public struct Wrapper {
         // The hook binds BPF profiles; for every targeted container it also records who the
         // container is, so the agent can name its events.
         var hooks = spec["hooks"]?.object ?? JSONObject()
+        let ours = Self.resolved(executableDirectory + "/bulwark-hook")
         for stage in ["createRuntime", "poststop"] {
             var list = hooks[stage]?.array ?? []
             // hooks.d (podman --hooks-dir) may already have added ours: one binding, not two. Only
             // this very executable for this stage counts (any path merely named bulwark-hook could
             // be /bin/true in disguise, and the container would never be bound).
-            let ours = Self.resolved(executableDirectory + "/bulwark-hook")
             if list.contains(where: { hook in
                 guard let path = hook.object?["path"]?.string, Self.resolved(path) == ours else { return false }
                 return hook.object?["args"]?.array?.dropFirst().first?.string == stage

@@ -6,9 +6,8 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-let faultRunc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
 let canRunFaults =
-    getuid() == 0 && faultRunc != nil && FileManager.default.fileExists(atPath: "/bin/busybox")
+    getuid() == 0 && runcPath != nil && FileManager.default.fileExists(atPath: "/bin/busybox")
     && FileManager.default.isReadableFile(atPath: "/dev/kmsg")
 
 /// Issue 12, fault tests with real processes: the agent killed while containers start, many
@@ -44,7 +43,7 @@ struct FaultTests {
         node.config.enforcers = [.seccomp]
         node.config.kernelLog = "/dev/kmsg"
         try node.write(policy: "nomkdir.yaml", Self.policies)
-        let config = try node.writeConfig(extra: "runtime: \(faultRunc!)\n" + extra)
+        let config = try node.writeConfig(extra: "runtime: \(runcPath!)\n" + extra)
         return Env(
             node: node, config: config, env: ["BULWARK_CONFIG": config, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
     }
@@ -166,7 +165,7 @@ struct FaultTests {
         let (mcode, mout) = try capture("/bin/mount", ["-t", "tmpfs", "-o", "size=64k,mode=0750", "tmpfs", logDir])
         try #require(mcode == 0, "mount: \(mout)")
         defer { _ = try? capture("/bin/umount", [logDir]) }
-        e.config = try e.node.writeConfig(extra: "runtime: \(faultRunc!)\n")
+        e.config = try e.node.writeConfig(extra: "runtime: \(runcPath!)\n")
         let daemon = try Daemon(config: e.config, socket: e.node.config.socketPath)
         #expect(daemon.ready(), "\(daemon.output)")
         // fill the file system
