@@ -4,6 +4,8 @@
 # (each in turn). Seeds: fuzz/seeds/NAME (+ the built-in policies and vArmor's examples for
 # `policy`); the growing corpus is kept in .build/fuzz-corpus/NAME, crashing inputs go to
 # .build/fuzz-artifacts/. Replay an input with an ordinary build: .build/debug/bulwark-fuzz NAME FILE
+# BULWARK_FUZZ_SEED=N fixes libFuzzer's random seed (the test run uses one, so a gate run explores
+# the same inputs each time; a longer exploratory run leaves it unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -21,7 +23,9 @@ run() {
         cp -n ../shared/reference/varmor-examples/*.yaml "$corpus"/ 2>/dev/null || true
     fi
     local log=.build/fuzz-artifacts/$h-run$$.log
-    if ! BULWARK_FUZZ=$h "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+    local seed=()
+    [ -n "${BULWARK_FUZZ_SEED:-}" ] && seed=(-seed="$BULWARK_FUZZ_SEED")
+    if ! BULWARK_FUZZ=$h "$bin" "${seed[@]}" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/"$h"- "$corpus" >"$log" 2>&1; then
         tail -40 "$log"
         echo "fuzz $h: FAILED (input in .build/fuzz-artifacts/$h-*; log $log)"

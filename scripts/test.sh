@@ -12,7 +12,7 @@ swift test --skip-build 2>&1 | tee /tmp/bulwark-test.log
 grep -E "^skipped:" /tmp/bulwark-test.log || true
 # every fuzzing harness for a short fixed time under libFuzzer + AddressSanitizer (longer runs:
 # scripts/fuzz.sh NAME SECONDS)
-scripts/fuzz.sh all "${BULWARK_FUZZ_SECONDS:-20}"
+BULWARK_FUZZ_SEED=${BULWARK_FUZZ_SEED:-1} scripts/fuzz.sh all "${BULWARK_FUZZ_SECONDS:-20}"
 if [ "$(id -u)" = 0 ]; then
     scripts/kernel-tests.sh 2>&1 | tee /tmp/bulwark-kernel-tests.log
 else

@@ -73,13 +73,13 @@ public final class Agent: Service, Sendable {
             environment: ProcessInfo.processInfo.environment, executableDirectory: executables)
         {
             nriPlugin = NRIPlugin(
-                settings: launched, config: config, logger: logger, policies: { store.activePolicies })
+                settings: launched, config: config, logger: logger, policies: { store.activeIndex })
         } else if config.nri {
             var settings = NRIPlugin.Settings(executableDirectory: executables)
             settings.socketPath = config.nriSocketPath
             settings.index = config.nriPluginIndex
             nriPlugin = NRIPlugin(
-                settings: settings, config: config, logger: logger, policies: { store.activePolicies })
+                settings: settings, config: config, logger: logger, policies: { store.activeIndex })
         } else {
             nriPlugin = nil
         }

@@ -43,6 +43,8 @@ public final class PolicyStore: Sendable {
         var files: [String: FileStatus] = [:]
         /// profile name → the policy last delivered under it
         var applied: [String: Policy] = [:]
+        /// `applied` indexed for decisions, rebuilt when it changes
+        var index = PolicyIndex([])
         var profiles: [String: ProfileStatus] = [:]
         var reloads = 0
         var lastReload = 0.0
@@ -70,9 +72,8 @@ public final class PolicyStore: Sendable {
 
     public var files: [FileStatus] { state.withLock { $0.files.values.sorted { $0.path < $1.path } } }
     public var profiles: [ProfileStatus] { state.withLock { $0.profiles.values.sorted { $0.name < $1.name } } }
-    public var activePolicies: [Policy] {
-        state.withLock { s in s.applied.values.sorted { $0.displayName < $1.displayName } }
-    }
+    /// The active policies indexed for decisions (built once per reload, not per container).
+    public var activeIndex: PolicyIndex { state.withLock { $0.index } }
     public var reloads: Int { state.withLock { $0.reloads } }
 
     /// Re-reads every policy file and delivers what changed. Serialized: the inotify watcher and
@@ -151,6 +152,7 @@ public final class PolicyStore: Sendable {
             s.profiles[name] = nil
             removed += 1
         }
+        if applied > 0 || removed > 0 { s.index = PolicyIndex(Array(s.applied.values)) }
         s.reloads += 1
         s.lastReload = Date().timeIntervalSince1970
         let final = s

@@ -158,7 +158,7 @@ public enum KernelLogLine: Sendable, Equatable {
 
     /// Keys libapparmor stores in the same record field (the first key names the field).
     static let fieldOf: [Substring: Substring] = [
-        "label": "profile", "mask": "requested_mask", "requested": "requested_mask", "denied": "denied_mask",
+        "label": "profile", "mask": "denied_mask", "requested": "requested_mask", "denied": "denied_mask",
         "peer_label": "peer_profile", "capname": "name", "target": "name2",
     ]
 

@@ -10,11 +10,11 @@ public typealias NRIAdjustment = Nri_Pkg_Api_V1alpha1_ContainerAdjustment
 /// adjustment is (hooks, decision annotations, seccomp) — from the shared decision engine.
 public struct PluginCore: Sendable {
     public var config: NodeConfig
-    public var policies: [Policy]
+    public var policies: PolicyIndex
     /// Directory of `bulwark-hook`.
     public var executableDirectory: String
 
-    public init(config: NodeConfig, policies: [Policy], executableDirectory: String) {
+    public init(config: NodeConfig, policies: PolicyIndex, executableDirectory: String) {
         self.config = config
         self.policies = policies
         self.executableDirectory = executableDirectory
@@ -82,14 +82,11 @@ public struct PluginCore: Sendable {
             image: container.hasImage ? container.image.name : "")
     }
 
-    /// The decision engine on the policies that can target a pod of this namespace: cluster
-    /// policies and the namespace's own (a VarmorPolicy never targets another namespace), so a
-    /// node with many namespaces' policies does not sort and try all of them on every call.
+    /// The decision on the policies that can select this container (`PolicyIndex`), so a node
+    /// with many policies does not sort and try all of them on every call.
     public func decide(pod: NRIPod, container: NRIContainer) -> Decision {
-        let candidates = policies.filter { $0.kind == .varmorClusterPolicy || $0.namespace == pod.namespace }
-        return DecisionEngine.decide(
-            candidates, Self.descriptor(pod: pod, container: container),
-            clusterNamespace: config.clusterProfileNamespace)
+        policies.decide(
+            Self.descriptor(pod: pod, container: container), clusterNamespace: config.clusterProfileNamespace)
     }
 
     public struct Outcome: Sendable {

@@ -195,13 +195,13 @@ public final class NRIPlugin: Sendable {
     let settings: Settings
     let config: NodeConfig
     let logger: Logger
-    let policies: @Sendable () -> [Policy]
+    let policies: @Sendable () -> PolicyIndex
     private let state = Mutex(State())
     private let latency = Mutex<[UInt64]>([])
     let createTimer = Metrics.Timer(label: "bulwark_nri_create_container_seconds")
 
     public init(
-        settings: Settings, config: NodeConfig, logger: Logger, policies: @escaping @Sendable () -> [Policy]
+        settings: Settings, config: NodeConfig, logger: Logger, policies: @escaping @Sendable () -> PolicyIndex
     ) {
         self.settings = settings
         self.config = config

@@ -68,14 +68,15 @@ public enum DecisionEngine {
     }
 
     public static func decide(
-        _ policies: [Policy], _ container: ContainerDescriptor, clusterNamespace: String = "varmor"
+        _ policies: [Policy], _ container: ContainerDescriptor, clusterNamespace: String = "varmor",
+        alreadyOrdered: Bool = false
     )
         -> Decision
     {
         var reasons: [String] = []
         var winner: Policy?
         var shadowed: [Policy] = []
-        for p in ordered(policies) {
+        for p in alreadyOrdered ? policies : ordered(policies) {
             let (ok, why) = matches(p, container)
             if ok {
                 if winner == nil {

@@ -40,7 +40,8 @@ struct NRICommand: ParsableCommand {
             metadata: [
                 "socket": "\(settings.socketPath)", "policies": "\(policies.count)", "index": "\(settings.index)",
             ])
-        let plugin = NRIPlugin(settings: settings, config: config, logger: logger, policies: { policies })
+        let policyIndex = PolicyIndex(policies)
+        let plugin = NRIPlugin(settings: settings, config: config, logger: logger, policies: { policyIndex })
         signal(SIGPIPE, SIG_IGN)
         let worker = plugin.worker()
         let stop = DispatchSemaphore(value: 0)

@@ -44,7 +44,7 @@ struct NRITests {
         settings.maxSyncParts = maxSyncParts
         settings.maxSyncBytes = maxSyncBytes
         let plugin = NRIPlugin(
-            settings: settings, config: node.config, logger: quietLogger, policies: { store.activePolicies })
+            settings: settings, config: node.config, logger: quietLogger, policies: { store.activeIndex })
         return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker(), store: store)
     }
 
@@ -327,7 +327,8 @@ struct NRITests {
                 environment: ["NRI_PLUGIN_SOCKET": "\(fds[1])", "NRI_PLUGIN_NAME": "bulwark", "NRI_PLUGIN_IDX": "05"],
                 executableDirectory: "/x"))
         #expect(settings.index == "05")
-        let plugin = NRIPlugin(settings: settings, config: node.config, logger: quietLogger, policies: { [] })
+        let plugin = NRIPlugin(
+            settings: settings, config: node.config, logger: quietLogger, policies: { PolicyIndex([]) })
         let worker = plugin.worker()
         defer { worker.stop() }
         let session = RuntimePeer.Session.adopt(fd: fds[0])
@@ -346,7 +347,7 @@ struct PluginCoreTests {
     @Test func explicitProfileAnnotations() throws {
         var config = NodeConfig()
         config.enforcers = [.bpf, .seccomp, .appArmor]
-        let core = PluginCore(config: config, policies: [], executableDirectory: "/x")
+        let core = PluginCore(config: config, policies: PolicyIndex([]), executableDirectory: "/x")
         let caps = PluginCore.RuntimeCapabilities(nriVersion: "v0.12.0", runtimeName: "", runtimeVersion: "")
         let pod = nriPod(
             name: "p", namespace: "n",

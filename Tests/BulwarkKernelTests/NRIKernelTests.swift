@@ -60,7 +60,7 @@ struct NRIKernelTests {
         let peer = try RuntimePeer(path: dir + "/nri.sock")
         var settings = NRIPlugin.Settings(executableDirectory: bulwarkDirectory())
         settings.socketPath = peer.path
-        let policies = parsed.policies
+        let policies = PolicyIndex(parsed.policies)
         let plugin = NRIPlugin(settings: settings, config: config, logger: logger, policies: { policies })
         let worker = plugin.worker()
         defer {

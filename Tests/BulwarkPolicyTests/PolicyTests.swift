@@ -256,6 +256,93 @@ struct PolicyTests {
         #expect(DecisionEngine.decide(ps, ContainerDescriptor(pod: pod, containerName: "x")).policy == nil)
     }
 
+    /// The index answers exactly as the full engine (winner, profile, enforcers, shadowed) on
+    /// random policy sets and pods: it may only skip policies that cannot match.
+    @Test func policyIndexDecidesAsTheFullEngine() {
+        var rng = SplitMix(seed: 7)
+        let namespaces = ["a", "b", "c"]
+        let labels = ["app": ["web", "db", "x"], "tier": ["front", "back"], "pod-template-hash": ["5d4f8b7c9"]]
+        func pick<T>(_ xs: [T]) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
+        func selector() -> String {
+            var pairs: [String] = []
+            for (k, vs) in labels.sorted(by: { $0.key < $1.key }) where rng.next() % 3 == 0 {
+                pairs.append("\(k): \(pick(vs))")
+            }
+            var out = "matchLabels: {\(pairs.joined(separator: ", "))}"
+            if rng.next() % 3 == 0 {
+                let op = pick(["In", "NotIn", "Exists", "DoesNotExist"])
+                let values = op == "In" || op == "NotIn" ? ", values: [\(pick(["web", "db"]))]" : ""
+                out += ", matchExpressions: [{key: \(pick(["app", "tier"])), operator: \(op)\(values)}]"
+            }
+            return "{\(out)}"
+        }
+        var failures = 0
+        for round in 0..<60 {
+            var docs: [String] = []
+            for i in 0..<Int(1 + rng.next() % 25) {
+                let cluster = rng.next() % 4 == 0
+                let kind = pick(["Pod", "Deployment", "StatefulSet", "DaemonSet"])
+                let how =
+                    rng.next() % 2 == 0
+                    ? "name: \(pick(["web", "db", "web-5d4f8b7c9-x", "db-0"]))" : "selector: \(selector())"
+                let containers = rng.next() % 4 == 0 ? ", containers: [\(pick(["main", "side"]))]" : ""
+                docs.append(
+                    """
+                    apiVersion: crd.varmor.org/v1beta1
+                    kind: \(cluster ? "VarmorClusterPolicy" : "VarmorPolicy")
+                    metadata: {name: p\(round)-\(i)\(cluster ? "" : ", namespace: \(pick(namespaces))")}
+                    spec:
+                      target: {kind: \(kind), \(how)\(containers)}
+                      policy: {enforcer: \(pick(["BPF", "Seccomp", "AppArmorBPF"])), mode: AlwaysAllow}
+                    """)
+            }
+            let ps = policies(docs.joined(separator: "\n---\n"))
+            let index = PolicyIndex(ps)
+            for _ in 0..<40 {
+                var podLabels: [String: String] = [:]
+                for (k, vs) in labels where rng.next() % 2 == 0 { podLabels[k] = pick(vs) }
+                if rng.next() % 2 == 0 { podLabels["controller-revision-hash"] = "r1" }
+                if rng.next() % 3 == 0 { podLabels["pod-template-generation"] = "1" }
+                let pod = ContainerDescriptor.Pod(
+                    namespace: pick(namespaces), name: pick(["web-5d4f8b7c9-x", "db-0", "web-x1", ""]),
+                    labels: podLabels,
+                    annotations: rng.next() % 5 == 0
+                        ? ["container.bpf.security.beta.varmor.org/main": "unconfined"] : [:])
+                let c = ContainerDescriptor(
+                    pod: pod, containerName: pick(["main", "side"]), isInitContainer: rng.next() % 6 == 0)
+                let full = DecisionEngine.decide(ps, c)
+                let fast = index.decide(c)
+                if full.policy != fast.policy || full.profileName != fast.profileName
+                    || full.enforcers != fast.enforcers
+                    || full.shadowed != fast.shadowed
+                {
+                    failures += 1
+                    if failures < 4 {
+                        Issue.record("index and engine differ for \(c): \(full.reasons) vs \(fast.reasons)")
+                    }
+                }
+            }
+        }
+        #expect(failures == 0)
+        // the index really narrows: 1,000 policies in one namespace, one candidate
+        let many = (0..<1000).map {
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: p\($0), namespace: a}
+            spec:
+              target: {kind: Deployment, selector: {matchLabels: {app: app\($0)}}}
+              policy: {enforcer: BPF, mode: AlwaysAllow}
+            """
+        }
+        let big = PolicyIndex(policies(many.joined(separator: "\n---\n")))
+        let pod = ContainerDescriptor.Pod(
+            namespace: "a", name: "web-5d4f8b7c9-x", labels: ["app": "app999", "pod-template-hash": "5d4f8b7c9"])
+        let c = ContainerDescriptor(pod: pod, containerName: "main")
+        #expect(big.candidates(c).map(\.name) == ["p999"])
+        #expect(big.decide(c).policy?.name == "p999")
+    }
+
     // MARK: node config
 
     @Test func nodeConfigDefaultsAndOverrides() throws {
@@ -292,5 +379,18 @@ struct PolicyTests {
         #expect(
             firstError("policyDirectories: [rel]")
                 == "c.yaml:1:20: error: policyDirectories[0]: \"rel\" is not an absolute path")
+    }
+}
+
+/// A small deterministic generator for randomized tests (SplitMix64).
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
