@@ -146,10 +146,13 @@ let package = Package(
         .testTarget(
             name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz"]),
         .testTarget(
-            name: "BulwarkEventsTests", dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI"]),
+            name: "BulwarkEventsTests",
+            dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI", "BulwarkTestSupport"]),
         .testTarget(
             name: "BulwarkProfilesTests",
-            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp"]
+            dependencies: [
+                "BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp", "BulwarkTestSupport",
+            ]
         ),
         // Process helpers shared by the test targets that run the built executables.
         .target(name: "BulwarkTestSupport", path: "Tests/BulwarkTestSupport"),

@@ -125,12 +125,8 @@ struct DaemonTests {
     /// makes the kernel log a seccomp record (SCMP_ACT_LOG of the observe policy); it arrives on
     /// the node socket as vArmor JSON with the configured metadata and the pod, container and policy
     /// names — after the agent was restarted while the container ran.
-    @Test func aConfinedContainersEventArrivesAfterAnAgentRestart() throws {
-        guard
-            available(
-                "aConfinedContainersEventArrivesAfterAnAgentRestart", root: true,
-                tools: [runcPath ?? "/usr/sbin/runc", "/bin/busybox"], "needs root, runc and busybox-static")
-        else { return }
+    @Test(.needs(runcAndBusybox)) func aConfinedContainersEventArrivesAfterAnAgentRestart() throws {
+        guard runcAndBusybox.check() else { return }
         var node = try Node("e2e")
         defer { node.remove() }
         node.config.enforcers = [.seccomp]

@@ -10,19 +10,8 @@ import Foundation
 import Logging
 import Testing
 
-/// True when the test can run; otherwise prints "skipped: <test>: <reason>" (and fails when
-/// BULWARK_REQUIRE_TOOLS=1, i.e. in CI as root, where every tier must run).
-func available(_ test: String, root: Bool = false, tools: [String] = [], _ reason: String) -> Bool {
-    let missing = (root && getuid() != 0) || tools.contains { !FileManager.default.isExecutableFile(atPath: $0) }
-    guard missing else { return true }
-    if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" && getuid() == 0 {
-        Issue.record("\(test) cannot run: \(reason)")
-    }
-    print("skipped: \(test): \(reason)")
-    return false
-}
-
-let runcPath = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
+let runcPath = Needs.tool("/usr/sbin/runc", "/usr/bin/runc")
+let runcAndBusybox = Needs(root: true, [runcPath, "/bin/busybox"], "needs root, runc and busybox-static")
 
 /// A scratch node: policy directory, state directory, socket and logs under one temp directory.
 struct Node {

@@ -162,11 +162,12 @@ struct SocketTests {
 
     /// Root-only by default: a non-root process cannot even connect (0600), and one that gets past
     /// the file mode is still refused by the SO_PEERCRED check; with `socketGroup` its members may.
-    @Test func nonRootClientsAreRefusedUnlessInTheSocketGroup() throws {
-        let setpriv = "/usr/bin/setpriv"
-        guard available("nonRootClientsAreRefused", root: true, tools: [setpriv], "needs root and setpriv") else {
-            return
-        }
+    static let setpriv = "/usr/bin/setpriv"
+    static let needsSetpriv = Needs(root: true, [setpriv], "needs root and setpriv")
+
+    @Test(.needs(needsSetpriv)) func nonRootClientsAreRefusedUnlessInTheSocketGroup() throws {
+        guard Self.needsSetpriv.check() else { return }
+        let setpriv = Self.setpriv
         var node = try Node("peer")
         defer { node.remove() }
         node.config.enforcers = [.seccomp]

@@ -91,16 +91,10 @@ struct HookRuncTests {
 
     static func runc(_ args: [String]) throws -> (Int32, String) { try capture("/usr/sbin/runc", args) }
 
-    @Test func runcRefusesATargetedContainerTheHookCannotConfine() throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runc"),
-            FileManager.default.fileExists(atPath: "/bin/busybox")
-        else {
-            if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" {
-                Issue.record("needs root, runc and busybox-static")
-            }
-            print("skipped: runcRefusesATargetedContainerTheHookCannotConfine: needs root, runc and busybox-static")
-            return
-        }
+    static let needs = Needs(root: true, ["/usr/sbin/runc", "/bin/busybox"], "needs root, runc and busybox-static")
+
+    @Test(.needs(needs)) func runcRefusesATargetedContainerTheHookCannotConfine() throws {
+        guard Self.needs.check() else { return }
         let hook = [
             bulwarkDirectory() + "/bulwark-hook", "createRuntime", "--pin-path", "/nonexistent/bulwark-pins",
             "--state-dir", NSTemporaryDirectory() + "bw-hook-state",

@@ -7,7 +7,11 @@ import Testing
 /// instruction on top of podman's own default seccomp profile; `podman exec`, `stop` and `rm` pass
 /// through; `--hooks-dir` with the shipped hooks/ files runs `bulwark-hook`.
 /// (Podman clears the environment of the runtime it runs: see `PodmanFixture.runtimeShim`.)
-@Suite("podman with bulwark-runtime and hooks.d", .serialized)
+let podmanNeeds = Needs(
+    root: true, [Needs.tool(PodmanFixture.podman, "/usr/sbin/podman"), "/bin/busybox"],
+    "needs root, podman and busybox-static")
+
+@Suite("podman with bulwark-runtime and hooks.d", .serialized, .needs(podmanNeeds))
 struct PodmanTests {
     struct Setup {
         var dir: String
@@ -19,14 +23,7 @@ struct PodmanTests {
 
     static func setup() throws -> Setup? {
         let fm = FileManager.default
-        let podman = [PodmanFixture.podman, "/usr/sbin/podman"].first { fm.isExecutableFile(atPath: $0) }
-        guard getuid() == 0, podman != nil, fm.fileExists(atPath: "/bin/busybox") else {
-            if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" {
-                Issue.record("podman e2e needs root, podman and busybox-static")
-            }
-            print("skipped: podman e2e: needs root, podman and busybox-static")
-            return nil
-        }
+        guard podmanNeeds.check() else { return nil }
         let dir = NSTemporaryDirectory() + "bw-podman-\(UUID().uuidString.prefix(8))"
         let rootfs = dir + "/rootfs"
         try BusyboxBundle.rootfs(at: rootfs, applets: ["sh", "mkdir", "echo", "sleep", "cat", "grep"])

@@ -5,7 +5,12 @@ import Testing
 /// `bulwark-runtime` with real runc and crun on this machine (root): a standalone container chosen
 /// by an OCI annotation gets the policy's seccomp filter from its first instruction; untargeted
 /// containers and every other subcommand are untouched.
-@Suite("bulwark-runtime with runc and crun", .serialized)
+let runtimeWrapperNeeds = Needs(
+    root: true,
+    [Needs.tool("/usr/bin/runc", "/usr/sbin/runc"), Needs.tool("/usr/bin/crun", "/usr/sbin/crun"), "/bin/busybox"],
+    "needs root, runc, crun and busybox-static")
+
+@Suite("bulwark-runtime with runc and crun", .serialized, .needs(runtimeWrapperNeeds))
 struct RuntimeWrapperTests {
     static let policy = """
         apiVersion: crd.varmor.org/v1beta1
@@ -28,16 +33,10 @@ struct RuntimeWrapperTests {
         var config: String
     }
 
-    /// Node config + policy directory for `runtime`, or nil (and a visible skip) when it cannot run.
+    /// Node config + policy directory for `runtime`, or nil (a recorded failure) when it cannot run.
     static func setup(runtime: String) throws -> Setup? {
-        let path = "/usr/bin/\(runtime)"
-        let runtimePath = FileManager.default.isExecutableFile(atPath: path) ? path : "/usr/sbin/\(runtime)"
-        let required = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1"
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: runtimePath),
-            FileManager.default.fileExists(atPath: "/bin/busybox")
+        guard runtimeWrapperNeeds.check(), let runtimePath = Needs.tool("/usr/bin/\(runtime)", "/usr/sbin/\(runtime)")
         else {
-            if required { Issue.record("\(runtime) e2e needs root, \(runtime) and busybox-static") }
-            print("skipped: bulwark-runtime with \(runtime): needs root, \(runtime) and busybox-static")
             return nil
         }
         let dir = NSTemporaryDirectory() + "bw-rt-\(runtime)-\(UUID().uuidString.prefix(8))"

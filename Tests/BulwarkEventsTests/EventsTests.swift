@@ -1,6 +1,7 @@
 import BulwarkEvents
 import BulwarkOCI
 import BulwarkProfiles
+import BulwarkTestSupport
 import CBulwarkABI
 import Foundation
 import Testing
@@ -146,15 +147,11 @@ struct EventsTests {
 /// `type=1326` record in /dev/kmsg on this machine, and the parser reads it.
 @Suite("Seccomp records from the kernel log")
 struct KernelLogTests {
-    @Test func aRealSeccompLogRecordParses() throws {
-        let runc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard getuid() == 0, let runc, FileManager.default.fileExists(atPath: "/bin/busybox") else {
-            if ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1" {
-                Issue.record("needs root, runc and busybox-static")
-            }
-            print("skipped: aRealSeccompLogRecordParses: needs root, runc and busybox-static")
-            return
-        }
+    static let runc = Needs.tool("/usr/sbin/runc", "/usr/bin/runc")
+    static let needs = Needs(root: true, [runc, "/bin/busybox"], "needs root, runc and busybox-static")
+
+    @Test(.needs(needs)) func aRealSeccompLogRecordParses() throws {
+        guard Self.needs.check(), let runc = Self.runc else { return }
         let dir = NSTemporaryDirectory() + "bw-kmsg-\(UUID().uuidString.prefix(8))"
         for d in ["rootfs/bin", "rootfs/proc", "rootfs/tmp"] {
             try FileManager.default.createDirectory(atPath: "\(dir)/\(d)", withIntermediateDirectories: true)

@@ -9,7 +9,7 @@ import Testing
 /// bulwark-runtime + bulwark-hook reach a node-socket subscriber as vArmor events naming the pod,
 /// container and policy; the agent restarts while the container runs and its binding, attribution
 /// and enforcement are all still there.
-@Suite("Kernel tier: bulwarkd events", .serialized)
+@Suite("Kernel tier: bulwarkd events", .serialized, .needs(wrapperKernelNeeds))
 struct AgentKernelTests {
     final class Agent {
         let pid: pid_t

@@ -2,32 +2,43 @@ import BulwarkBPF
 import BulwarkBPFObject
 import BulwarkPolicy
 import BulwarkProfiles
+import BulwarkTestSupport
 import CBulwarkABI
 import Foundation
 import Testing
 
 // The kernel tier: real BPF LSM programs on the running kernel. These tests run as root on a
 // kernel with BPF LSM active — in CI, inside the VM started by scripts/kernel-tests.sh (this
-// machine's own kernel refuses BPF LSM programs). Elsewhere they print "skipped: <reason>"; with
-// BULWARK_REQUIRE_KERNEL=1 (set by the VM runner) a missing BPF LSM is a failure instead.
+// machine's own kernel refuses BPF LSM programs). Elsewhere the framework skips them with the
+// reason (`.needs(kernelNeeds)`); with BULWARK_REQUIRE_KERNEL=1 (set by the VM runner) a missing BPF
+// LSM is a failure instead.
 
 let requireKernel = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_KERNEL"] == "1"
 
 /// The kernel's support, probed once.
 let support = KernelSupport.probe()
 
-/// Nil (and a visible skip) unless this process can drive the BPF LSM.
-func kernelOrSkip(_ test: String = #function) -> Enforcer? {
-    if getuid() == 0 && support.usable { return Kernel.shared }
-    let reason =
-        getuid() != 0
-        ? "not root" : "BPF LSM unavailable on \(support.kernelRelease): \(support.problems.joined(separator: "; "))"
-    if requireKernel {
-        Issue.record("BULWARK_REQUIRE_KERNEL=1 but \(reason)")
-    } else {
-        print("skipped: \(test): \(reason)")
-    }
-    return nil
+/// Root on a kernel with a usable BPF LSM.
+let kernelNeeds = Needs(
+    met: getuid() == 0 && support.usable,
+    reason: getuid() != 0
+        ? "needs root"
+        : "BPF LSM unavailable on \(support.kernelRelease) (scripts/kernel-tests.sh runs this tier in a VM); "
+            + (support.problems.last ?? ""),
+    requiredBy: "BULWARK_REQUIRE_KERNEL")
+
+/// Kernel-tier tools, required with the kernel (the VM has them all).
+func kernelNeeds(_ paths: [String?], _ reason: String) -> Needs {
+    kernelNeeds.and(
+        Needs(
+            met: paths.allSatisfy { $0.map { FileManager.default.isExecutableFile(atPath: $0) } ?? false },
+            reason: reason, requiredBy: "BULWARK_REQUIRE_KERNEL"))
+}
+
+/// The shared enforcer, or nil after a recorded failure (reached only where the kernel tier is
+/// required: elsewhere the suite's `.needs(kernelNeeds)` trait skipped the test).
+func kernelOrSkip() -> Enforcer? {
+    kernelNeeds.check() ? Kernel.shared : nil
 }
 
 /// One enforcer for the whole run, pinned apart from a production one.
@@ -82,7 +93,7 @@ func fixture() throws -> String {
     return dir
 }
 
-@Suite("Kernel tier (BPF LSM)", .serialized)
+@Suite("Kernel tier (BPF LSM)", .serialized, .needs(kernelNeeds))
 struct KernelTests {
     @Test func selftestPassesEveryCase() throws {
         guard let e = kernelOrSkip() else { return }
@@ -153,7 +164,7 @@ struct KernelTests {
         if !reused {
             // the tier must not report a case it never exercised as passed
             if requireKernel { Issue.record("the kernel did not reuse the namespace inode in 5 tries") }
-            print("skipped: the kernel did not reuse the namespace inode in 5 tries")
+            try Test.cancel("the kernel did not reuse the namespace inode in 5 tries")
         }
     }
 

@@ -11,7 +11,7 @@ import Testing
 
 /// The NRI plugin on a BPF LSM kernel: a container that already runs when the plugin (re)connects
 /// is bound at Synchronize, from the pid the runtime reports, and is confined from then on.
-@Suite("Kernel tier: NRI plugin", .serialized)
+@Suite("Kernel tier: NRI plugin", .serialized, .needs(kernelNeeds))
 struct NRIKernelTests {
     @Test func synchronizeBindsARunningContainer() throws {
         guard let e = kernelOrSkip() else { return }

@@ -8,7 +8,9 @@ import Testing
 /// A real runc container on the BPF LSM kernel: bound by a createRuntime hook while runc is still
 /// setting the container up, armed at the entrypoint's execve, so the entrypoint's first act is
 /// already confined — and runc's own mounts in the new namespace are not (vArmor #97).
-@Suite("Kernel tier: runc", .serialized)
+@Suite(
+    "Kernel tier: runc", .serialized, .needs(kernelNeeds([Needs.tool("/usr/sbin/runc", "/usr/bin/runc")], "needs runc"))
+)
 struct RuncTests {
     static func runcPath() -> String? {
         ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -51,10 +53,7 @@ struct RuncTests {
 
     @Test func entrypointsFirstActIsDeniedOnEveryStart() throws {
         guard let e = kernelOrSkip() else { return }
-        guard let runc = Self.runcPath() else {
-            if requireKernel { Issue.record("runc is not installed") } else { print("skipped: runc not installed") }
-            return
-        }
+        guard let runc = Self.runcPath() else { return }
         var profile = compile(Self.policy(""), name: "kt-runc")
         profile = withRuntimeDefaultBase(profile)
         try e.apply(profile)
@@ -81,10 +80,7 @@ struct RuncTests {
 
     @Test func entrypointExecItselfIsChecked() throws {
         guard let e = kernelOrSkip() else { return }
-        guard let runc = Self.runcPath() else {
-            if requireKernel { Issue.record("runc is not installed") } else { print("skipped: runc not installed") }
-            return
-        }
+        guard let runc = Self.runcPath() else { return }
         let rules = Self.policy(
             "        processes:\n        - {qualifiers: [deny, audit], pattern: /bin/busybox, permissions: [exec]}")
         try e.apply(compile(rules, name: "kt-runc-exec"))

@@ -8,7 +8,11 @@ import Testing
 /// choosing it by OCI annotation, loading its BPF profile into the pinned enforcer and adding
 /// `bulwark-hook`, which binds the container at createRuntime, armed at the entrypoint's execve —
 /// so the entrypoint's own first act is refused, on every start, with runc and crun.
-@Suite("Kernel tier: bulwark-runtime + bulwark-hook", .serialized)
+let wrapperKernelNeeds = kernelNeeds(
+    [Needs.tool("/usr/sbin/runc", "/usr/bin/runc"), Needs.tool("/usr/sbin/crun", "/usr/bin/crun"), "/bin/busybox"],
+    "needs runc, crun and busybox-static")
+
+@Suite("Kernel tier: bulwark-runtime + bulwark-hook", .serialized, .needs(wrapperKernelNeeds))
 struct WrapperKernelTests {
     static let policy = """
         apiVersion: crd.varmor.org/v1beta1
@@ -43,11 +47,8 @@ struct WrapperKernelTests {
 
     static func setup(_ e: Enforcer, runtime: String) throws -> Setup? {
         let fm = FileManager.default
-        guard let runtimePath = ["/usr/sbin/\(runtime)", "/usr/bin/\(runtime)"].first(where: fm.isExecutableFile),
-            fm.fileExists(atPath: "/bin/busybox")
+        guard wrapperKernelNeeds.check(), let runtimePath = Needs.tool("/usr/sbin/\(runtime)", "/usr/bin/\(runtime)")
         else {
-            if requireKernel { Issue.record("\(runtime) and busybox-static are needed") }
-            print("skipped: wrapper kernel tier with \(runtime): not installed")
             return nil
         }
         let dir = try fixture()
@@ -188,10 +189,10 @@ struct WrapperKernelTests {
     /// Podman on the BPF LSM kernel: `--hooks-dir` with the shipped hooks.d files binds a container
     /// annotated with a loaded profile, and `--runtime bulwark-runtime` with the BPF policy file;
     /// either way the entrypoint's read of /etc/shadow is refused, and nothing stays bound.
-    @Test func podmanHooksDirAndRuntimeWrapperConfineTheEntrypoint() throws {
-        guard let e = kernelOrSkip(), let s = try Self.setup(e, runtime: "runc") else { return }
-        guard FileManager.default.isExecutableFile(atPath: PodmanFixture.podman) else {
-            if requireKernel { Issue.record("podman is not installed") } else { print("skipped: podman not installed") }
+    static let needsPodman = kernelNeeds([PodmanFixture.podman], "needs podman")
+
+    @Test(.needs(needsPodman)) func podmanHooksDirAndRuntimeWrapperConfineTheEntrypoint() throws {
+        guard let e = kernelOrSkip(), let s = try Self.setup(e, runtime: "runc"), Self.needsPodman.check() else {
             return
         }
         let dir = s.dir + "/podman"

@@ -56,11 +56,3 @@ func which(_ tool: String) -> String? {
     }
     return nil
 }
-
-/// Reports a skip visibly (Swift Testing has no runtime skip): the line starts with "skipped:".
-func skip(_ reason: String) {
-    print("skipped: \(reason)")
-}
-
-/// True in CI, where a missing tool is a failure, not a skip.
-let requireTools = ProcessInfo.processInfo.environment["BULWARK_REQUIRE_TOOLS"] == "1"

@@ -1,6 +1,7 @@
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
+import BulwarkTestSupport
 import CSeccomp
 import Foundation
 import Testing
@@ -14,12 +15,11 @@ struct ToolCheckedTests {
             + Examples.files().flatMap { url in Examples.parse(url).policies.map { (url.lastPathComponent, $0) } }
     }
 
-    @Test func appArmorProfilesCompileWithApparmorParser() throws {
-        guard let parser = which("apparmor_parser") else {
-            skip("apparmor_parser not installed (Debian package `apparmor`)")
-            #expect(!requireTools, "apparmor_parser is required in CI")
-            return
-        }
+    static let needsParser = Needs(
+        met: which("apparmor_parser") != nil, reason: "apparmor_parser not installed (Debian package `apparmor`)")
+
+    @Test(.needs(needsParser)) func appArmorProfilesCompileWithApparmorParser() throws {
+        guard Self.needsParser.check(), let parser = which("apparmor_parser") else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-aa-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
