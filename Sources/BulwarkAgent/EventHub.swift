@@ -111,17 +111,28 @@ public final class EventHub: Sendable {
         let time = rfc3339(unixSeconds: Int64(now.timeIntervalSince1970))
         let lines = events.map { $0.line(time: time) }
         file?.write(lines)
+        // counted per (enforcer, action) run, not per event: a batch is mostly one or two kinds
+        var runs: [(enforcer: ViolationEvent.Enforcer, action: String, count: Int)] = []
+        for e in events {
+            if let last = runs.last, last.enforcer == e.enforcer, last.action == e.action {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append((e.enforcer, e.action, 1))
+            }
+        }
         let subs = state.withLock { s -> [Subscription] in
-            for (e, line) in zip(events, lines) {
-                s.counts.total += 1
-                let key = "\(e.enforcer.rawValue) \(e.action)"
-                s.counts.byEnforcerAction[key, default: 0] += 1
+            s.counts.total += UInt64(events.count)
+            for run in runs {
+                let key = "\(run.enforcer.rawValue) \(run.action)"
+                s.counts.byEnforcerAction[key, default: 0] += UInt64(run.count)
                 if s.metricCounters[key] == nil {
                     s.metricCounters[key] = Counter(
                         label: "bulwark_events_total",
-                        dimensions: [("enforcer", e.enforcer.rawValue), ("action", e.action)])
+                        dimensions: [("enforcer", run.enforcer.rawValue), ("action", run.action)])
                 }
-                s.metricCounters[key]?.increment()
+                s.metricCounters[key]?.increment(by: Int64(run.count))
+            }
+            for (e, line) in zip(events, lines) {
                 if e.container.containerID.isEmpty { s.counts.unattributed += 1 }
                 if s.recent.count < Self.recentCapacity {
                     s.recent.append((e, line))
@@ -133,7 +144,8 @@ public final class EventHub: Sendable {
             return Array(s.subscriptions.values)
         }
         for sub in subs {
-            deliver(zip(events, lines).filter { sub.filter.matches($0.0) }.map(\.1), to: sub)
+            deliver(
+                sub.filter.isEmpty ? lines : zip(events, lines).filter { sub.filter.matches($0.0) }.map(\.1), to: sub)
         }
     }
 
@@ -162,7 +174,9 @@ public final class EventHub: Sendable {
             metricDrops.increment(by: Int64(dropped))
         }
         guard admitted > 0 else { return }
-        let bytes = Array(lines.prefix(admitted).joined())
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(lines.prefix(admitted).reduce(0) { $0 + $1.count })
+        for line in lines.prefix(admitted) { bytes.append(contentsOf: line) }
         let n = admitted
         sub.send(bytes) {
             sub.pending.wrappingSubtract(n, ordering: .acquiringAndReleasing)

@@ -131,10 +131,15 @@ public final class EventPipeline: Sendable {
             return true
         }
         if let policy = record?.policy, record?.profile == c.profileName {
-            let parts = policy.split(separator: "/", maxSplits: 1).map(String.init)
-            c.policyKind = parts.count == 2 ? PolicyKind.varmorPolicy.rawValue : PolicyKind.varmorClusterPolicy.rawValue
-            c.policyName = parts.last ?? ""
-            c.policyNamespace = parts.count == 2 ? parts[0] : ""
+            if let slash = policy.firstIndex(of: "/") {
+                c.policyKind = PolicyKind.varmorPolicy.rawValue
+                c.policyNamespace = String(policy[..<slash])
+                c.policyName = String(policy[policy.index(after: slash)...])
+            } else {
+                c.policyKind = PolicyKind.varmorClusterPolicy.rawValue
+                c.policyName = policy
+                c.policyNamespace = ""
+            }
             return true
         }
         return false

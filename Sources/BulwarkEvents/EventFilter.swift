@@ -13,6 +13,11 @@ public struct EventFilter: Sendable, Equatable {
 
     public static let fields = ["action", "enforcer", "namespace", "pod", "container"]
 
+    /// No condition: every event matches.
+    public var isEmpty: Bool {
+        actions.isEmpty && enforcers.isEmpty && namespaces.isEmpty && pods.isEmpty && containers.isEmpty
+    }
+
     public func matches(_ e: ViolationEvent) -> Bool {
         // `AUDIT|ALLOWED` (seccomp log records) matches a filter on either action.
         if !actions.isEmpty && !actions.contains(e.action)

@@ -54,6 +54,7 @@ public struct JSONObject: Sendable, Equatable {
 
     public init() {}
     public init(_ members: [(String, JSONValue)]) {
+        self.members.reserveCapacity(members.count)
         for (k, v) in members { self[k] = v }
     }
 
@@ -106,56 +107,108 @@ extension JSONValue {
 
     /// Compact UTF-8 text; `/` and non-ASCII characters are written as they are.
     public func serialized() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(4096)
-        write(to: &out)
-        return out
+        var w = JSONWriter()
+        w.value(self)
+        return w.bytes
     }
 
     public var text: String { String(decoding: serialized(), as: UTF8.self) }
+}
 
-    func write(to out: inout [UInt8]) {
-        switch self {
-        case .null: out += Array("null".utf8)
-        case .bool(let b): out += Array((b ? "true" : "false").utf8)
-        case .number(let n): out += Array(n.utf8)
-        case .string(let s): Self.writeString(s, to: &out)
+/// Compact JSON written straight into bytes: what `JSONValue.serialized` uses, and what hot paths
+/// (the event pipeline) use to write a document without building a `JSONValue` tree first.
+public struct JSONWriter: Sendable {
+    public var bytes: [UInt8]
+
+    public init(capacity: Int = 1024) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Bytes written as they are (punctuation, keys known to need no escaping).
+    @inlinable public mutating func raw(_ s: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    public mutating func value(_ v: JSONValue) {
+        switch v {
+        case .null: raw("null")
+        case .bool(let b): b ? raw("true") : raw("false")
+        case .number(let n): bytes.append(contentsOf: n.utf8)
+        case .string(let s): string(s)
         case .array(let a):
-            out.append(UInt8(ascii: "["))
+            bytes.append(UInt8(ascii: "["))
             for (i, v) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                v.write(to: &out)
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                value(v)
             }
-            out.append(UInt8(ascii: "]"))
-        case .object(let o):
-            out.append(UInt8(ascii: "{"))
-            for (i, m) in o.members.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(m.key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                m.value.write(to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let o): object(o)
         }
     }
 
-    static func writeString(_ s: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
-        out.append(UInt8(ascii: "\""))
-        for c in s.utf8 {
-            switch c {
-            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-            case 0..<0x20:
-                out += Array("\\u00".utf8)
-                out += [hex[Int(c >> 4)], hex[Int(c & 15)]]
-            default: out.append(c)
-            }
+    public mutating func object(_ o: JSONObject) {
+        bytes.append(UInt8(ascii: "{"))
+        for (i, m) in o.members.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            string(m.key)
+            bytes.append(UInt8(ascii: ":"))
+            value(m.value)
         }
-        out.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// An unsigned integer in decimal, without making a String.
+    public mutating func number(_ n: UInt64) {
+        if n < 10 {
+            bytes.append(UInt8(ascii: "0") + UInt8(n))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes ≥ 20 digits
+        withUnsafeMutableBytes(of: &digits) { buf in
+            var i = buf.count
+            var v = n
+            while v > 0 {
+                i -= 1
+                buf[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+            bytes.append(contentsOf: buf[i...])
+        }
+    }
+
+    /// A quoted string: `"`, `\\` and control characters escaped, everything else as it is.
+    public mutating func string(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { u in
+            var plain = 0  // start of the run of bytes that need no escaping
+            for i in 0..<u.count {
+                let c = u[i]
+                guard c < 0x20 || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") else { continue }
+                if plain < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: u[plain..<i])) }
+                escape(c)
+                plain = i + 1
+            }
+            if plain < u.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: u[plain...])) }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func escape(_ c: UInt8) {
+        bytes.append(UInt8(ascii: "\\"))
+        switch c {
+        case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\""))
+        case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\"))
+        case 0x0A: bytes.append(UInt8(ascii: "n"))
+        case 0x0D: bytes.append(UInt8(ascii: "r"))
+        case 0x09: bytes.append(UInt8(ascii: "t"))
+        default:
+            let hex: StaticString = "0123456789abcdef"
+            raw("u00")
+            bytes.append(hex.utf8Start[Int(c >> 4)])
+            bytes.append(hex.utf8Start[Int(c & 15)])
+        }
     }
 }
 

@@ -86,7 +86,9 @@ func rssKiB() -> Int {
     return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
 }
 
-func run(subscribers: Int, file: Bool, total: Int) throws -> Result {
+/// `rate` > 0: publish at that many events a second without waiting for the subscribers (the
+/// kernel does not wait either) and count what the bounded queues drop; 0: lossless pacing.
+func run(subscribers: Int, file: Bool, total: Int, rate: Int = 0) throws -> Result {
     var config = NodeConfig()
     config.policyDirectories = [dir + "/policies"]
     config.socketPath = dir + "/run/bulwark-\(subscribers)-\(file).sock"
@@ -118,8 +120,11 @@ func run(subscribers: Int, file: Bool, total: Int) throws -> Result {
         let slot = counts[i]
         nonisolated(unsafe) let client = c
         Thread {
-            client.setReceiveTimeout(seconds: 30)
-            while slot.n.load(ordering: .relaxed) < total, (try? client.nextLine()) != nil {
+            client.setReceiveTimeout(seconds: rate > 0 ? 2 : 30)
+            // every event either arrives or is counted as dropped (open-loop runs may drop)
+            while slot.n.load(ordering: .relaxed) < total - (rate > 0 ? Int(agent.hub.counts.subscriberDrops) : 0),
+                (try? client.nextLine()) != nil
+            {
                 slot.n.wrappingAdd(1, ordering: .relaxed)
             }
             done.leave()
@@ -137,6 +142,13 @@ func run(subscribers: Int, file: Bool, total: Int) throws -> Result {
         }
         agent.pipeline.ingest(bpf: records)
         sent += n
+        if rate > 0 {
+            // open loop: the next batch is due at sent/rate seconds after the start
+            let due = start.addingTimeInterval(Double(sent) / Double(rate))
+            let wait = due.timeIntervalSinceNow
+            if wait > 0 { usleep(UInt32(wait * 1e6)) }
+            continue
+        }
         // lossless pacing: wait while a subscriber has more than half its bound in flight
         while agent.hub.subscriptions.contains(where: { $0.inFlight > config.subscriberQueueLimit / 2 }) {
             usleep(50)
@@ -146,7 +158,8 @@ func run(subscribers: Int, file: Bool, total: Int) throws -> Result {
     let seconds = Date().timeIntervalSince(start)
     let received = subscribers == 0 ? total : counts.map { $0.n.load(ordering: .relaxed) }.min() ?? 0
     return Result(
-        name: "\(subscribers) subscriber\(subscribers == 1 ? "" : "s")\(file ? " + violation log" : "")",
+        name: "\(subscribers) subscriber\(subscribers == 1 ? "" : "s")\(file ? " + violation log" : "")"
+            + (rate > 0 ? " at \(rate)/s" : ""),
         seconds: seconds, received: received, dropped: agent.hub.counts.subscriberDrops, rss: rssKiB())
 }
 
@@ -155,14 +168,25 @@ print("→ unix socket → subscriber clients; pacing keeps every subscriber los
 var results: [Result] = []
 for s in subscriberCounts { results.append(try run(subscribers: s, file: false, total: total)) }
 results.append(try run(subscribers: 1, file: true, total: total))
+let steady = try run(subscribers: 1, file: true, total: min(total, 250_000), rate: 50_000)
+results.append(steady)
 let base = results.first.map { Double(total) / $0.seconds } ?? 1
 print("")
-print("configuration                     events/s    ratio   received/subscriber  dropped   RSS MiB")
+print("configuration                             events/s    ratio   received/subscriber  dropped   RSS MiB")
 for r in results {
     let rate = Double(r.received) / r.seconds
     print(
-        r.name.padding(toLength: 32, withPad: " ", startingAt: 0)
+        r.name.padding(toLength: 40, withPad: " ", startingAt: 0)
             + String(
                 format: "%9.0f   %6.3f   %9d            %7llu   %7.1f", rate, rate / base, r.received, r.dropped,
                 Double(r.rss) / 1024))
 }
+func rate(_ subscribers: Int, _ results: [Result]) -> Double {
+    results.first { $0.name.hasPrefix("\(subscribers) subscriber") && !$0.name.contains("log") }
+        .map { Double($0.received) / $0.seconds } ?? 0
+}
+print(
+    String(
+        format: "RESULT events_per_s_1sub=%.0f lines_per_s_10sub=%.0f drops_at_50k_per_s=%llu", rate(1, results),
+        rate(10, results) * 10,
+        steady.dropped))

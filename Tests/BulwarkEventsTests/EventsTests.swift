@@ -60,6 +60,31 @@ struct EventsTests {
         #expect(line == expected)
     }
 
+    /// The directly written line is byte for byte the serialized `json(time:)` tree, for strings
+    /// that need escaping (quotes, backslashes, control characters, non-ASCII) and extreme numbers.
+    @Test func theDirectLineIsTheSerializedTree() throws {
+        let odd = ["", "plain", "q\"uote", "back\\slash", "nl\ncr\rtab\t", "\u{01}\u{1f}\u{7f}", "ünï 🚀", "a/b"]
+        var c = ContainerIdentity()
+        for (i, s) in odd.enumerated() {
+            c.podName = s
+            c.containerName = odd[(i + 1) % odd.count]
+            c.image = odd[(i + 2) % odd.count]
+            c.policyNamespace = odd[(i + 3) % odd.count]
+            for (pid, ns, ts) in [(UInt32(0), UInt32(9), UInt64(10)), (.max, .max, .max), (1, 99, 1_740_381_264)] {
+                let v = ViolationEvent(
+                    metadata: JSONObject([("k\"", .string(s)), ("n", .number(ts))]), nodeName: s, container: c,
+                    pid: pid, mntNsID: ns, eventTimestamp: ts, enforcer: i % 2 == 0 ? .seccomp : .appArmor,
+                    action: "AUDIT|ALLOWED", event: .object(JSONObject([("path", .string(s)), ("x", .null)])))
+                let tree = v.json(time: s).serialized() + [0x0A]
+                #expect(v.line(time: s) == tree, "\(String(decoding: tree, as: UTF8.self))")
+            }
+        }
+        // and the tree writer escapes as JSON requires: the parser reads every string back
+        for s in odd {
+            #expect(try JSONValue.parse(JSONValue.string(s).serialized()) == .string(s))
+        }
+    }
+
     @Test func networkBodies() {
         let connect = record(type: BULWARK_EVENT_NETWORK, detail: UInt32(BULWARK_NET_CONNECT)) { e in
             e.family = 2
