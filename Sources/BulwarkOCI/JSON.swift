@@ -158,6 +158,22 @@ public struct JSONWriter: Sendable {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// `,"key":"value"` — a member after the first (the key needs no escaping).
+    public mutating func member(_ key: StaticString, _ value: String) {
+        raw(",\"")
+        raw(key)
+        raw("\":")
+        string(value)
+    }
+
+    /// `,"key":123`
+    public mutating func member(_ key: StaticString, _ value: UInt64) {
+        raw(",\"")
+        raw(key)
+        raw("\":")
+        number(value)
+    }
+
     /// An unsigned integer in decimal, without making a String.
     public mutating func number(_ n: UInt64) {
         if n < 10 {
