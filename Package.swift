@@ -46,6 +46,9 @@ let package = Package(
         // MARK: Pure logic
         .target(name: "BulwarkPolicy", dependencies: ["BulwarkOCI", yams]),
         .target(name: "BulwarkOCI"),
+        // What the container start path decides from (the published start index) and the pure
+        // spec patcher.
+        .target(name: "BulwarkStart", dependencies: ["BulwarkOCI"]),
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
@@ -71,11 +74,21 @@ let package = Package(
         .target(name: "BulwarkBPFObject", dependencies: ["BulwarkOCI"], plugins: ["BPFObjectPlugin"]),
 
         // MARK: Thin I/O
-        .target(name: "BulwarkSystem", dependencies: ["BulwarkPolicy"]),
+        // The syscall seam: bounded reads, atomic writes, trusted directories, spawn, typed errno.
+        // No Foundation (the start-path executables link it).
+        .target(name: "BulwarkSystem"),
+        // The runtime wrapper: start index + spec patcher + thin I/O (no YAML, compiler or libbpf).
+        .target(name: "BulwarkRuntime", dependencies: ["BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
+        // The OCI hook: binds at createRuntime, unbinds at poststop, records containers.
+        .target(name: "BulwarkHook", dependencies: ["BulwarkBPF", "BulwarkOCI", "BulwarkSystem"]),
+        // The one way a profile reaches the kernel (compile + deliver to every enforcer), policy
+        // files from disk, and the start index's publisher.
         .target(
-            name: "BulwarkRuntime",
-            dependencies: ["BulwarkBPF", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkSystem"]
-        ),
+            name: "BulwarkDelivery",
+            dependencies: [
+                "BulwarkBPF", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkStart", "BulwarkSystem",
+                logging,
+            ]),
         .target(
             name: "BulwarkBPF",
             dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
@@ -85,10 +98,9 @@ let package = Package(
         .target(
             name: "BulwarkAgent",
             dependencies: [
-                "BulwarkBPF", "BulwarkClient", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin", "BulwarkOCI",
-                "BulwarkPolicy",
-                "BulwarkProfiles",
-                "BulwarkRuntime", "BulwarkSystem", "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
+                "BulwarkBPF", "BulwarkClient", "BulwarkDelivery", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin",
+                "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkHook", "BulwarkStart", "BulwarkSystem",
+                "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
                 prometheus, lifecycle, unixSignals, protobuf,
             ]
         ),
@@ -97,8 +109,8 @@ let package = Package(
         .target(
             name: "BulwarkNRIPlugin",
             dependencies: [
-                "BulwarkBPF", "BulwarkClient", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
-                "BulwarkSystem", logging, metrics, protobuf,
+                "BulwarkBPF", "BulwarkClient", "BulwarkDelivery", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy",
+                "BulwarkProfiles", "BulwarkSystem", logging, metrics, protobuf,
             ]),
         // Client side of the node socket (CLI `status`, `containers`, `events`); no NIO.
         .target(name: "BulwarkClient", dependencies: ["BulwarkOCI"]),
@@ -108,18 +120,19 @@ let package = Package(
             name: "bulwark",
             dependencies: [
                 "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", "BulwarkClient",
-                "BulwarkNRIPlugin", argumentParser, logging,
+                "BulwarkDelivery", "BulwarkNRIPlugin", "BulwarkStart", argumentParser, logging,
             ]
         ),
 
-        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkRuntime", "BulwarkBPF", "BulwarkOCI"]),
+        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkHook", "BulwarkBPF", "BulwarkOCI"]),
         .executableTarget(
-            name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkPolicy", "BulwarkSystem"]),
+            name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
 
         .executableTarget(
             name: "bulwarkd",
             dependencies: [
-                "BulwarkAgent", "BulwarkPolicy", "BulwarkSystem", argumentParser, logging, lifecycle, unixSignals,
+                "BulwarkAgent", "BulwarkDelivery", "BulwarkPolicy", "BulwarkSystem", argumentParser, logging, lifecycle,
+                unixSignals,
                 metrics,
                 prometheus,
             ]),
@@ -140,11 +153,16 @@ let package = Package(
             dependencies: ["BulwarkNRI", "BulwarkNRIPlugin", "BulwarkPolicy", "BulwarkSystem", "NRITestPeer", logging]),
         .executableTarget(
             name: "bulwark-bench-events",
-            dependencies: ["BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkOCI", "CBulwarkABI", logging]),
+            dependencies: [
+                "BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkHook", "BulwarkOCI", "CBulwarkABI", logging,
+            ]),
 
         // MARK: Tests
         .testTarget(
-            name: "BulwarkPolicyTests", dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz"]),
+            name: "BulwarkPolicyTests",
+            dependencies: [
+                "BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz", "BulwarkStart", "BulwarkDelivery",
+            ]),
         .testTarget(
             name: "BulwarkEventsTests",
             dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI", "BulwarkTestSupport"]),
@@ -164,7 +182,8 @@ let package = Package(
             name: "BulwarkAgentTests",
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
-                "BulwarkRuntime", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI", "BulwarkNRIPlugin", "NRITestPeer",
+                "BulwarkHook", "BulwarkDelivery", "BulwarkStart", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI",
+                "BulwarkNRIPlugin", "NRITestPeer",
                 "BulwarkSystem", logging, protobuf, prometheus,
             ]
         ),

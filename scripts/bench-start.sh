@@ -13,6 +13,8 @@ config=${BENCH_BUILD:-release}
 flags=(-c "$config" -Xswiftc -static-executable -Xlinker -lelf -Xlinker -lz --scratch-path .build/static)
 swift build "${flags[@]}" --product bulwark-runtime >&2
 swift build "${flags[@]}" --product bulwark-hook >&2
+# `bulwark deliver` rebuilds the start index when none is current (the first run here)
+swift build "${flags[@]}" --product bulwark >&2
 bindir=$(swift build "${flags[@]}" --show-bin-path)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,9 +1,10 @@
 import BulwarkBPF
+import BulwarkDelivery
 import BulwarkEvents
+import BulwarkHook
 import BulwarkNRIPlugin
 import BulwarkOCI
 import BulwarkPolicy
-import BulwarkRuntime
 import BulwarkSystem
 import Foundation
 import Logging
@@ -46,7 +47,11 @@ public final class Agent: Service, Sendable {
         public var description: String
     }
 
-    public init(config: NodeConfig, logger: Logger, metrics: PrometheusCollectorRegistry? = nil) throws {
+    /// `configPath`: the node config file the agent runs with; its start index (what
+    /// `bulwark-runtime` decides from) is published after every reload. Nil: none is published.
+    public init(
+        config: NodeConfig, configPath: String? = nil, logger: Logger, metrics: PrometheusCollectorRegistry? = nil
+    ) throws {
         self.config = config
         self.logger = logger
         metricsRegistry = metrics
@@ -63,7 +68,8 @@ public final class Agent: Service, Sendable {
         }
         let hub = EventHub(queueLimit: config.subscriberQueueLimit, file: file)
         self.hub = hub
-        store = PolicyStore(config: config, logger: logger, notice: { hub.publishNotice($0) })
+        store = PolicyStore(
+            config: config, configPath: configPath, logger: logger, notice: { hub.publishNotice($0) })
         registry = ContainerRegistry(directory: config.containerStateDirectory)
         pipeline = EventPipeline(config: config, registry: registry, store: store, hub: hub)
         let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -342,7 +348,7 @@ public final class Agent: Service, Sendable {
                             (
                                 "appArmor",
                                 .string(
-                                    NodeFacts.appArmorEnabled ? "enabled" : "unavailable: not enabled in this kernel")
+                                    AppArmorFacts.enabled ? "enabled" : "unavailable: not enabled in this kernel")
                             ),
                             ("seccomp", .string("available")),
                         ]))

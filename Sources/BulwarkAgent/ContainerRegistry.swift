@@ -1,5 +1,6 @@
+import BulwarkHook
 import BulwarkOCI
-import BulwarkRuntime
+import BulwarkSystem
 import Foundation
 import Metrics
 import Synchronization
@@ -15,10 +16,10 @@ public final class ContainerRegistry: Sendable {
     public static let departedGrace = 60.0
 
     struct State {
-        var byNamespace: [UInt32: Hook.Record] = [:]
-        var byID: [String: Hook.Record] = [:]
+        var byNamespace: [UInt32: ContainerRecord] = [:]
+        var byID: [String: ContainerRecord] = [:]
         /// records gone from the directory, with the time they went
-        var departed: [UInt32: (Hook.Record, Double)] = [:]
+        var departed: [UInt32: (ContainerRecord, Double)] = [:]
         var directoryStamp: timespec = timespec()
         var lastScan = 0.0
     }
@@ -31,12 +32,12 @@ public final class ContainerRegistry: Sendable {
 
     public init(directory: String) { self.directory = directory }
 
-    public var records: [Hook.Record] {
+    public var records: [ContainerRecord] {
         rescanIfChanged()
         return state.withLock { $0.byID.values.sorted { $0.boundAt < $1.boundAt } }
     }
 
-    public func record(namespace: UInt32) -> Hook.Record? {
+    public func record(namespace: UInt32) -> ContainerRecord? {
         if let r = state.withLock({ $0.byNamespace[namespace] }) { return r }
         rescanIfChanged()
         return state.withLock { $0.byNamespace[namespace] ?? $0.departed[namespace]?.0 }
@@ -44,7 +45,7 @@ public final class ContainerRegistry: Sendable {
 
     /// A host pid's container: its mount namespace now, else a record of that very pid (the
     /// process may have exited since the kernel logged it).
-    public func record(pid: UInt32) -> (Hook.Record?, namespace: UInt32) {
+    public func record(pid: UInt32) -> (ContainerRecord?, namespace: UInt32) {
         let ns = ContainerRegistry.namespace(ofPid: pid)
         if let ns, let r = record(namespace: ns) { return (r, ns) }
         let r = state.withLock { s in s.byID.values.first { $0.pid == Int32(bitPattern: pid) } }
@@ -74,13 +75,15 @@ public final class ContainerRegistry: Sendable {
     }
 
     func rescan(stamp: timespec) {
-        var byID: [String: Hook.Record] = [:]
-        var byNamespace: [UInt32: Hook.Record] = [:]
+        var byID: [String: ContainerRecord] = [:]
+        var byNamespace: [UInt32: ContainerRecord] = [:]
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let decoder = JSONDecoder()
         for name in names where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            guard let data = Self.readTrusted(directory + "/" + name),
-                let r = try? decoder.decode(Hook.Record.self, from: data)
+            // without following links, only if root's (or ours), writable by nobody else, small
+            guard
+                let data = try? RegularFile.read(
+                    directory + "/" + name, maxBytes: 65536, followSymlinks: false, trustedOwner: true),
+                let r = ContainerRecord(json: data)
             else { continue }
             byID[r.id] = r
             // newest record wins a namespace (an inode reused after a container stopped unseen)
@@ -102,20 +105,6 @@ public final class ContainerRegistry: Sendable {
             s.lastScan = Date().timeIntervalSince1970
         }
         firstScanDone.withLock { $0 = true }
-    }
-
-    /// Reads a record without following links, only if root's (or ours) and small.
-    static func readTrusted(_ path: String) -> Data? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0 || st.st_uid == geteuid(),
-            st.st_size <= 65536
-        else { return nil }
-        var buf = [UInt8](repeating: 0, count: Int(st.st_size))
-        let n = read(fd, &buf, buf.count)
-        return n == buf.count ? Data(buf) : nil
     }
 
     /// A record whose process is gone and whose namespace no longer exists: its poststop never ran

@@ -1,9 +1,10 @@
 import BulwarkBPF
+import BulwarkDelivery
 import BulwarkEvents
+import BulwarkHook
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
-import BulwarkRuntime
 import Foundation
 import Synchronization
 
@@ -106,7 +107,7 @@ public final class EventPipeline: Sendable {
 
     // MARK: Attribution
 
-    func identity(_ r: Hook.Record?) -> ContainerIdentity {
+    func identity(_ r: ContainerRecord?) -> ContainerIdentity {
         var c = ContainerIdentity()
         guard let r else { return c }
         c.containerID = r.id
@@ -122,7 +123,7 @@ public final class EventPipeline: Sendable {
     /// Fills the policy fields from the profile's owner (or, for a profile the store no longer
     /// has, from the hook's record). True when the profile is one of Bulwark's.
     @discardableResult
-    func attachOwner(_ c: inout ContainerIdentity, record: Hook.Record?) -> Bool {
+    func attachOwner(_ c: inout ContainerIdentity, record: ContainerRecord?) -> Bool {
         guard !c.profileName.isEmpty else { return false }
         if let owner = store.owner(ofProfile: c.profileName) {
             c.policyKind = owner.kind

@@ -63,7 +63,7 @@ public final class NodeSocket: Sendable {
         if let gid {
             guard chown(path, 0, gid) == 0, chmod(path, 0o660) == 0 else {
                 try? channel.close().wait()
-                throw Failure(description: "cannot give \(path) to group \(group): \(errnoText())")
+                throw Failure(description: "cannot give \(path) to group \(group): \(Errno.current)")
             }
         }
         return NodeSocket(path: path, channel: channel)

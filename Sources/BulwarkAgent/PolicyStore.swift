@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkDelivery
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -29,14 +30,7 @@ public final class PolicyStore: Sendable {
         public var keptLastGood: Bool
     }
 
-    public struct ProfileStatus: Sendable, Equatable {
-        public var name: String
-        public var policy: String
-        public var mode: String
-        public var seccomp: String
-        public var appArmor: String
-        public var bpf: String
-    }
+    public typealias ProfileStatus = ProfileDelivery.Status
 
     struct State {
         var good: [String: [Policy]] = [:]
@@ -51,13 +45,22 @@ public final class PolicyStore: Sendable {
     }
 
     let config: NodeConfig
+    /// The node config file the agent runs with: its start index is published after every reload
+    /// (nil: none is published, as in tests that run several agents).
+    let configPath: String?
+    let startIndexDirectory: String
     let logger: Logger
     let notice: @Sendable (JSONValue) -> Void
     private let state = Mutex(State())
     private let serial = NSLock()
 
-    public init(config: NodeConfig, logger: Logger, notice: @escaping @Sendable (JSONValue) -> Void = { _ in }) {
+    public init(
+        config: NodeConfig, configPath: String? = nil, startIndexDirectory: String = "/run/bulwark/start",
+        logger: Logger, notice: @escaping @Sendable (JSONValue) -> Void = { _ in }
+    ) {
         self.config = config
+        self.configPath = configPath
+        self.startIndexDirectory = startIndexDirectory
         self.logger = logger
         self.notice = notice
     }
@@ -83,6 +86,10 @@ public final class PolicyStore: Sendable {
         serial.lock()
         defer { serial.unlock() }
         let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
+        // stamped before anything is read: a file that changes meanwhile makes the index stale
+        let stamps = configPath.map {
+            StartIndexPublisher.stamps(configPath: $0, policyDirectories: config.policyDirectories)
+        }
         let paths = PolicyFiles.directoryContents(config.policyDirectories)
         var s = state.withLock { $0 }
         var rejected = 0
@@ -136,15 +143,14 @@ public final class PolicyStore: Sendable {
         }
         var applied = 0
         var removed = 0
-        let enforcer = Enforcer(pinPath: config.bpfPinPath)
-        let disks = NodeFacts.diskDevices()  // once a reload, not once a profile
+        let delivery = ProfileDelivery(config: config, logger: logger)  // node facts once a reload
         for (name, policy) in wanted.sorted(by: { $0.key < $1.key }) where s.applied[name] != policy {
-            s.profiles[name] = deliver(policy, profile: name, enforcer: enforcer, disks: disks)
+            s.profiles[name] = delivery.deliver(policy, profile: name)
             s.applied[name] = policy
             applied += 1
         }
         for name in s.applied.keys.sorted() where wanted[name] == nil {
-            if let kept = withdraw(name, enforcer: enforcer) {
+            if let kept = delivery.withdraw(name) {
                 s.profiles[name]?.bpf = kept
                 continue
             }
@@ -157,6 +163,15 @@ public final class PolicyStore: Sendable {
         s.lastReload = Date().timeIntervalSince1970
         let final = s
         state.withLock { $0 = final }
+        if let configPath, let stamps {
+            let rejectedFiles = s.files.values.filter { !$0.valid }.map(\.path).sorted()
+            let index = StartIndexPublisher.build(
+                config: config, configPath: configPath, stamps: stamps, policies: Array(s.applied.values),
+                rejected: rejectedFiles)
+            do { try StartIndexPublisher.publish(index, directory: startIndexDirectory) } catch {
+                logger.error("cannot publish the start index", metadata: ["error": "\(error)"])
+            }
+        }
         logger.info(
             "policies reloaded",
             metadata: [
@@ -186,126 +201,5 @@ public final class PolicyStore: Sendable {
             }
         }
         return out.joined(separator: "\n")
-    }
-
-    // MARK: Delivery
-
-    func deliver(_ policy: Policy, profile name: String, enforcer: Enforcer, disks: [String]) -> ProfileStatus {
-        let enforcers = policy.spec.policy.enforcers.intersection(config.enforcers)
-        var st = ProfileStatus(
-            name: name, policy: policy.displayName, mode: policy.spec.policy.mode.rawValue, seccomp: "not requested",
-            appArmor: "not requested", bpf: "not requested")
-        if enforcers.contains(.seccomp) {
-            let json = SeccompCompiler().compile(policy).json.serialized()
-            let path = config.seccompProfileDirectory + "/" + name + ".json"
-            do {
-                try TrustedDirectory.ensure(config.seccompProfileDirectory)
-                try AtomicFile.write(Data(json), to: path, permissions: 0o644)
-                st.seccomp = "stored \(path)"
-            } catch {
-                st.seccomp = "failed: cannot write \(path): \(error)"
-                logger.error("cannot store seccomp profile", metadata: ["profile": "\(name)", "error": "\(error)"])
-            }
-        }
-        if enforcers.contains(.appArmor) {
-            st.appArmor = loadAppArmor(AppArmorCompiler(diskDevices: disks).compile(policy, profileName: name))
-        }
-        if enforcers.contains(.bpf) {
-            if !enforcer.isLoaded {
-                st.bpf = "unavailable: the BPF enforcer is not loaded"
-            } else {
-                do {
-                    let r = try enforcer.apply(BPFCompiler(diskDevices: disks).compile(policy, profileName: name))
-                    st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
-                    if !r.skipped.isEmpty {
-                        logger.warning(
-                            "BPF rules skipped", metadata: ["profile": "\(name)", "skipped": "\(r.skipped)"])
-                    }
-                } catch {
-                    st.bpf = "failed: \(error.message); the previous version stays in force"
-                    logger.error("BPF profile not loaded", metadata: ["profile": "\(name)", "error": "\(error)"])
-                }
-            }
-        }
-        logger.info(
-            "profile delivered",
-            metadata: [
-                "profile": "\(name)", "seccomp": "\(st.seccomp)", "apparmor": "\(st.appArmor)", "bpf": "\(st.bpf)",
-            ])
-        return st
-    }
-
-    /// Unloads a profile whose policy is gone. Returns a status when its BPF profile must stay
-    /// (containers are still bound to it; unloading would leave them unconfined).
-    func withdraw(_ name: String, enforcer: Enforcer) -> String? {
-        if enforcer.isLoaded, let id = try? enforcer.profileID(named: name) {
-            let bound = enforcer.bindings().filter { $0.profileID == id }.count
-            if bound > 0 {
-                logger.warning(
-                    "policy removed but containers are still bound to its BPF profile; kept until they stop",
-                    metadata: ["profile": "\(name)", "containers": "\(bound)"])
-                return "kept: policy removed, \(bound) container(s) still bound"
-            }
-            do { try enforcer.remove(profile: name) } catch {
-                logger.error("cannot unload BPF profile", metadata: ["profile": "\(name)", "error": "\(error)"])
-            }
-        }
-        unlink(config.seccompProfileDirectory + "/" + name + ".json")
-        let aaFile = config.appArmorProfileDirectory + "/" + name
-        if NodeFacts.appArmorEnabled, access(aaFile, F_OK) == 0, let parser = Spawn.find("apparmor_parser") {
-            let r = Spawn.run(parser, ["-R", aaFile])
-            if r.status != 0 {
-                logger.error("apparmor_parser -R failed", metadata: ["profile": "\(name)", "stderr": "\(r.stderr)"])
-            }
-        }
-        unlink(aaFile)
-        logger.info("profile unloaded", metadata: ["profile": "\(name)"])
-        return nil
-    }
-
-    func loadAppArmor(_ profile: AppArmorProfile) -> String {
-        guard NodeFacts.appArmorEnabled else { return "unavailable: AppArmor is not enabled in this kernel" }
-        guard let parser = Spawn.find("apparmor_parser") else { return "unavailable: apparmor_parser not installed" }
-        let path = config.appArmorProfileDirectory + "/" + profile.name
-        do {
-            try TrustedDirectory.ensure(config.appArmorProfileDirectory)
-            try AtomicFile.write(Data(profile.text.utf8), to: path, permissions: 0o644)
-        } catch {
-            return "failed: cannot write \(path): \(error)"
-        }
-        let r = Spawn.run(parser, ["-r", "-W", path])
-        guard r.status == 0 else {
-            let first = r.stderr.split(separator: "\n").first.map(String.init) ?? "exit \(r.status)"
-            logger.error("apparmor_parser failed", metadata: ["profile": "\(profile.name)", "stderr": "\(r.stderr)"])
-            return "failed: apparmor_parser: \(first); the previous version stays in force"
-        }
-        return "loaded" + (profile.complain ? " (complain)" : "")
-    }
-}
-
-/// Facts about this node the agent reads once in a while.
-enum NodeFacts {
-    static var appArmorEnabled: Bool {
-        guard let s = try? String(contentsOfFile: "/sys/module/apparmor/parameters/enabled", encoding: .utf8) else {
-            return false
-        }
-        return s.hasPrefix("Y") && access("/sys/kernel/security/apparmor/.replace", F_OK) == 0
-    }
-
-    /// Whole-disk names from /proc/partitions (sda, nvme0n1, vda — not their partitions).
-    static func diskDevices() -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/partitions", encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").dropFirst().compactMap { line -> String? in
-            guard let name = line.split(separator: " ").last, name != "name" else { return nil }
-            let n = String(name)
-            if n.hasPrefix("nvme") || n.hasPrefix("mmcblk") { return n.contains("p") ? nil : n }
-            return n.last?.isNumber == true ? nil : n
-        }
-    }
-
-    static func hostName() -> String {
-        var buf = [UInt8](repeating: 0, count: 256)
-        gethostname(&buf, buf.count - 1)
-        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
     }
 }

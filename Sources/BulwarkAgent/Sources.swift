@@ -60,7 +60,7 @@ enum EventSources {
         guard fd >= 0 else {
             logger.error(
                 "kernel log unavailable: AppArmor and seccomp events are not collected",
-                metadata: ["path": "\(path)", "error": "\(errnoText())"])
+                metadata: ["path": "\(path)", "error": "\(Errno.current)"])
             return
         }
         defer { close(fd) }

@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkClient
+import BulwarkDelivery
 import BulwarkNRI
 import BulwarkOCI
 import BulwarkPolicy
@@ -446,6 +447,9 @@ public final class NRIPlugin: Sendable {
         return .success(Nri_Pkg_Api_V1alpha1_SynchronizeResponse())
     }
 
+    /// How this plugin loads a BPF profile a container needs (the same compile as the agent's).
+    var delivery: ProfileDelivery { ProfileDelivery(config: config, logger: logger) }
+
     func core() -> PluginCore {
         PluginCore(config: config, policies: policies(), executableDirectory: settings.executableDirectory)
     }
@@ -471,20 +475,7 @@ public final class NRIPlugin: Sendable {
         }
         // the hook binds at createRuntime; the profile must be in the kernel by then
         if outcome.response.adjust.annotations[DecisionAnnotations.bpfProfile] != nil {
-            let enforcer = Enforcer(pinPath: config.bpfPinPath)
-            var problem: String?
-            if !enforcer.isLoaded {
-                problem = "the BPF enforcer is not loaded"
-            } else if (try? enforcer.profileID(named: profile)) ?? nil == nil {
-                if let policy = outcome.decision.policy {
-                    do { try enforcer.apply(BPFCompiler().compile(policy, profileName: profile)) } catch {
-                        problem = error.message
-                    }
-                } else {
-                    problem = "no BPF profile named \(profile) is loaded"
-                }
-            }
-            if let problem {
+            if let problem = delivery.ensureBPF(outcome.decision.policy, profile: profile) {
                 let message =
                     "bulwark: container \(r.pod.namespace)/\(r.pod.name)/\(r.container.name) cannot be confined with BPF profile \(profile): \(problem)"
                 if config.failurePolicy(for: outcome.decision.policy) == .fail {
@@ -535,8 +526,8 @@ public final class NRIPlugin: Sendable {
         else { return false }
         if let b = enforcer.binding(namespace: UInt32(ns)), b.pid == container.pid || b.armed { return true }
         do {
-            if (try? enforcer.profileID(named: profile)) ?? nil == nil, let policy = decision.policy {
-                try enforcer.apply(BPFCompiler().compile(policy, profileName: profile))
+            if let problem = delivery.ensureBPF(decision.policy, profile: profile) {
+                throw EnforcerError(problem)
             }
             _ = try enforcer.bind(pid: Int32(container.pid), profile: profile, arming: .firstUse)
             logger.info(

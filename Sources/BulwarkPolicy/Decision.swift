@@ -1,3 +1,4 @@
+import BulwarkOCI
 import Foundation
 
 /// What the node knows about a container when it decides which policy applies.

@@ -1,3 +1,5 @@
+import BulwarkOCI
+
 /// The policies of a node indexed by what selects a container, built once per policy set so a
 /// decision on the start path looks only at the policies that can match: for a pod, the cluster
 /// policies and its own namespace's, and of those only the ones whose target name is one of the

@@ -1,3 +1,4 @@
+import BulwarkOCI
 import BulwarkPolicy
 
 /// IPs of Services and Pods for `toServices`, `toPods` and the service-based built-in rules.

@@ -11,6 +11,7 @@ public enum RegularFile {
         case notRegular(kind: String)
         case tooLarge(limit: Int)
         case readFailed(errno: Int32)
+        case untrusted(owner: UInt32, mode: UInt32)
 
         public var description: String {
             switch self {
@@ -18,12 +19,17 @@ public enum RegularFile {
             case .notRegular(let kind): return "is a \(kind), not a regular file"
             case .tooLarge(let limit): return "is larger than \(limit) bytes"
             case .readFailed(let e): return "cannot read: \(String(cString: strerror(e)))"
+            case .untrusted(let owner, let mode):
+                return "is owned by uid \(owner) with mode \(String(mode, radix: 8)); only root may write it"
             }
         }
     }
 
-    /// The file's bytes; `followSymlinks: false` refuses a symbolic link as the last component.
-    public static func read(_ path: String, maxBytes: Int, followSymlinks: Bool = true) throws(ReadError) -> [UInt8] {
+    /// The file's bytes; `followSymlinks: false` refuses a symbolic link as the last component;
+    /// `trustedOwner` refuses a file not owned by root (or this user) or writable by group or others.
+    public static func read(
+        _ path: String, maxBytes: Int, followSymlinks: Bool = true, trustedOwner: Bool = false
+    ) throws(ReadError) -> [UInt8] {
         var flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY
         if !followSymlinks { flags |= O_NOFOLLOW }
         let fd = open(path, flags)
@@ -32,6 +38,9 @@ public enum RegularFile {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .readFailed(errno: errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(kind: kind(st.st_mode)) }
+        if trustedOwner && ((st.st_uid != 0 && st.st_uid != geteuid()) || st.st_mode & 0o022 != 0) {
+            throw .untrusted(owner: st.st_uid, mode: st.st_mode & 0o7777)
+        }
         if st.st_size > maxBytes { throw .tooLarge(limit: maxBytes) }
         var out = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
         var count = 0

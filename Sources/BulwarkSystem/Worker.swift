@@ -1,5 +1,9 @@
-import Foundation
+import Dispatch
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A loop on its own thread (the kernel interfaces here are blocking or poll-based), stopped by a
 /// flag it checks at least every 200 ms.
@@ -10,12 +14,25 @@ public final class Worker: Sendable {
 
     public init(name: String, body: @escaping @Sendable (_ stopped: @Sendable () -> Bool) -> Void) {
         self.name = name
-        let thread = Thread { [self] in
+        let start: @Sendable () -> Void = { [self] in
             body { self.stopFlag.load(ordering: .relaxed) }
             self.done.signal()
         }
-        thread.name = name
-        thread.start()
+        final class Box: @unchecked Sendable {
+            let run: @Sendable () -> Void
+            init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        }
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(Box(start)).toOpaque()
+        let rc = pthread_create(
+            &thread, nil,
+            { arg in
+                let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+                box.run()
+                return nil
+            }, box)
+        precondition(rc == 0, "cannot start thread \(name): \(Errno(rc))")
+        pthread_detach(thread)
     }
 
     /// Waits until the loop ends by itself, without asking it to stop (a launched NRI plugin lives

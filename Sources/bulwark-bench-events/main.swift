@@ -8,10 +8,10 @@
 import BulwarkAgent
 import BulwarkClient
 import BulwarkEvents
+import BulwarkHook
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
-import BulwarkRuntime
 import CBulwarkABI
 import Foundation
 import Logging
@@ -37,14 +37,14 @@ defer { try? FileManager.default.removeItem(atPath: dir) }
 // 64 containers, each with a hook record, and records spread over them
 let namespaces: [UInt32] = (0..<64).map { 4_026_540_000 + UInt32($0) }
 for (i, ns) in namespaces.enumerated() {
-    let r = Hook.Record(
+    let r = ContainerRecord(
         id: "bench-\(i)", pid: 1, namespace: ns, profile: "varmor-shop-web", policy: "shop/web", bundle: "/b",
         boundAt: 1, bpf: true,
         pod: PodAnnotations([
             "io.kubernetes.cri.sandbox-name": "web-\(i)", "io.kubernetes.cri.sandbox-namespace": "shop",
             "io.kubernetes.cri.container-name": "app",
         ]))
-    try JSONEncoder().encode(r).write(to: URL(fileURLWithPath: dir + "/run/containers/bench-\(i).json"))
+    try Data(r.json.serialized()).write(to: URL(fileURLWithPath: dir + "/run/containers/bench-\(i).json"))
 }
 let raw: [[UInt8]] = (0..<256).map { i in
     var e = bulwark_event()

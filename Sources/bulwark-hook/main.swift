@@ -2,8 +2,8 @@
 // [--state-dir DIR]`, container state on stdin. Exit 0 when done or nothing to do; exit 1 with one
 // line on stderr when a targeted container cannot be confined (the runtime then refuses it).
 import BulwarkBPF
+import BulwarkHook
 import BulwarkOCI
-import BulwarkRuntime
 import Foundation
 
 var processStart = timespec()

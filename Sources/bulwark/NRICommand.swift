@@ -1,4 +1,5 @@
 import ArgumentParser
+import BulwarkDelivery
 import BulwarkNRIPlugin
 import BulwarkPolicy
 import BulwarkSystem

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BulwarkDelivery
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -14,7 +15,7 @@ struct Bulwark: ParsableCommand {
         subcommands: [
             PolicyCommand.self, EnforcerCommand.self, ProfileCommand.self, BindCommand.self, UnbindCommand.self,
             SelftestCommand.self, SelftestProbeCommand.self, StatusCommand.self, ContainersCommand.self,
-            EventsCommand.self, ReloadCommand.self, NRICommand.self,
+            EventsCommand.self, ReloadCommand.self, NRICommand.self, DeliverCommand.self,
         ])
 }
 
@@ -154,7 +155,7 @@ struct Compile: ParsableCommand {
             try? FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
             for a in artifacts {
                 let path = (output as NSString).appendingPathComponent(a.name + a.ext)
-                try AtomicFile.write(Data(a.text.utf8), to: path)
+                try AtomicFile.write(Array(a.text.utf8), to: path)
                 print(path)
             }
         } else if artifacts.count == 1 {

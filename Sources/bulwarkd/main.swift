@@ -3,6 +3,7 @@
 // reloads the policies). Everything else lives in BulwarkAgent.
 import ArgumentParser
 import BulwarkAgent
+import BulwarkDelivery
 import BulwarkPolicy
 import BulwarkSystem
 import Foundation
@@ -70,7 +71,9 @@ struct Bulwarkd: AsyncParsableCommand {
         }
         let agent: Agent
         do {
-            agent = try Agent(config: nodeConfig, logger: logger, metrics: registry)
+            agent = try Agent(
+                config: nodeConfig, configPath: PolicyFiles.configPath(explicit: config), logger: logger,
+                metrics: registry)
         } catch {
             FileHandle.standardError.write(Data("bulwarkd: \(error)\n".utf8))
             throw ExitCode(1)

@@ -1,9 +1,9 @@
 import BulwarkAgent
 import BulwarkClient
+import BulwarkHook
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
-import BulwarkRuntime
 import BulwarkTestSupport
 import CBulwarkABI
 import Foundation
@@ -66,10 +66,10 @@ struct Node {
     }
 
     /// A hook record as `bulwark-hook` writes it.
-    func writeRecord(_ r: Hook.Record) throws {
+    func writeRecord(_ r: ContainerRecord) throws {
         try FileManager.default.createDirectory(
             atPath: config.containerStateDirectory, withIntermediateDirectories: true)
-        try JSONEncoder().encode(r).write(to: URL(fileURLWithPath: config.containerStateDirectory + "/\(r.id).json"))
+        try Data(r.json.serialized()).write(to: URL(fileURLWithPath: config.containerStateDirectory + "/\(r.id).json"))
     }
 }
 
@@ -98,8 +98,8 @@ let shopPolicy = """
 
 func record(
     id: String, namespace: UInt32, pid: Int32 = getpid(), profile: String = "varmor-shop-web", pod: String = "web-1"
-) -> Hook.Record {
-    Hook.Record(
+) -> ContainerRecord {
+    ContainerRecord(
         id: id, pid: pid, namespace: namespace, profile: profile, policy: "shop/web", bundle: "/b", boundAt: 1,
         bpf: true,
         pod: PodAnnotations([

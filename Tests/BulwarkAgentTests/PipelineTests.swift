@@ -1,9 +1,9 @@
 import BulwarkAgent
 import BulwarkEvents
+import BulwarkHook
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
-import BulwarkRuntime
 import CBulwarkABI
 import Foundation
 import Testing

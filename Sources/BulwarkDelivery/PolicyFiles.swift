@@ -1,15 +1,11 @@
 import BulwarkPolicy
+import BulwarkSystem
 import Foundation
 
 /// Reads policy and config files from disk with bounds: regular files only, at most
 /// `maxBytes`, UTF-8. The only I/O between the CLI/agent and the pure parser.
 public enum PolicyFiles {
     public static let maxBytes = 1 << 20
-
-    /// A file that cannot be written.
-    public struct WriteError: Error, CustomStringConvertible {
-        public var description: String
-    }
 
     /// Reads a whole policy or config file; a problem is a `Diagnostic` for that file.
     public static func read(_ path: String) throws(Diagnostic) -> String {
@@ -25,7 +21,7 @@ public enum PolicyFiles {
             case .notRegular("directory"): throw failure("is a directory", "give the files inside it")
             case .notRegular: throw failure("\(error)", "policy and config files must be regular files")
             case .tooLarge: throw failure("file is larger than \(maxBytes) bytes", "split it into several policy files")
-            case .cannotOpen, .readFailed: throw failure("\(error)", "check its permissions")
+            case .cannotOpen, .readFailed, .untrusted: throw failure("\(error)", "check its permissions")
             }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
@@ -52,6 +48,14 @@ public enum PolicyFiles {
             return names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
                 .map { (dir as NSString).appendingPathComponent($0) }
         }
+    }
+
+    /// The node config file a process uses: `--config` > `$BULWARK_CONFIG` > the default path (which
+    /// may not exist: defaults). The start path resolves it the same way (`Wrapper.configPath`).
+    public static func configPath(
+        explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
+        explicit ?? environment[NodeConfig.environmentVariable] ?? NodeConfig.defaultPath
     }
 
     /// The node config: `--config` > `$BULWARK_CONFIG` > /etc/bulwark/bulwark.yaml > defaults.

@@ -1,16 +1,19 @@
-import Glibc
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Runs a program with an argument vector (never through a shell) and collects its exit status and
-/// the first 64 KiB of stderr. Used for `apparmor_parser`.
-enum Spawn {
-    struct Result: Sendable {
-        var status: Int32
-        var stderr: String
+/// the first 64 KiB of stderr. Used for `apparmor_parser` and, by the
+/// runtime wrapper, `bulwark deliver`.
+public enum Spawn {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stderr: String
     }
 
-    static func run(_ path: String, _ args: [String]) -> Result {
+    public static func run(_ path: String, _ args: [String]) -> Result {
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { return Result(status: -1, stderr: "pipe: \(errnoText())") }
+        guard pipe(&pipeFDs) == 0 else { return Result(status: -1, stderr: "pipe: \(Errno.current)") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -27,7 +30,7 @@ enum Spawn {
         let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
         close(pipeFDs[1])
         defer { close(pipeFDs[0]) }
-        guard rc == 0 else { return Result(status: -1, stderr: "cannot run \(path): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { return Result(status: -1, stderr: "cannot run \(path): \(Errno(rc))") }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -43,12 +46,10 @@ enum Spawn {
     }
 
     /// The first executable `name` in the usual system directories.
-    static func find(_ name: String) -> String? {
+    public static func find(_ name: String) -> String? {
         for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] where access(dir + "/" + name, X_OK) == 0 {
             return dir + "/" + name
         }
         return nil
     }
 }
-
-func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }

@@ -1,7 +1,10 @@
 import BulwarkBPF
 import BulwarkOCI
 import BulwarkSystem
-import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The OCI hook (`bulwark-hook`): binds a container's mount namespace to its BPF profile at
 /// createRuntime (armed at the entrypoint's execve) and unbinds it at poststop. It needs only the
@@ -36,60 +39,24 @@ public struct Hook {
         case ignoredFailure(String)
     }
 
-    /// The record kept per container (JSON in `stateDirectory/<id>.json`).
-    public struct Record: Codable, Sendable, Equatable {
-        public var id: String
-        public var pid: Int32
-        public var namespace: UInt32
-        public var profile: String
-        public var policy: String?
-        public var bundle: String
-        public var boundAt: Double
-        /// False when the container is only recorded (no BPF binding); nil in records of older hooks.
-        public var bpf: Bool?
-        public var podName: String?
-        public var podNamespace: String?
-        public var podUID: String?
-        public var containerName: String?
-        public var image: String?
-        /// The hook's own time from process start to this record (the agent's hook-latency metric).
-        public var hookMicroseconds: Int?
+    /// The record kept per container (`ContainerRecord`, JSON in `stateDirectory/<id>.json`).
+    public typealias Record = ContainerRecord
 
-        public init(
-            id: String, pid: Int32, namespace: UInt32, profile: String, policy: String?, bundle: String,
-            boundAt: Double, bpf: Bool, pod: PodAnnotations
-        ) {
-            self.id = id
-            self.pid = pid
-            self.namespace = namespace
-            self.profile = profile
-            self.policy = policy
-            self.bundle = bundle
-            self.boundAt = boundAt
-            self.bpf = bpf
-            podName = pod.podName
-            podNamespace = pod.podNamespace
-            podUID = pod.podUID
-            containerName = pod.containerName
-            image = pod.image
-        }
-    }
-
-    public func run(stage: Stage, state: OCIState) throws(RuntimeFailure) -> Outcome {
+    public func run(stage: Stage, state: OCIState) throws(HookFailure) -> Outcome {
         switch stage {
         case .createRuntime, .prestart: return try create(state)
         case .poststop: return poststop(state)
         }
     }
 
-    func create(_ state: OCIState) throws(RuntimeFailure) -> Outcome {
+    func create(_ state: OCIState) throws(HookFailure) -> Outcome {
         guard let profile = state.annotations[DecisionAnnotations.bpfProfile], !profile.isEmpty else {
             return record(state)
         }
         let failClosed = state.annotations[DecisionAnnotations.failurePolicy] != "Ignore"
-        func refuse(_ why: String) throws(RuntimeFailure) -> Outcome {
+        func refuse(_ why: String) throws(HookFailure) -> Outcome {
             let message = "container \(state.id): cannot confine with BPF profile \(profile): \(why)"
-            if failClosed { throw RuntimeFailure(message: message) }
+            if failClosed { throw HookFailure(message: message) }
             return .ignoredFailure(message)
         }
         guard let pid = state.pid else { return try refuse("the runtime gave no pid") }
@@ -102,7 +69,7 @@ public struct Hook {
         let record = Record(
             id: state.id, pid: pid, namespace: binding.namespace, profile: profile,
             policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
-            boundAt: Date().timeIntervalSince1970, bpf: true, pod: PodAnnotations(state.annotations))
+            boundAt: Self.now(), bpf: true, pod: PodAnnotations(state.annotations))
         do {
             try saveRecord(record)
         } catch {
@@ -123,7 +90,7 @@ public struct Hook {
         let record = Record(
             id: state.id, pid: pid, namespace: UInt32(inode), profile: profile,
             policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
-            boundAt: Date().timeIntervalSince1970, bpf: false, pod: PodAnnotations(state.annotations))
+            boundAt: Self.now(), bpf: false, pod: PodAnnotations(state.annotations))
         do {
             try saveRecord(record)
         } catch {
@@ -135,8 +102,8 @@ public struct Hook {
     func poststop(_ state: OCIState) -> Outcome {
         let path = recordPath(state.id)
         defer { unlink(path) }
-        guard let data = FileManager.default.contents(atPath: path),
-            let record = try? JSONDecoder().decode(Record.self, from: data), record.bpf != false
+        guard let data = try? RegularFile.read(path, maxBytes: ContainerRecord.maxBytes, followSymlinks: false),
+            let record = ContainerRecord(json: data), record.bpf != false
         else { return .nothingToUnbind }
         // Only our binding: the inode may already belong to a newer container's binding.
         guard let current = enforcer.binding(namespace: record.namespace), current.pid == UInt32(record.pid)
@@ -145,12 +112,19 @@ public struct Hook {
         return .unbound(namespace: record.namespace)
     }
 
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
     /// Container ids come from the runtime; anything but a plain name is hashed into one.
     func recordPath(_ id: String) -> String {
         let safe =
             id.utf8.count <= 128 && id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
             && !id.hasPrefix(".")
-        let name = safe ? id : String(format: "%016llx", FNV1a.hash(id.utf8))
+        let hex = String(FNV1a.hash(id.utf8), radix: 16)
+        let name = safe ? id : String(repeating: "0", count: 16 - hex.count) + hex
         return stateDirectory + "/" + name + ".json"
     }
 
@@ -165,6 +139,6 @@ public struct Hook {
         // records name containers to the agent: never in a directory someone else controls
         try TrustedDirectory.ensure(stateDirectory, mode: 0o700)
         // /run is tmpfs: no fsync on the container start path
-        try AtomicFile.write(JSONEncoder().encode(r), to: recordPath(r.id), permissions: 0o600, durable: false)
+        try AtomicFile.write(r.json.serialized(), to: recordPath(r.id), permissions: 0o600, durable: false)
     }
 }

@@ -1,0 +1,183 @@
+import BulwarkBPF
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import BulwarkSystem
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The one way a profile reaches the kernel: given a policy and the node's facts, compile it for
+/// every enforcer the policy and the node both run and deliver it — seccomp as a JSON file for
+/// runtimes that load profiles by path, AppArmor through `apparmor_parser`, BPF into the pinned
+/// maps (atomically, live for bound containers). Used by the agent on every reload, by
+/// `bulwark deliver` (the runtime wrapper's fallback when no agent published an index), and by the
+/// NRI plugin for a BPF profile a container needs now. Every caller compiles with the same node
+/// facts, so one profile name never carries different kernel rows depending on who loaded it.
+public struct ProfileDelivery: Sendable {
+    public struct Status: Sendable, Equatable {
+        public var name: String
+        public var policy: String
+        public var mode: String
+        public var seccomp: String
+        public var appArmor: String
+        public var bpf: String
+    }
+
+    public let config: NodeConfig
+    public let facts: NodeFacts
+    let logger: Logger
+
+    public init(config: NodeConfig, facts: NodeFacts = .read(), logger: Logger) {
+        self.config = config
+        self.facts = facts
+        self.logger = logger
+    }
+
+    public var enforcer: Enforcer { Enforcer(pinPath: config.bpfPinPath) }
+
+    /// Compiles and delivers `policy` as profile `name` to every enforcer.
+    public func deliver(_ policy: Policy, profile name: String) -> Status {
+        let enforcers = policy.spec.policy.enforcers.intersection(config.enforcers)
+        var st = Status(
+            name: name, policy: policy.displayName, mode: policy.spec.policy.mode.rawValue, seccomp: "not requested",
+            appArmor: "not requested", bpf: "not requested")
+        if enforcers.contains(.seccomp) {
+            let json = SeccompCompiler().compile(policy).json.serialized()
+            let path = config.seccompProfileDirectory + "/" + name + ".json"
+            do {
+                try TrustedDirectory.ensure(config.seccompProfileDirectory)
+                try AtomicFile.write(json, to: path, permissions: 0o644)
+                st.seccomp = "stored \(path)"
+            } catch {
+                st.seccomp = "failed: cannot write \(path): \(error)"
+                logger.error("cannot store seccomp profile", metadata: ["profile": "\(name)", "error": "\(error)"])
+            }
+        }
+        if enforcers.contains(.appArmor) {
+            st.appArmor = loadAppArmor(
+                AppArmorCompiler(diskDevices: facts.diskDevices).compile(policy, profileName: name))
+        }
+        if enforcers.contains(.bpf) {
+            let e = enforcer
+            if !e.isLoaded {
+                st.bpf = "unavailable: the BPF enforcer is not loaded"
+            } else {
+                do {
+                    let r = try e.apply(compileBPF(policy, profile: name))
+                    st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
+                    if !r.skipped.isEmpty {
+                        logger.warning(
+                            "BPF rules skipped", metadata: ["profile": "\(name)", "skipped": "\(r.skipped)"])
+                    }
+                } catch {
+                    st.bpf = "failed: \(error.message); the previous version stays in force"
+                    logger.error("BPF profile not loaded", metadata: ["profile": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
+        logger.info(
+            "profile delivered",
+            metadata: [
+                "profile": "\(name)", "seccomp": "\(st.seccomp)", "apparmor": "\(st.appArmor)", "bpf": "\(st.bpf)",
+            ])
+        return st
+    }
+
+    /// The BPF profile as every caller compiles it (the node's disk devices included).
+    public func compileBPF(_ policy: Policy, profile name: String) -> BPFProfile {
+        BPFCompiler(diskDevices: facts.diskDevices).compile(policy, profileName: name)
+    }
+
+    /// Loads `policy`'s BPF profile unless the enforcer already has one named `name` (the NRI
+    /// plugin, before a container that needs it starts). Nil when it is in the kernel afterwards;
+    /// otherwise why not.
+    public func ensureBPF(_ policy: Policy?, profile name: String) -> String? {
+        let e = enforcer
+        guard e.isLoaded else { return "the BPF enforcer is not loaded" }
+        if (try? e.profileID(named: name)) ?? nil != nil { return nil }
+        guard let policy else { return "no BPF profile named \(name) is loaded" }
+        do {
+            _ = try e.apply(compileBPF(policy, profile: name))
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
+    /// Unloads a profile whose policy is gone. Returns a status when its BPF profile must stay
+    /// (containers are still bound to it; unloading would leave them unconfined).
+    public func withdraw(_ name: String) -> String? {
+        let e = enforcer
+        if e.isLoaded, let id = try? e.profileID(named: name) {
+            let bound = e.bindings().filter { $0.profileID == id }.count
+            if bound > 0 {
+                logger.warning(
+                    "policy removed but containers are still bound to its BPF profile; kept until they stop",
+                    metadata: ["profile": "\(name)", "containers": "\(bound)"])
+                return "kept: policy removed, \(bound) container(s) still bound"
+            }
+            do { try e.remove(profile: name) } catch {
+                logger.error("cannot unload BPF profile", metadata: ["profile": "\(name)", "error": "\(error)"])
+            }
+        }
+        unlink(config.seccompProfileDirectory + "/" + name + ".json")
+        let aaFile = config.appArmorProfileDirectory + "/" + name
+        if AppArmorFacts.enabled, access(aaFile, F_OK) == 0, let parser = Spawn.find("apparmor_parser") {
+            let r = Spawn.run(parser, ["-R", aaFile])
+            if r.status != 0 {
+                logger.error("apparmor_parser -R failed", metadata: ["profile": "\(name)", "stderr": "\(r.stderr)"])
+            }
+        }
+        unlink(aaFile)
+        logger.info("profile unloaded", metadata: ["profile": "\(name)"])
+        return nil
+    }
+
+    func loadAppArmor(_ profile: AppArmorProfile) -> String {
+        guard AppArmorFacts.enabled else { return "unavailable: AppArmor is not enabled in this kernel" }
+        guard let parser = Spawn.find("apparmor_parser") else { return "unavailable: apparmor_parser not installed" }
+        let path = config.appArmorProfileDirectory + "/" + profile.name
+        do {
+            try TrustedDirectory.ensure(config.appArmorProfileDirectory)
+            try AtomicFile.write(Array(profile.text.utf8), to: path, permissions: 0o644)
+        } catch {
+            return "failed: cannot write \(path): \(error)"
+        }
+        let r = Spawn.run(parser, ["-r", "-W", path])
+        guard r.status == 0 else {
+            let first = r.stderr.split(separator: "\n").first.map(String.init) ?? "exit \(r.status)"
+            logger.error("apparmor_parser failed", metadata: ["profile": "\(profile.name)", "stderr": "\(r.stderr)"])
+            return "failed: apparmor_parser: \(first); the previous version stays in force"
+        }
+        return "loaded" + (profile.complain ? " (complain)" : "")
+    }
+}
+
+/// Facts about this node that compiled profiles depend on, read once per delivery round.
+public struct NodeFacts: Sendable, Equatable {
+    /// Whole-disk names (sda, nvme0n1, vda — not their partitions), for the built-in disk rules.
+    public var diskDevices: [String]
+
+    public init(diskDevices: [String]) { self.diskDevices = diskDevices }
+
+    public static func read() -> NodeFacts { NodeFacts(diskDevices: diskDevicesFromProcPartitions()) }
+
+    static func diskDevicesFromProcPartitions() -> [String] {
+        guard let bytes = try? RegularFile.read("/proc/partitions", maxBytes: 1 << 20) else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst().compactMap { line -> String? in
+            guard let name = line.split(separator: " ").last, name != "name" else { return nil }
+            let n = String(name)
+            if n.hasPrefix("nvme") || n.hasPrefix("mmcblk") { return n.contains("p") ? nil : n }
+            return n.last?.isNumber == true ? nil : n
+        }
+    }
+
+    public static func hostName() -> String {
+        var buf = [UInt8](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,48 @@
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import BulwarkStart
+import BulwarkSystem
+import Foundation
+
+/// Builds and writes the start index (`StartIndex`) for a node config: what `bulwark-runtime` reads
+/// instead of YAML. Stamps are taken before the files are read, so a file that changes while the
+/// index is built makes the index stale at once rather than current with old content.
+public enum StartIndexPublisher {
+    /// The stamps of the config file, every policy directory and every policy file in them (taken
+    /// before reading any of them).
+    public static func stamps(configPath: String, policyDirectories: [String]) -> [StartIndex.Stamp] {
+        var paths = [configPath] + policyDirectories
+        paths += PolicyFiles.directoryContents(policyDirectories)
+        return paths.map { StartIndex.Stamp(path: $0, identity: Paths.identity($0)) }
+    }
+
+    /// The index of `policies` (the active ones) under `config`.
+    public static func build(
+        config: NodeConfig, configPath: String, stamps: [StartIndex.Stamp], policies: [Policy], rejected: [String]
+    ) -> StartIndex {
+        var entries: [StartIndex.Entry] = []
+        for p in DecisionEngine.ordered(policies) where p.spec.target.kind == .container {
+            let enforcers = p.spec.policy.enforcers.intersection(config.enforcers)
+            entries.append(
+                StartIndex.Entry(
+                    policy: p.displayName,
+                    profile: ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace),
+                    containerName: p.spec.target.name, selector: p.spec.target.selector,
+                    seccomp: enforcers.contains(.seccomp), appArmor: enforcers.contains(.appArmor),
+                    bpf: enforcers.contains(.bpf), failurePolicy: config.failurePolicy(for: p).rawValue,
+                    seccompProfile: enforcers.contains(.seccomp) ? SeccompCompiler().compile(p).json : nil))
+        }
+        return StartIndex(
+            configPath: configPath, stamps: stamps, runtime: config.runtime, bpfPinPath: config.bpfPinPath,
+            containerStateDirectory: config.containerStateDirectory, entries: entries, rejected: rejected)
+    }
+
+    /// Writes the index where the start path looks for it (root-owned directory, atomic, 0644).
+    public static func publish(_ index: StartIndex, directory: String = "/run/bulwark/start") throws {
+        try TrustedDirectory.ensure(directory, mode: 0o755)
+        try AtomicFile.write(
+            index.json.serialized(), to: StartIndex.location(configPath: index.configPath, directory: directory),
+            permissions: 0o644, durable: false)
+    }
+}
