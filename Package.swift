@@ -162,7 +162,8 @@ let package = Package(
             name: "BulwarkPolicyTests",
             dependencies: [
                 "BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz", "BulwarkStart", "BulwarkDelivery",
-            ]),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "BulwarkEventsTests",
             dependencies: ["BulwarkEvents", "BulwarkOCI", "BulwarkProfiles", "CBulwarkABI", "BulwarkTestSupport"]),
@@ -177,7 +178,7 @@ let package = Package(
         // The runtime side of NRI in Swift (tests, benchmark).
         .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
         .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
-        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkTestSupport"]),
+        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkStart", "BulwarkTestSupport"]),
         .testTarget(
             name: "BulwarkAgentTests",
             dependencies: [

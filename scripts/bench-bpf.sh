@@ -2,7 +2,9 @@
 # Per-operation overhead of the BPF LSM enforcer (issue 3): openat+close, connect to a closed port,
 # execve of a static binary; detached vs attached-unbound vs bound with 0/64/1024 rules per type,
 # as ratios to detached, measured side by side in one run. Runs directly where BPF LSM loads,
-# otherwise in the VM (scripts/vmrun; TCG there, so compare ratios, not absolute times).
+# otherwise in the VM (scripts/vmrun; TCG there, so compare ratios, not absolute times). Ends with
+# `RESULT file_open_unbound_pct=… file_open_1024_pct=… connect_1024_pct=…` (program time per call as
+# a percentage of the detached operation).
 # Env: BENCH_ROUNDS (7), BENCH_OPEN_N (20000), BENCH_CONNECT_N (5000), BENCH_EXEC_N (200).
 set -euo pipefail
 cd "$(dirname "$0")/.."

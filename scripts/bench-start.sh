@@ -3,7 +3,8 @@
 # defaults' style, decision engine over a policy directory) versus plain `runc run`, busybox `true`,
 # alternating, N runs each (BENCH_RUNS, default 60); p50/p95 and the ratio. Also the hook's own
 # run time for an untargeted container (its start-up cost; a targeted one also binds, which needs
-# BPF LSM). Root. BENCH_BUILD=debug to skip the release build.
+# BPF LSM). Root. BENCH_BUILD=debug to skip the release build. Ends with
+# `RESULT added_p50_ms=… added_p95_ms=… hook_p50_ms=… ratio_p50=… wrapper_share_p50_ms=…`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Production build of the start-path executables: fully static (-static-executable), so no
@@ -79,4 +80,10 @@ for k, xs in times.items():
 w = statistics.median(times["bulwark-runtime + runc"])
 print(f"  added at p50 vs no policy: {w - base:.1f} ms; the wrapper's own share (vs runc with the same spec): {w - statistics.median(times['runc (rewritten spec)']):.1f} ms")
 print(f"  bulwark-hook createRuntime (untargeted, process start to exit): p50 {statistics.median(hook):.1f} ms  p95 {q(hook, .95):.1f} ms")
+plain_runs, wrapped_runs = times["runc (no policy)"], times["bulwark-runtime + runc"]
+added_p50 = statistics.median(wrapped_runs) - statistics.median(plain_runs)
+added_p95 = q(wrapped_runs, .95) - q(plain_runs, .95)
+print(f"RESULT added_p50_ms={added_p50:.2f} added_p95_ms={added_p95:.2f} hook_p50_ms={statistics.median(hook):.2f} "
+      f"ratio_p50={statistics.median(wrapped_runs) / statistics.median(plain_runs):.3f} "
+      f"wrapper_share_p50_ms={w - statistics.median(times['runc (rewritten spec)']):.2f}")
 PY

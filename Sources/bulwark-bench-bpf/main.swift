@@ -230,3 +230,14 @@ for (name, _) in ops {
         print(line)
     }
 }
+
+/// The program's own run time per call as a percentage of the detached operation (nil when the
+/// kernel gave no program statistics).
+@MainActor func programShare(_ op: String, _ c: Config) -> String {
+    guard let p = programNS[op]?[c], !p.isEmpty, let base = samples[op]?[.detached] else { return "n/a" }
+    return String(format: "%.2f", 100 * median(p) / median(base))
+}
+print(
+    "RESULT file_open_unbound_pct=\(programShare("openat+close", .unbound)) "
+        + "file_open_1024_pct=\(programShare("openat+close", .bound1024)) "
+        + "connect_1024_pct=\(programShare("connect (closed port)", .bound1024))")

@@ -1,4 +1,5 @@
 import BulwarkAgent
+import BulwarkDelivery
 import BulwarkPolicy
 import BulwarkSystem
 import Foundation

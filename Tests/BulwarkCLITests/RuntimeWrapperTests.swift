@@ -1,3 +1,4 @@
+import BulwarkStart
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -161,6 +162,57 @@ struct RuntimeWrapperTests {
         let (dcode, dout) = try Self.wrapper(["delete", id], config: s.config)
         #expect(dcode == 0, "delete: \(dout)")
         #expect(try status() == nil)
+    }
+
+    /// The wrapper decides from the start index: built on first use by `bulwark deliver`, reused
+    /// while nothing changed, rebuilt when a policy file changes or the index is not root's alone,
+    /// and a container is refused (not run unconfined) when no current index can be had.
+    @Test func theStartIndexIsReusedRebuiltWhenStaleAndNeverTrustedBlindly() throws {
+        guard let s = try Self.setup(runtime: "runc") else { return }
+        let index = StartIndex.location(configPath: s.config)
+        unlink(index)
+        func run(_ tag: String) throws -> [String: String] {
+            let b = try Self.bundle(
+                in: s.dir, args: ["/bin/echo", "ok"], annotations: ["bulwark.io/policy": "nomkdir"])
+            let (code, out) = try Self.wrapper(["run", "--bundle", b, "bw-ix-\(tag)-\(getpid())"], config: s.config)
+            #expect(code == 0, "\(tag): \(out)")
+            let spec =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
+                as? [String: Any]
+            return spec?["annotations"] as? [String: String] ?? [:]
+        }
+        #expect(try run("first")["bulwark.io/applied-policy"] == "nomkdir")
+        var st = stat()
+        #expect(stat(index, &st) == 0, "bulwark deliver published the index")
+        let built = st.st_ino
+        #expect(try run("again")["bulwark.io/applied-policy"] == "nomkdir")
+        #expect(stat(index, &st) == 0 && st.st_ino == built, "a current index is reused, not rebuilt")
+        // the policy now selects other containers: the next start sees it at once
+        try Self.policy.replacingOccurrences(of: "policy: nomkdir}", with: "policy: other}")
+            .write(toFile: s.dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
+        #expect(try run("changed")["bulwark.io/applied-policy"] == nil, "a stale index was used")
+        #expect(stat(index, &st) == 0 && st.st_ino != built)
+        // an index others could have written is not trusted: rebuilt (and the policy applies again)
+        try Self.policy.write(toFile: s.dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
+        #expect(try run("restored")["bulwark.io/applied-policy"] == "nomkdir")
+        chmod(index, 0o666)
+        stat(index, &st)
+        let writable = st.st_ino
+        #expect(try run("untrusted")["bulwark.io/applied-policy"] == "nomkdir")
+        #expect(stat(index, &st) == 0 && st.st_ino != writable && st.st_mode & 0o022 == 0)
+        // no current index and no way to build one: refused, the runtime never runs
+        let lonely = s.dir + "/lonely"
+        try FileManager.default.createDirectory(atPath: lonely, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            atPath: bulwarkDirectory() + "/bulwark-runtime", toPath: lonely + "/bulwark-runtime")
+        try Self.policy.replacingOccurrences(of: "nomkdir}", with: "lonely}")
+            .write(toFile: s.dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
+        let b = try Self.bundle(in: s.dir, args: ["/bin/echo", "ran"], annotations: ["bulwark.io/policy": "lonely"])
+        var env = ProcessInfo.processInfo.environment
+        env["BULWARK_CONFIG"] = s.config
+        let (code, out) = try capture(
+            lonely + "/bulwark-runtime", ["run", "--bundle", b, "bw-ix-lonely-\(getpid())"], environment: env)
+        #expect(code == 1 && out.contains("no current start index") && !out.contains("ran"), "\(out)")
     }
 
     @Test func aFailureBeforeExecIsAJSONLogLineAndNoContainer() throws {
