@@ -80,7 +80,7 @@ let package = Package(
         // The runtime wrapper: start index + spec patcher + thin I/O (no YAML, compiler or libbpf).
         .target(name: "BulwarkRuntime", dependencies: ["BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
         // The OCI hook: binds at createRuntime, unbinds at poststop, records containers.
-        .target(name: "BulwarkHook", dependencies: ["BulwarkBPF", "BulwarkOCI", "BulwarkSystem"]),
+        .target(name: "BulwarkHook", dependencies: ["BulwarkBPFMaps", "BulwarkOCI", "BulwarkSystem"]),
         // The one way a profile reaches the kernel (compile + deliver to every enforcer), policy
         // files from disk, and the start index's publisher.
         .target(
@@ -89,9 +89,16 @@ let package = Package(
                 "BulwarkBPF", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkStart", "BulwarkSystem",
                 logging,
             ]),
+        // The pinned enforcer state: maps, bindings, profile names (what the hook needs; no loader,
+        // no embedded object, no compiler).
+        .target(name: "BulwarkBPFMaps", dependencies: ["CLibBPF", "CBulwarkABI"]),
+        // Loading, upgrading and unloading the enforcer, applying compiled profiles, the ring buffer,
+        // the selftest.
         .target(
             name: "BulwarkBPF",
-            dependencies: ["BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI"]
+            dependencies: [
+                "BulwarkBPFMaps", "BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI",
+            ]
         ),
 
         // The node agent: policy store, event pipeline, node socket, metrics (bulwarkd).
@@ -124,7 +131,7 @@ let package = Package(
             ]
         ),
 
-        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkHook", "BulwarkBPF", "BulwarkOCI"]),
+        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkHook", "BulwarkBPFMaps", "BulwarkOCI", "BulwarkSystem"]),
         .executableTarget(
             name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
 

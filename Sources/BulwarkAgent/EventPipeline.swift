@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkDelivery
 import BulwarkEvents
 import BulwarkHook

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkEvents
 import BulwarkSystem
 import Foundation

@@ -1,44 +1,12 @@
+import BulwarkBPFMaps
 import BulwarkBPFObject
 import BulwarkProfiles
 import CBulwarkABI
 import CLibBPF
 import Foundation
 
-/// The BPF LSM enforcer as pinned kernel state under `pinPath` (default /sys/fs/bpf/bulwark):
-/// `maps/<name>` for every persistent map, `links/<program>` for every attached program. The
-/// programs keep enforcing with no process holding them, across agent restarts; a loader that
-/// finds the state adopts it instead of reloading.
-///
-/// Every mutating call takes an exclusive flock on the pin directory, so the agent, the OCI hook
-/// and the CLI can share the state.
-public struct Enforcer: Sendable {
-    public static let defaultPinPath = "/sys/fs/bpf/bulwark"
-    public static let persistentMaps = [
-        BULWARK_MAP_META, BULWARK_MAP_BINDINGS, BULWARK_MAP_PROFILES, BULWARK_MAP_NAMES, BULWARK_MAP_PATH_PREFIX,
-        BULWARK_MAP_PATH_SUFFIX, BULWARK_MAP_COMPOUND, BULWARK_MAP_SOCKETS, BULWARK_MAP_EGRESS4, BULWARK_MAP_EGRESS6,
-        BULWARK_MAP_PORT_RANGES, BULWARK_MAP_MOUNTS, BULWARK_MAP_EVENTS, BULWARK_MAP_COUNTERS,
-    ]
-    /// The programs of bpf/bulwark.bpf.c, one per LSM hook.
-    public static let programs = [
-        "bw_file_open", "bw_path_symlink", "bw_path_link", "bw_path_rename", "bw_socket_create", "bw_connect",
-        "bw_sendmsg", "bw_capable", "bw_ptrace", "bw_mount", "bw_move_mount", "bw_umount",
-    ]
-
-    public var pinPath: String
-    public init(pinPath: String = Enforcer.defaultPinPath) { self.pinPath = pinPath }
-
-    var mapsDir: String { pinPath + "/maps" }
-    var linksDir: String { pinPath + "/links" }
-    func mapPath(_ name: String) -> String { mapsDir + "/" + name }
-
-    public func map(_ name: String) throws(EnforcerError) -> BPFMap {
-        try BPFMap(path: mapPath(name), name: name)
-    }
-
+extension Enforcer {
     // MARK: State
-
-    /// True when an enforcer is pinned here (one stat; for paths that must stay cheap).
-    public var isLoaded: Bool { access(mapPath(BULWARK_MAP_META), F_OK) == 0 }
 
     public struct Status: Sendable, Codable {
         public var pinned: Bool
@@ -219,27 +187,6 @@ public struct Enforcer: Sendable {
         if rmdir(pinPath) != 0 && errno != ENOENT { throw .errno("cannot remove \(pinPath)") }
     }
 
-    // MARK: Helpers
-
-    func makeDirectory(_ path: String) throws(EnforcerError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .errno("cannot create \(path)") }
-    }
-
-    /// Runs `body` holding an exclusive flock on the pin directory.
-    func withLock<T>(_ body: () throws(EnforcerError) -> T) throws(EnforcerError) -> T {
-        let fd = open(pinPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .errno("cannot open \(pinPath)", hint: "load the enforcer: bulwark enforcer load") }
-        defer { close(fd) }
-        guard flock(fd, LOCK_EX) == 0 else { throw .errno("cannot lock \(pinPath)") }
-        return try body()
-    }
-
-    /// Inode of /proc/<pid>/ns/mnt (the key of bw_bindings).
-    public static func namespaceInode(pid: Int32) -> UInt64? {
-        var st = stat()
-        guard stat("/proc/\(pid)/ns/mnt", &st) == 0 else { return nil }
-        return UInt64(st.st_ino)
-    }
 }
 
 extension Enforcer {

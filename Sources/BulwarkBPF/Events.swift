@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import BulwarkProfiles
 import CBulwarkABI
 import CLibBPF

@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import BulwarkBPFObject
 import CLibBPF
 import Foundation

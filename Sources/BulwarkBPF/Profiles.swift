@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import BulwarkProfiles
 import CBulwarkABI
 import Foundation
@@ -10,15 +11,6 @@ extension Enforcer {
         public var rows: Int
         public var skipped: [String]
         public var replaced: Bool
-    }
-
-    static func nameKey(_ name: String) throws(EnforcerError) -> [UInt8] {
-        let bytes = Array(name.utf8)
-        guard !bytes.isEmpty, bytes.count < Int(BULWARK_PROFILE_NAME_MAX), !bytes.contains(0) else {
-            throw EnforcerError(
-                "profile name \"\(name)\" must be 1–\(BULWARK_PROFILE_NAME_MAX - 1) bytes without NUL")
-        }
-        return bytes + [UInt8](repeating: 0, count: Int(BULWARK_PROFILE_NAME_MAX) - bytes.count)
     }
 
     /// Loads a compiled profile. A profile of the same name is replaced live: the new rows are
@@ -121,30 +113,5 @@ extension Enforcer {
             profiles.delete(key: Bytes.of(id))
             if let old { deleteTables(old.tables) }
         }
-    }
-
-    public struct LoadedProfile: Sendable, Codable, Equatable {
-        public var name: String
-        public var id: UInt32
-        public var mode: String
-        public var tables: UInt32
-    }
-
-    public func loadedProfiles() -> [LoadedProfile] {
-        guard let names = try? map(BULWARK_MAP_NAMES), let profiles = try? map(BULWARK_MAP_PROFILES) else { return [] }
-        var out: [LoadedProfile] = []
-        for key in names.keys() {
-            guard let id = names.lookup(key: key).flatMap({ Bytes.load(UInt32.self, from: $0) }) else { continue }
-            let name = String(decoding: key.prefix { $0 != 0 }, as: UTF8.self)
-            let p = profiles.lookup(key: Bytes.of(id)).flatMap { Bytes.load(bulwark_profile.self, from: $0) }
-            let mode = p.map { $0.mode == UInt32(BULWARK_PROFILE_COMPLAIN) ? "complain" : "enforce" } ?? "missing"
-            out.append(.init(name: name, id: id, mode: mode, tables: p?.tables ?? 0))
-        }
-        return out.sorted { $0.name < $1.name }
-    }
-
-    public func profileID(named name: String) throws(EnforcerError) -> UInt32? {
-        let names = try map(BULWARK_MAP_NAMES)
-        return names.lookup(key: try Self.nameKey(name)).flatMap { Bytes.load(UInt32.self, from: $0) }
     }
 }

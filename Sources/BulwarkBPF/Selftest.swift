@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import BulwarkPolicy
 import BulwarkProfiles
 import CBulwarkABI

@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import Foundation
 
 /// The acts `bulwark selftest` asks a probe process (running in a throwaway mount namespace) to

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles

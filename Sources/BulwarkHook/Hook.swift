@@ -1,4 +1,4 @@
-import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkOCI
 import BulwarkSystem
 

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkClient
 import BulwarkDelivery
 import BulwarkNRI

@@ -7,6 +7,7 @@
 // posix_spawn+wait of a static binary (busybox true). Each round visits every configuration; the
 // report gives the median over rounds of ns/op and the ratio to "detached".
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkPolicy
 import BulwarkProfiles
 import Foundation

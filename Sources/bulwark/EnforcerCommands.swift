@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkSystem

@@ -80,10 +80,11 @@ struct ListenerTests {
         let closedAtOnce = idle.filter { readToEnd($0, seconds: 0.01) != nil }.count
         #expect(closedAtOnce >= idle.count - 16, "\(closedAtOnce) of \(idle.count) closed")
 
-        // after the 10 s request deadline every idle connection is closed, on both listeners
-        Thread.sleep(forTimeInterval: 10.5)
-        #expect(idle.allSatisfy { readToEnd($0, seconds: 1) != nil })
-        #expect(silent.allSatisfy { readToEnd($0, seconds: 1) != nil })
+        // after the 10 s request deadline every idle connection is closed, on both listeners (5 s of
+        // slack: under a loaded test run the accepts and timers run late)
+        Thread.sleep(forTimeInterval: 10)
+        #expect(idle.allSatisfy { readToEnd($0, seconds: 5) != nil })
+        #expect(silent.allSatisfy { readToEnd($0, seconds: 5) != nil })
         #expect(httpGet(host: "127.0.0.1", port: port, path: "/metrics")?.contains("200 OK") == true)
     }
 }

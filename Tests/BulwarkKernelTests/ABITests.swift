@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkBPFObject
 import CBulwarkABI
 import CLibBPF

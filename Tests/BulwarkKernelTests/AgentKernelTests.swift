@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkClient
 import BulwarkOCI
 import BulwarkTestSupport

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkNRI
 import BulwarkNRIPlugin
 import BulwarkPolicy

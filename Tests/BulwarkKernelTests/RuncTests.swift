@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkTestSupport

@@ -1,4 +1,5 @@
 import BulwarkBPF
+import BulwarkBPFMaps
 import BulwarkProfiles
 import BulwarkTestSupport
 import Foundation

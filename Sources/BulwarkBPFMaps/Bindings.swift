@@ -1,5 +1,8 @@
 import CBulwarkABI
-import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Enforcer {
     public enum Arming: UInt32, Sendable, Codable {

@@ -1,6 +1,9 @@
 import CBulwarkABI
 import CLibBPF
-import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A BPF error: what failed, the errno text, and what to do.
 public struct EnforcerError: Error, CustomStringConvertible, Sendable {
@@ -12,7 +15,7 @@ public struct EnforcerError: Error, CustomStringConvertible, Sendable {
     }
     public var description: String { hint.map { "\(message)\nhint: \($0)" } ?? message }
 
-    static func errno(_ what: String, _ code: Int32 = Foundation.errno, hint: String? = nil) -> EnforcerError {
+    package static func errno(_ what: String, _ code: Int32 = Glibc.errno, hint: String? = nil) -> EnforcerError {
         EnforcerError("\(what): \(String(cString: strerror(code)))", hint: hint)
     }
 }
@@ -103,9 +106,9 @@ public struct BPFMap: ~Copyable {
 }
 
 /// Typed views of fixed-layout structs as bytes.
-enum Bytes {
-    static func of<T>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
-    static func load<T>(_ type: T.Type, from bytes: [UInt8]) -> T? {
+package enum Bytes {
+    package static func of<T>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
+    package static func load<T>(_ type: T.Type, from bytes: [UInt8]) -> T? {
         guard bytes.count >= MemoryLayout<T>.size else { return nil }
         return bytes.withUnsafeBytes { $0.loadUnaligned(as: T.self) }
     }
