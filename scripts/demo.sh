@@ -17,8 +17,8 @@ out=$(mktemp -d)
 agent_pid=""
 follow_pid=""
 cleanup() {
-    [ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null || true
-    [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
+    if [ -n "$follow_pid" ]; then kill "$follow_pid" 2>/dev/null || true; fi
+    if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null; fi || true
     rm -rf "$out"
 }
 trap cleanup EXIT
@@ -86,7 +86,7 @@ bundle() { # bundle DIR ANNOTATIONS-JSON [SCRIPT]
     mkdir -p "$1/rootfs/bin" "$1/rootfs/proc" "$1/rootfs/tmp" "$1/rootfs/dev"
     cp /bin/busybox "$1/rootfs/bin/"
     for a in sh echo unshare true; do ln -sf busybox "$1/rootfs/bin/$a"; done
-    for a in sleep; do ln -sf busybox "$1/rootfs/bin/$a"; done
+    ln -sf busybox "$1/rootfs/bin/sleep"
     python3 - "$1/config.json" "$2" "${3:-}" <<'PY'
 import json, sys
 script = sys.argv[3] or ("echo '  echo hello:          allowed'; "
@@ -138,6 +138,6 @@ echo; echo "bulwark events --json (vArmor's format, with this node's metadata):"
 echo; echo "bulwark status (after):"
 "$bin" status | sed -n '/^events/,/^drops/p'
 kill "$follow_pid" 2>/dev/null || true
-kill "$agent_pid" && wait "$agent_pid" 2>/dev/null || true
+if kill "$agent_pid"; then wait "$agent_pid" 2>/dev/null || true; fi
 agent_pid=""
 if "$bin" enforcer probe >/dev/null 2>&1; then "$bin" enforcer unload; fi

@@ -34,7 +34,7 @@ run() {
     local execs cov
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
-    echo "fuzz $h: ${seconds}s, $execs executions, coverage $cov, corpus $(ls "$corpus" | wc -l) inputs, 0 findings"
+    echo "fuzz $h: ${seconds}s, $execs executions, coverage $cov, corpus $(find "$corpus" -type f | wc -l) inputs, 0 findings"
 }
 if [ "$name" = all ]; then
     status=0

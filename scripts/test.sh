@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] && scripts/install-deps.sh
 swift format lint --strict --recursive --configuration .swift-format Sources Tests Package.swift Plugins
+# our shell scripts (scripts/vmrun is the team's shared VM runner, kept as it is upstream)
+shellcheck scripts/*.sh .ci/run
+# the committed protobuf code is what proto/ generates
+scripts/generate-proto.sh --check
 swift build --build-tests -Xswiftc -warnings-as-errors
 if [ "$(id -u)" = 0 ]; then export BULWARK_REQUIRE_TOOLS=1; fi
 swift test --skip-build 2>&1 | tee /tmp/bulwark-test.log
