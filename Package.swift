@@ -131,7 +131,8 @@ let package = Package(
             ]
         ),
 
-        .executableTarget(name: "bulwark-hook", dependencies: ["BulwarkHook", "BulwarkBPFMaps", "BulwarkOCI", "BulwarkSystem"]),
+        .executableTarget(
+            name: "bulwark-hook", dependencies: ["BulwarkHook", "BulwarkBPFMaps", "BulwarkOCI", "BulwarkSystem"]),
         .executableTarget(
             name: "bulwark-runtime", dependencies: ["BulwarkRuntime", "BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
 
