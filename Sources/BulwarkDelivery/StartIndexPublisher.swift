@@ -38,11 +38,20 @@ public enum StartIndexPublisher {
             containerStateDirectory: config.containerStateDirectory, entries: entries, rejected: rejected)
     }
 
-    /// Writes the index where the start path looks for it (root-owned directory, atomic, 0644).
+    /// Writes the index where the start path looks for it (root-owned directory, atomic, 0644), and
+    /// removes the indexes of config files that no longer exist (tests and retired configs leave
+    /// them behind; /run is memory).
     public static func publish(_ index: StartIndex, directory: String = "/run/bulwark/start") throws {
         try TrustedDirectory.ensure(directory, mode: 0o755)
-        try AtomicFile.write(
-            index.json.serialized(), to: StartIndex.location(configPath: index.configPath, directory: directory),
-            permissions: 0o644, durable: false)
+        let ours = StartIndex.location(configPath: index.configPath, directory: directory)
+        try AtomicFile.write(index.json.serialized(), to: ours, permissions: 0o644, durable: false)
+        for name in Paths.directoryEntries(directory) ?? [] where name.hasSuffix(".json") {
+            let path = directory + "/" + name
+            guard path != ours, let bytes = try? RegularFile.read(path, maxBytes: 64 << 20, followSymlinks: false),
+                let other = try? StartIndex(json: JSONValue.parse(bytes)),
+                other.configPath != StartIndex.defaultConfigPath, !Paths.exists(other.configPath)
+            else { continue }
+            unlink(path)
+        }
     }
 }

@@ -195,10 +195,16 @@ struct RuntimeWrapperTests {
         // an index others could have written is not trusted: rebuilt (and the policy applies again)
         try Self.policy.write(toFile: s.dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
         #expect(try run("restored")["bulwark.io/applied-policy"] == "nomkdir")
+        // the index of a config file that is gone is removed when an index is next published
+        let gone = s.dir + "/gone.yaml"
+        let orphan = StartIndex.location(configPath: gone)
+        try String(contentsOfFile: index, encoding: .utf8).replacingOccurrences(of: s.config, with: gone)
+            .write(toFile: orphan, atomically: true, encoding: .utf8)
         chmod(index, 0o666)
         stat(index, &st)
         let writable = st.st_ino
         #expect(try run("untrusted")["bulwark.io/applied-policy"] == "nomkdir")
+        #expect(!FileManager.default.fileExists(atPath: orphan), "the orphaned index was not removed")
         #expect(stat(index, &st) == 0 && st.st_ino != writable && st.st_mode & 0o022 == 0)
         // no current index and no way to build one: refused, the runtime never runs
         let lonely = s.dir + "/lonely"
