@@ -96,6 +96,13 @@ public final class Agent: Service, Sendable {
     /// `start()`/`stop()` directly.
     public func start(sources: Bool = true) throws {
         let bpf = prepareEnforcer()
+        // watching before the first read: an edit made while the agent starts is never missed
+        let watcher =
+            sources
+            ? EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
+                self.store.reload()
+                self.pipeline.profilesChanged()
+            } : nil
         store.reload()
         pipeline.profilesChanged()
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
@@ -114,6 +121,7 @@ public final class Agent: Service, Sendable {
                 path: config.socketPath, group: config.socketGroup, group: group, logger: logger,
                 handle: { [self] request, channel in self.handle(request, channel) })
         } catch {
+            watcher?.stop()
             try? group.syncShutdownGracefully()
             throw StartFailure(description: "\(error)")
         }
@@ -126,6 +134,7 @@ public final class Agent: Service, Sendable {
             do {
                 metrics = try MetricsEndpoint.start(host: host, port: port, group: metricsGroup, registry: registry)
             } catch {
+                watcher?.stop()
                 socket.stop()
                 try? group.syncShutdownGracefully()
                 try? metricsGroup.syncShutdownGracefully()
@@ -143,12 +152,8 @@ public final class Agent: Service, Sendable {
             }
             workers.append(gauges())
             if let nri = nriPlugin { workers.append(nri.worker()) }
-            workers.append(
-                EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
-                    self.store.reload()
-                    self.pipeline.profilesChanged()
-                })
         }
+        if let watcher { workers.append(watcher) }
         running.withLock {
             $0 = Running(
                 group: group, metricsGroup: metricsGroup, socket: socket, metrics: metrics, workers: workers, bpf: bpf)

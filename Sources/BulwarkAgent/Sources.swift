@@ -155,21 +155,30 @@ enum EventSources {
     /// Watches the policy directories with inotify and reloads (debounced) on any change; a
     /// directory that does not exist yet is watched once it appears.
     static func policyWatcher(directories: [String], logger: Logger, reload: @escaping @Sendable () -> Void) -> Worker {
-        Worker(name: "bulwark-policy-watch") { stopped in
-            let ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        // the watches exist before this returns (before the agent says it has started): an edit
+        // right after start-up is never missed while the thread is still being scheduled
+        let ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let mask = UInt32(
+            IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB
+                | IN_DELETE_SELF | IN_MOVE_SELF)
+        var initial: [Int32: String] = [:]
+        if ifd >= 0 {
+            for dir in directories {
+                let wd = inotify_add_watch(ifd, dir, mask)
+                if wd >= 0 { initial[wd] = dir }
+            }
+        }
+        let firstWatches = initial
+        return Worker(name: "bulwark-policy-watch") { stopped in
             guard ifd >= 0 else {
                 logger.error("inotify unavailable: policy changes need SIGHUP or `bulwark reload`")
                 return
             }
             defer { close(ifd) }
-            let mask = UInt32(
-                IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB
-                    | IN_DELETE_SELF | IN_MOVE_SELF)
-            var watched: [Int32: String] = [:]
+            var watched = firstWatches
             var buf = [UInt8](repeating: 0, count: 16384)
-            var lastAttempt = Date.distantPast
+            var lastAttempt = Date()
             var dirty: Date?
-            var firstAttempt = true
             while !stopped() {
                 if watched.count < directories.count && Date().timeIntervalSince(lastAttempt) >= 1 {
                     lastAttempt = Date()
@@ -178,10 +187,9 @@ enum EventSources {
                         if wd >= 0 {
                             watched[wd] = dir
                             // a directory that appeared after start-up: its files count now
-                            if !firstAttempt { dirty = dirty ?? Date() }
+                            dirty = dirty ?? Date()
                         }
                     }
-                    firstAttempt = false
                 }
                 var p = pollfd(fd: ifd, events: Int16(POLLIN), revents: 0)
                 if poll(&p, 1, 100) > 0 {

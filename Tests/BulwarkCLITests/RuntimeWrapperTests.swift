@@ -206,18 +206,13 @@ struct RuntimeWrapperTests {
         #expect(try run("untrusted")["bulwark.io/applied-policy"] == "nomkdir")
         #expect(!FileManager.default.fileExists(atPath: orphan), "the orphaned index was not removed")
         #expect(stat(index, &st) == 0 && st.st_ino != writable && st.st_mode & 0o022 == 0)
-        // no current index and no way to build one: refused, the runtime never runs
-        let lonely = s.dir + "/lonely"
-        try FileManager.default.createDirectory(atPath: lonely, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            atPath: bulwarkDirectory() + "/bulwark-runtime", toPath: lonely + "/bulwark-runtime")
-        try Self.policy.replacingOccurrences(of: "nomkdir}", with: "lonely}")
-            .write(toFile: s.dir + "/policies/nomkdir.yaml", atomically: true, encoding: .utf8)
-        let b = try Self.bundle(in: s.dir, args: ["/bin/echo", "ran"], annotations: ["bulwark.io/policy": "lonely"])
-        var env = ProcessInfo.processInfo.environment
-        env["BULWARK_CONFIG"] = s.config
-        let (code, out) = try capture(
-            lonely + "/bulwark-runtime", ["run", "--bundle", b, "bw-ix-lonely-\(getpid())"], environment: env)
+        // no current index and no way to build one (a node config `bulwark deliver` refuses):
+        // refused, the runtime never runs
+        let bad = s.dir + "/bad.yaml"
+        try "policyDirectories: [\(s.dir)/policies]\nruntime: /usr/sbin/runc\nnoSuchKey: 1\n"
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        let b = try Self.bundle(in: s.dir, args: ["/bin/echo", "ran"], annotations: ["bulwark.io/policy": "nomkdir"])
+        let (code, out) = try Self.wrapper(["run", "--bundle", b, "bw-ix-bad-\(getpid())"], config: bad)
         #expect(code == 1 && out.contains("no current start index") && !out.contains("ran"), "\(out)")
     }
 
