@@ -39,9 +39,6 @@ public struct Hook {
         case ignoredFailure(String)
     }
 
-    /// The record kept per container (`ContainerRecord`, JSON in `stateDirectory/<id>.json`).
-    public typealias Record = ContainerRecord
-
     public func run(stage: Stage, state: OCIState) throws(HookFailure) -> Outcome {
         switch stage {
         case .createRuntime, .prestart: return try create(state)
@@ -66,7 +63,7 @@ public struct Hook {
         } catch {
             return try refuse(error.message + (error.hint.map { " (\($0))" } ?? ""))
         }
-        let record = Record(
+        let record = ContainerRecord(
             id: state.id, pid: pid, namespace: binding.namespace, profile: profile,
             policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
             boundAt: Self.now(), bpf: true, pod: PodAnnotations(state.annotations))
@@ -87,7 +84,7 @@ public struct Hook {
         guard let pid = state.pid, let inode = Enforcer.namespaceInode(pid: pid), inode <= UInt64(UInt32.max) else {
             return .recordFailed("container \(state.id): no process or mount namespace to record")
         }
-        let record = Record(
+        let record = ContainerRecord(
             id: state.id, pid: pid, namespace: UInt32(inode), profile: profile,
             policy: state.annotations[DecisionAnnotations.policy], bundle: state.bundle,
             boundAt: Self.now(), bpf: false, pod: PodAnnotations(state.annotations))
@@ -123,12 +120,11 @@ public struct Hook {
         let safe =
             id.utf8.count <= 128 && id.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) }
             && !id.hasPrefix(".")
-        let hex = String(FNV1a.hash(id.utf8), radix: 16)
-        let name = safe ? id : String(repeating: "0", count: 16 - hex.count) + hex
+        let name = safe ? id : FNV1a.hex(id.utf8)
         return stateDirectory + "/" + name + ".json"
     }
 
-    func saveRecord(_ record: Record) throws {
+    func saveRecord(_ record: ContainerRecord) throws {
         var r = record
         if let startedAt {
             var now = timespec()

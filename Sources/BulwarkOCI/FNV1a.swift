@@ -9,4 +9,10 @@ public enum FNV1a {
         }
         return h
     }
+
+    /// The hash as 16 lowercase hex digits (a file name).
+    public static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        let digits = String(hash(bytes), radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
 }

@@ -123,7 +123,8 @@ public struct Wrapper {
         let spec = try Self.readSpec(specPath)
         Self.trace("read spec", since: &t)
         let entry = index.decide(containerName: cmd.id ?? "", annotations: SpecPatcher.annotations(of: spec))
-        let ours = Paths.resolved(executableDirectory + "/bulwark-hook")
+        // resolved only for a container that gets the hook (an untargeted start pays nothing)
+        let ours = entry == nil ? nil : Paths.resolved(executableDirectory + "/bulwark-hook")
         let patcher = SpecPatcher(
             facts: .init(
                 hookPath: executableDirectory + "/bulwark-hook", bpfPinPath: index.bpfPinPath,

@@ -71,7 +71,11 @@ public struct SpecPatcher: Sendable {
         }
         var spec = spec
         var notes: [String] = []
-        if entry.seccomp, let filter = entry.seccompProfile {
+        if entry.seccomp {
+            // an entry that asks for seccomp without a filter is not half-applied
+            guard let filter = entry.seccompProfile else {
+                throw Refusal(description: "the start index has no seccomp profile for \(entry.policy)")
+            }
             var linux = spec["linux"]?.object ?? JSONObject()
             let existing: LinuxSeccomp?
             let compiled: LinuxSeccomp

@@ -98,9 +98,7 @@ public struct StartIndex: Sendable, Equatable {
     /// and tests with several configs never read each other's). The directory is root's.
     public static func location(configPath: String, directory: String = "/run/bulwark/start") -> String {
         // a name, not a security boundary: the index names its config and is checked against it
-        let h = FNV1a.hash(configPath.utf8)
-        let hex = String(h, radix: 16)
-        return directory + "/" + String(repeating: "0", count: 16 - hex.count) + hex + ".json"
+        directory + "/" + FNV1a.hex(configPath.utf8) + ".json"
     }
 
     /// The policy for a standalone container: the first entry that matches.
@@ -202,6 +200,7 @@ extension StartIndex.Entry {
             selector = parsed
         }
         let filter = o["seccompProfile"]
+        guard !seccomp || filter?.object != nil else { throw fail("\(policy) asks for seccomp without a profile") }
         self.init(
             policy: policy, profile: profile, containerName: o["containerName"]?.string, selector: selector,
             seccomp: seccomp, appArmor: appArmor, bpf: bpf, failurePolicy: failurePolicy, seccompProfile: filter)

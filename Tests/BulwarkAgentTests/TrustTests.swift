@@ -84,3 +84,17 @@ struct TrustTests {
         #expect(!FileManager.default.fileExists(atPath: theirs + "/varmor-shop-web.json"))
     }
 }
+
+@Suite("Spawned helpers")
+struct SpawnTests {
+    /// A helper that hangs (a stuck `bulwark deliver` under the runtime wrapper, a stuck
+    /// `apparmor_parser` in a reload) is killed at its deadline instead of hanging the caller.
+    @Test func aHungHelperIsKilledAtItsDeadline() {
+        let start = Date()
+        let r = Spawn.run("/bin/sleep", ["30"], timeoutSeconds: 1)
+        #expect(r.status == -1 && r.stderr.contains("did not finish within 1 s"), "\(r)")
+        #expect(Date().timeIntervalSince(start) < 10)
+        let ok = Spawn.run("/bin/sh", ["-c", "echo oops >&2; exit 3"])
+        #expect(ok.status == 3 && ok.stderr == "oops\n")
+    }
+}

@@ -179,7 +179,7 @@ struct StartPathTests {
         }
     }
 
-    @Test func restoringAConfinedContainerIsRefusedAndUntargetedSpecsAreUntouched() throws {
+    @Test func restoresAndHollowEntriesAreRefusedAndUntargetedSpecsAreUntouched() throws {
         let spec = try #require(
             try JSONValue.parse(Array(try Data(contentsOf: Self.fixtures.appendingPathComponent("specs/runc.json"))))
                 .object)
@@ -187,6 +187,19 @@ struct StartPathTests {
         #expect(throws: SpecPatcher.Refusal.self) {
             try Self.patcher(appArmorLoaded: true).patch(spec, entry: entry, restore: true)
         }
+        // an entry that asks for seccomp without a filter is refused, never applied without it
+        var hollow = try #require(entry)
+        hollow.seccompProfile = nil
+        #expect(throws: SpecPatcher.Refusal.self) {
+            try Self.patcher(appArmorLoaded: true).patch(spec, entry: hollow, restore: false)
+        }
+        var json = Self.index().json.object!
+        var entries = json["entries"]!.array!
+        var first = entries[0].object!
+        first["seccompProfile"] = nil
+        entries[0] = .object(first)
+        json["entries"] = .array(entries)
+        #expect(throws: StartIndex.FormatError.self) { try StartIndex(json: .object(json)) }
         var plain = spec
         plain["annotations"] = .object(JSONObject())
         #expect(try Self.patcher(appArmorLoaded: true).patch(plain, entry: nil, restore: true) == .untargeted)
