@@ -76,7 +76,9 @@ let package = Package(
         // MARK: Thin I/O
         // The syscall seam: bounded reads, atomic writes, trusted directories, spawn, typed errno.
         // No Foundation (the start-path executables link it).
-        .target(name: "BulwarkSystem"),
+        .target(name: "BulwarkSystem", dependencies: ["CBulwarkSpawn"]),
+        // glibc's posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module lacks.
+        .target(name: "CBulwarkSpawn"),
         // The runtime wrapper: start index + spec patcher + thin I/O (no YAML, compiler or libbpf).
         .target(name: "BulwarkRuntime", dependencies: ["BulwarkOCI", "BulwarkStart", "BulwarkSystem"]),
         // The OCI hook: binds at createRuntime, unbinds at poststop, records containers.
@@ -182,7 +184,7 @@ let package = Package(
             ]
         ),
         // Process helpers shared by the test targets that run the built executables.
-        .target(name: "BulwarkTestSupport", path: "Tests/BulwarkTestSupport"),
+        .target(name: "BulwarkTestSupport", dependencies: ["CBulwarkSpawn"], path: "Tests/BulwarkTestSupport"),
         // The runtime side of NRI in Swift (tests, benchmark).
         .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
         .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
@@ -192,7 +194,7 @@ let package = Package(
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
                 "BulwarkHook", "BulwarkDelivery", "BulwarkStart", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI",
-                "BulwarkNRIPlugin", "NRITestPeer",
+                "BulwarkNRIPlugin", "NRITestPeer", "BulwarkBPFMaps",
                 "BulwarkSystem", logging, protobuf, prometheus,
             ]
         ),

@@ -1,3 +1,5 @@
+import CBulwarkSpawn
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -23,8 +25,9 @@ public enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
+        // nothing else reaches the child: descriptors without close-on-exec (NIO accepts its
+        // connections without it) would keep the agent's clients connected to a helper
+        bulwark_spawn_close_from(&actions, 3)
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]

@@ -97,4 +97,19 @@ struct SpawnTests {
         let ok = Spawn.run("/bin/sh", ["-c", "echo oops >&2; exit 3"])
         #expect(ok.status == 3 && ok.stderr == "oops\n")
     }
+
+    /// A helper inherits descriptors 0-2 only: the agent's connections (NIO accepts them without
+    /// close-on-exec) must not stay open in a helper, nor its files reach one. Before the fix a
+    /// spawned process held every accepted node-socket and metrics connection of the agent.
+    @Test func aHelperInheritsNoOtherDescriptor() throws {
+        let leaky = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)  // no close-on-exec, as NIO's
+        #expect(leaky > 2)
+        defer { close(leaky) }
+        #expect(fcntl(leaky, F_GETFD) & FD_CLOEXEC == 0)
+        let r = Spawn.run("/bin/sh", ["-c", "ls /proc/self/fd >&2"])
+        #expect(r.status == 0, "\(r)")
+        let seen = Set(r.stderr.split(separator: "\n").compactMap { Int32($0) })
+        #expect(seen.contains(2))
+        #expect(!seen.contains(leaky), "the child had descriptor \(leaky): \(seen.sorted())")
+    }
 }

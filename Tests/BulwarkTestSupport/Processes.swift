@@ -1,18 +1,10 @@
+import CBulwarkSpawn
 import Foundation
 
-/// Runs `path` and returns its exit status and combined stdout+stderr.
+/// Runs `path` and returns its exit status and combined stdout+stderr (posix_spawn, only
+/// descriptors 0-2 inherited: see `spawn`).
 public func capture(_ path: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    if let environment { p.environment = environment }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try captureDetached(path, args, environment: environment ?? ProcessInfo.processInfo.environment)
 }
 
 /// Like `capture`, for commands that leave a daemon behind (`podman run -d`): posix_spawn and
@@ -47,6 +39,9 @@ public func spawn(_ path: String, _ args: [String], environment: [String: String
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // only 0-2: the test process's listeners (an in-process agent's accepted connections have no
+    // close-on-exec) must not live on in a daemon this test starts
+    bulwark_spawn_close_from(&actions, 3)
     let argv = ([path] + args).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
