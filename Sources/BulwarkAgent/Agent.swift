@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkClient
 import BulwarkDelivery
 import BulwarkEvents
 import BulwarkHook
@@ -17,12 +18,15 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// The node agent (`bulwarkd`). Start-up order: policies (so profiles exist before anything asks),
-/// the BPF enforcer (loaded or adopted; bindings survive in its pinned maps), the container records
-/// (recovered from the hook's state directory), the node socket, the metrics endpoint, then the
-/// event sources and the policy watcher. Stopping leaves the enforcer, its bindings and the
-/// records in place: containers stay confined while the agent is down.
-public final class Agent: Service, Sendable {
+/// The node agent (`bulwarkd`). `prepare()` runs first and to the end, before anything listens:
+/// the BPF enforcer (loaded or adopted; bindings survive in its pinned maps), the policy watcher's
+/// watches, the first policy read (so profiles exist before a runtime or a hook asks), the
+/// container records (recovered from the hook's state directory). Then its parts
+/// (`AgentComponent`s: the node socket, the metrics endpoint, the event sources, the gauges, the
+/// NRI plugin) run as services of one `ServiceGroup` (`services()`), or are started in order by
+/// `start()` in tests. Stopping leaves the enforcer, its bindings and the records in place:
+/// containers stay confined while the agent is down.
+public final class Agent: Sendable {
     public let config: NodeConfig
     public let logger: Logger
     public let hub: EventHub
@@ -35,11 +39,9 @@ public final class Agent: Service, Sendable {
     public let nriPlugin: NRIPlugin?
 
     struct Running {
-        var group: MultiThreadedEventLoopGroup?
-        var metricsGroup: MultiThreadedEventLoopGroup?
-        var socket: NodeSocket?
-        var metrics: MetricsEndpoint?
-        var workers: [Worker] = []
+        /// Started by `start()` (tests); `bulwarkd`'s ServiceGroup owns its own.
+        var components: [any AgentComponent] = []
+        var watcher: Worker?
         var bpf = "not requested"
     }
     private let running = Mutex(Running())
@@ -92,79 +94,132 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    /// Starts everything; `run()` calls it and waits for shutdown. Tests and benchmarks may call
-    /// `start()`/`stop()` directly.
-    public func start(sources: Bool = true) throws {
+    /// What must be done before anything listens (see the type's comment). Watching starts
+    /// before the first read, so an edit made while the agent starts is never missed.
+    func prepare(watch: Bool) {
         let bpf = prepareEnforcer()
-        // watching before the first read: an edit made while the agent starts is never missed
         let watcher =
-            sources
+            watch
             ? EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
-                self.store.reload()
-                self.pipeline.profilesChanged()
+                self.reload()
             } : nil
-        store.reload()
-        pipeline.profilesChanged()
+        reload()
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
         let pruned = registry.pruneStale(isBound: { enforcer.binding(namespace: $0) != nil })
-        let records = registry.records
         logger.info(
             "containers recovered",
             metadata: [
-                "records": "\(records.count)", "bindings": "\(enforcer.bindings().count)", "pruned": "\(pruned)",
+                "records": "\(registry.records.count)", "bindings": "\(enforcer.bindings().count)",
+                "pruned": "\(pruned)",
             ])
-
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let socket: NodeSocket
-        do {
-            socket = try NodeSocket.start(
-                path: config.socketPath, group: config.socketGroup, group: group, logger: logger,
-                handle: { [self] request, channel in self.handle(request, channel) })
-        } catch {
-            watcher?.stop()
-            try? group.syncShutdownGracefully()
-            throw StartFailure(description: "\(error)")
-        }
-        var metrics: MetricsEndpoint?
-        // its own thread: any local user can reach the metrics port
-        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        if let registry = metricsRegistry, !config.metricsAddress.isEmpty,
-            let (host, port) = NodeConfig.hostPort(config.metricsAddress)
-        {
-            do {
-                metrics = try MetricsEndpoint.start(host: host, port: port, group: metricsGroup, registry: registry)
-            } catch {
-                watcher?.stop()
-                socket.stop()
-                try? group.syncShutdownGracefully()
-                try? metricsGroup.syncShutdownGracefully()
-                throw StartFailure(
-                    description: "cannot serve metrics on \(config.metricsAddress): \(error) "
-                        + "(set metricsAddress to a free host:port, or \"\" for none)")
-            }
-        }
-        var workers: [Worker] = []
-        if sources {
-            workers.append(EventSources.bpf(pipeline: pipeline, hub: hub, pinPath: config.bpfPinPath, logger: logger))
-            if !config.kernelLog.isEmpty {
-                workers.append(
-                    EventSources.kernelLog(path: config.kernelLog, pipeline: pipeline, hub: hub, logger: logger))
-            }
-            workers.append(gauges())
-            if let nri = nriPlugin { workers.append(nri.worker()) }
-        }
-        if let watcher { workers.append(watcher) }
         running.withLock {
-            $0 = Running(
-                group: group, metricsGroup: metricsGroup, socket: socket, metrics: metrics, workers: workers, bpf: bpf)
+            $0.watcher = watcher
+            $0.bpf = bpf
         }
+    }
+
+    /// Re-reads the policy directories and delivers what changed (watcher, SIGHUP, `reload`).
+    @discardableResult
+    func reload() -> (applied: Int, removed: Int, rejected: Int) {
+        let r = store.reload()
+        pipeline.profilesChanged()
+        return r
+    }
+
+    func stopWatcher() {
+        running.withLock { w in
+            defer { w.watcher = nil }
+            return w.watcher
+        }?.stop()
+    }
+
+    /// The agent's parts in start order (stopped in reverse). Without `sources`: only the
+    /// listeners (tests and benchmarks feed events themselves).
+    func components(sources: Bool) -> [any AgentComponent] {
+        let (config, logger) = (config, logger)
+        var parts: [any AgentComponent] = [
+            ListenerComponent("node socket") { [self] group in
+                do {
+                    let socket = try NodeSocket.start(
+                        path: config.socketPath, group: config.socketGroup, group: group, logger: logger,
+                        handle: { request, channel in self.handle(request, channel) })
+                    return { socket.stop() }
+                } catch {
+                    throw StartFailure(description: "\(error)")
+                }
+            }
+        ]
+        if let registry = metricsRegistry, !config.metricsAddress.isEmpty {
+            let address = config.metricsAddress
+            parts.append(
+                ListenerComponent("metrics") { group in
+                    let failure = { (why: String) in
+                        StartFailure(
+                            description: "cannot serve metrics on \(address): \(why) "
+                                + "(set metricsAddress to a free host:port, or \"\" for none)")
+                    }
+                    guard let (host, port) = NodeConfig.hostPort(address) else { throw failure("not host:port") }
+                    do {
+                        let endpoint = try MetricsEndpoint.start(
+                            host: host, port: port, group: group, registry: registry)
+                        return { endpoint.stop() }
+                    } catch {
+                        throw failure("\(error)")
+                    }
+                })
+        }
+        guard sources else { return parts }
+        let (pipeline, hub) = (pipeline, hub)
+        parts.append(
+            WorkerComponent("BPF events") {
+                EventSources.bpf(pipeline: pipeline, hub: hub, pinPath: config.bpfPinPath, logger: logger)
+            })
+        if !config.kernelLog.isEmpty {
+            parts.append(
+                WorkerComponent("kernel log") {
+                    EventSources.kernelLog(path: config.kernelLog, pipeline: pipeline, hub: hub, logger: logger)
+                })
+        }
+        parts.append(WorkerComponent("gauges") { [self] in self.gauges() })
+        if let nri = nriPlugin {
+            parts.append(WorkerComponent("NRI plugin", interrupt: { nri.stop() }) { nri.worker() })
+        }
+        return parts
+    }
+
+    /// `bulwarkd`: prepares, then returns every part as a service of one `ServiceGroup` (run in
+    /// order, stopped in reverse on graceful shutdown), with SIGHUP reloading the policies.
+    public func services() -> [any Service] {
+        prepare(watch: true)
         logger.info(
-            "bulwarkd started",
+            "bulwarkd starting",
             metadata: [
-                "socket": "\(config.socketPath)", "metrics": "\(metrics == nil ? "off" : config.metricsAddress)",
+                "socket": "\(config.socketPath)",
+                "metrics": "\(config.metricsAddress.isEmpty ? "off" : config.metricsAddress)",
                 "eventLog": "\(config.eventLogFile.isEmpty ? "off" : config.eventLogFile)",
-                "kernelLog": "\(config.kernelLog.isEmpty ? "off" : config.kernelLog)", "bpf": "\(bpf)",
+                "kernelLog": "\(config.kernelLog.isEmpty ? "off" : config.kernelLog)",
+                "bpf": "\(running.withLock { $0.bpf })",
             ])
+        return [PolicyService(agent: self)] + components(sources: true).map { ComponentService(component: $0) }
+    }
+
+    /// Prepares and starts every part in order, synchronously (tests and benchmarks; `bulwarkd`
+    /// uses `services()`). A part that cannot start stops the ones started before it.
+    public func start(sources: Bool = true) throws {
+        prepare(watch: sources)
+        var started: [any AgentComponent] = []
+        for part in components(sources: sources) {
+            do {
+                try part.start()
+            } catch {
+                for p in started.reversed() { p.stop() }
+                stopWatcher()
+                throw error as? StartFailure ?? StartFailure(description: "\(part.name): \(error)")
+            }
+            started.append(part)
+        }
+        running.withLock { $0.components = started }
+        logger.info("bulwarkd started", metadata: ["parts": "\(started.map(\.name).joined(separator: ", "))"])
     }
 
     /// Once a second: new container records (for the hook-latency metric) and the gauges.
@@ -209,31 +264,13 @@ public final class Agent: Service, Sendable {
     }
 
     public func stop() {
-        let r = running.withLock { r in
-            defer { r = Running() }
-            return r
+        let parts = running.withLock { r in
+            defer { r.components = [] }
+            return r.components
         }
-        nriPlugin?.stop()
-        for w in r.workers { w.stop() }
-        r.socket?.stop()
-        r.metrics?.stop()
-        try? r.group?.syncShutdownGracefully()
-        try? r.metricsGroup?.syncShutdownGracefully()
+        for p in parts.reversed() { p.stop() }
+        stopWatcher()
         logger.info("bulwarkd stopped; bindings and container records stay in place")
-    }
-
-    public func run() async throws {
-        try start()
-        let reloads = Task { [self] in
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                logger.info("SIGHUP: reloading policies")
-                self.store.reload()
-                self.pipeline.profilesChanged()
-            }
-        }
-        try? await gracefulShutdown()
-        reloads.cancel()
-        stop()
     }
 
     /// Loads (or adopts) the BPF enforcer when this node enforces BPF; reports why not otherwise.
@@ -248,77 +285,49 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    // MARK: Control API
+    // MARK: Control API (typed in BulwarkClient's ControlAPI)
 
     func handle(_ request: NodeSocket.Request, _ channel: any Channel) {
-        switch request.op {
-        case "status": reply(channel, ok: ["status": status()])
-        case "containers": reply(channel, ok: ["containers": containers()])
-        case "profiles": reply(channel, ok: ["profiles": profiles()])
-        case "reload":
+        switch request.request {
+        case .status: send(channel, ControlAnswer.ok("status", status().json), close: true)
+        case .containers: send(channel, ControlAnswer.ok("containers", .array(containers().map(\.json))), close: true)
+        case .profiles: send(channel, ControlAnswer.ok("profiles", .array(profiles().map(\.json))), close: true)
+        case .reload:
             // off the event loop: parsing, compiling and loading must never stall the socket
             DispatchQueue.global().async { [self] in
-                let r = store.reload()
-                pipeline.profilesChanged()
-                reply(
-                    channel,
-                    ok: [
-                        "reload": .object(
-                            JSONObject([
-                                ("changed", .number(r.applied)), ("removed", .number(r.removed)),
-                                ("rejectedFiles", .number(r.rejected)),
-                            ]))
-                    ])
+                let r = reload()
+                let outcome = ReloadOutcome(changed: r.applied, removed: r.removed, rejectedFiles: r.rejected)
+                send(channel, ControlAnswer.ok("reload", outcome.json), close: true)
             }
-        case "events": subscribe(request, channel)
-        default:
-            fail(channel, "unknown op \"\(request.op)\" (status, containers, profiles, reload, events)")
+        case .events(let events): subscribe(events, peer: request.peer, channel)
         }
     }
 
-    func reply(_ channel: any Channel, ok fields: [String: JSONValue]) {
-        var o = JSONObject([("ok", .bool(true))])
-        for (k, v) in fields.sorted(by: { $0.key < $1.key }) { o[k] = v }
-        let bytes = JSONValue.object(o).serialized() + [0x0A]
-        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenComplete { _ in channel.close(promise: nil) }
+    func send(_ channel: any Channel, _ bytes: [UInt8], close: Bool) {
+        let written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
+        if close { written.whenComplete { _ in channel.close(promise: nil) } }
     }
 
-    func fail(_ channel: any Channel, _ message: String) {
-        let bytes =
-            JSONValue.object(JSONObject([("ok", .bool(false)), ("error", .string(message))])).serialized() + [0x0A]
-        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenComplete { _ in channel.close(promise: nil) }
-    }
-
-    func subscribe(_ request: NodeSocket.Request, _ channel: any Channel) {
+    func subscribe(_ request: EventsRequest, peer: String, _ channel: any Channel) {
         let filter: EventFilter
         do {
-            filter =
-                try request.body["filter"].map { v throws(EventFilter.Invalid) in try EventFilter(json: v) }
-                ?? EventFilter()
+            filter = try EventFilter(json: .object(request.filter))
         } catch {
-            fail(channel, error.description)
+            send(channel, ControlAnswer.failure(error.description), close: true)
             return
         }
-        let follow = request.body["follow"] == .bool(true)
-        let notices = request.body["notices"] == .bool(true)
-        let recentCount = request.body["recent"].flatMap { Int($0.text) } ?? (follow ? 0 : 100)
-        var head = JSONValue.object(JSONObject([("ok", .bool(true)), ("filter", filter.json)])).serialized() + [0x0A]
-        for line in hub.recent(matching: filter, limit: max(0, min(recentCount, EventHub.recentCapacity))) {
+        var head = ControlAnswer.ok("filter", filter.json)
+        for line in hub.recent(matching: filter, limit: min(request.recent, EventHub.recentCapacity)) {
             head += line
         }
-        guard follow else {
-            channel.writeAndFlush(channel.allocator.buffer(bytes: head)).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-            return
-        }
-        channel.writeAndFlush(channel.allocator.buffer(bytes: head), promise: nil)
-        let sub = hub.subscribe(filter: filter, notices: notices, peer: request.peer) { bytes, done in
+        send(channel, head, close: !request.follow)
+        guard request.follow else { return }
+        let sub = hub.subscribe(filter: filter, notices: request.notices, peer: peer) { bytes, done in
             channel.eventLoop.execute {
                 channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenComplete { _ in done() }
             }
         }
-        logger.info("subscriber attached", metadata: ["peer": "\(request.peer)", "filter": "\(filter.json.text)"])
+        logger.info("subscriber attached", metadata: ["peer": "\(peer)", "filter": "\(filter.json.text)"])
         let hub = self.hub
         let logger = self.logger
         channel.closeFuture.whenComplete { _ in
@@ -332,68 +341,43 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    func status() -> JSONValue {
+    func status() -> AgentStatus {
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
         let counts = hub.counts
         let bpf = running.withLock { $0.bpf }
-        var events = JSONObject([("total", .number(counts.total))])
-        for (k, v) in counts.byEnforcerAction.sorted(by: { $0.key < $1.key }) { events[k] = .number(v) }
-        var drops = JSONObject([("subscribers", .number(counts.subscriberDrops))])
-        for (k, v) in counts.sourceDrops.sorted(by: { $0.key < $1.key }) { drops[k] = .number(v) }
         let files = store.files
-        return .object(
-            JSONObject([
-                ("nodeName", .string(pipeline.nodeName)), ("pid", .number(Int64(getpid()))),
-                ("uptimeSeconds", .number(Int64(Date().timeIntervalSince(started)))),
-                (
-                    "enforcers",
-                    .object(
-                        JSONObject([
-                            ("configured", .array(config.enforcers.names.map(JSONValue.string))),
-                            ("bpf", .string(enforcer.isLoaded ? "loaded (\(bpf))" : bpf)),
-                            (
-                                "appArmor",
-                                .string(
-                                    AppArmorFacts.enabled ? "enabled" : "unavailable: not enabled in this kernel")
-                            ),
-                            ("seccomp", .string("available")),
-                        ]))
-                ),
-                ("policyFiles", .number(files.count)),
-                ("rejectedFiles", .array(files.filter { !$0.valid }.map(Self.fileJSON))),
-                ("profiles", .number(store.profiles.count)), ("containers", .number(registry.records.count)),
-                ("bindings", .number(enforcer.bindings().count)), ("events", .object(events)),
-                ("drops", .object(drops)), ("unattributed", .number(counts.unattributed)),
-                ("ignoredKernelRecords", .number(pipeline.ignoredRecords)),
-                ("subscribers", .array(hub.subscriptions.map(Self.subscriberJSON))),
-                ("eventLog", .string(config.eventLogFile)),
-                ("eventLogWriteFailures", .number(hub.file?.failures ?? 0)), ("reloads", .number(store.reloads)),
-            ]))
+        return AgentStatus(
+            nodeName: pipeline.nodeName, pid: Int(getpid()), uptimeSeconds: Int(Date().timeIntervalSince(started)),
+            enforcers: .init(
+                configured: config.enforcers.names, bpf: enforcer.isLoaded ? "loaded (\(bpf))" : bpf,
+                appArmor: AppArmorFacts.enabled ? "enabled" : "unavailable: not enabled in this kernel",
+                seccomp: "available"),
+            policyFiles: files.count,
+            rejectedFiles: files.filter { !$0.valid }.map {
+                PolicyFileStatus(
+                    path: $0.path, valid: $0.valid, policies: $0.policies, errors: $0.errors,
+                    keptLastGood: $0.keptLastGood)
+            },
+            profiles: store.profiles.count, containers: registry.records.count, bindings: enforcer.bindings().count,
+            eventsTotal: Int(counts.total),
+            eventsByKind: counts.byEnforcerAction.sorted { $0.key < $1.key }.map { .init($0.key, Int($0.value)) },
+            subscriberDrops: Int(counts.subscriberDrops),
+            sourceDrops: counts.sourceDrops.sorted { $0.key < $1.key }.map { .init($0.key, Int($0.value)) },
+            unattributed: Int(counts.unattributed), ignoredKernelRecords: Int(pipeline.ignoredRecords),
+            subscribers: hub.subscriptions.map {
+                SubscriberStatus(
+                    id: Int($0.id), peer: $0.peer, filter: $0.filter.json,
+                    delivered: Int($0.delivered.load(ordering: .relaxed)),
+                    dropped: Int($0.dropped.load(ordering: .relaxed)), inFlight: Int($0.inFlight))
+            },
+            eventLog: config.eventLogFile, eventLogWriteFailures: hub.file?.failures ?? 0, reloads: store.reloads)
     }
 
-    static func fileJSON(_ f: PolicyStore.FileStatus) -> JSONValue {
-        .object(
-            JSONObject([
-                ("path", .string(f.path)), ("valid", .bool(f.valid)),
-                ("policies", .array(f.policies.map(JSONValue.string))),
-                ("errors", .array(f.errors.map(JSONValue.string))), ("keptLastGood", .bool(f.keptLastGood)),
-            ]))
-    }
-
-    static func subscriberJSON(_ s: EventHub.Subscription) -> JSONValue {
-        .object(
-            JSONObject([
-                ("id", .number(s.id)), ("peer", .string(s.peer)), ("filter", s.filter.json),
-                ("delivered", .number(s.delivered.load(ordering: .relaxed))),
-                ("dropped", .number(s.dropped.load(ordering: .relaxed))), ("inFlight", .number(s.inFlight)),
-            ]))
-    }
-
-    func containers() -> JSONValue {
+    func containers() -> [ContainerStatus] {
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
         let bindings = Dictionary(enforcer.bindings().map { ($0.namespace, $0) }, uniquingKeysWith: { a, _ in a })
         var seen = Set<UInt32>()
-        var out: [JSONValue] = []
+        var out: [ContainerStatus] = []
         for r in registry.records {
             seen.insert(r.namespace)
             let b = bindings[r.namespace]
@@ -405,40 +389,30 @@ public final class Agent: Service, Sendable {
             } else {
                 bpf = "binding missing"
             }
-            let running = kill(r.pid, 0) == 0 || errno == EPERM
             out.append(
-                .object(
-                    JSONObject([
-                        ("id", .string(r.id)), ("pid", .number(Int64(r.pid))), ("mntNsID", .number(r.namespace)),
-                        ("profile", .string(r.profile)), ("policy", .string(r.policy ?? "")),
-                        ("podNamespace", .string(r.podNamespace ?? "")), ("podName", .string(r.podName ?? "")),
-                        ("containerName", .string(r.containerName ?? "")), ("bpf", .string(bpf)),
-                        ("running", .bool(running)), ("since", .string(rfc3339(unixSeconds: Int64(r.boundAt)))),
-                    ])))
+                ContainerStatus(
+                    id: r.id, pid: Int(r.pid), mntNsID: r.namespace, profile: r.profile, policy: r.policy ?? "",
+                    podNamespace: r.podNamespace ?? "", podName: r.podName ?? "", containerName: r.containerName ?? "",
+                    bpf: bpf, running: kill(r.pid, 0) == 0 || errno == EPERM,
+                    since: rfc3339(unixSeconds: Int64(r.boundAt))))
         }
         // bindings without a record (bound by hand with `bulwark bind`, or a record lost)
         for b in bindings.values.sorted(by: { $0.namespace < $1.namespace }) where !seen.contains(b.namespace) {
             out.append(
-                .object(
-                    JSONObject([
-                        ("id", .string("")), ("pid", .number(b.pid)), ("mntNsID", .number(b.namespace)),
-                        ("profile", .string(b.profileName ?? "#\(b.profileID)")), ("policy", .string("")),
-                        ("podNamespace", .string("")), ("podName", .string("")), ("containerName", .string("")),
-                        ("bpf", .string(b.armed ? "bound (armed), no record" : "bound, no record")),
-                        ("running", .bool(kill(Int32(bitPattern: b.pid), 0) == 0)), ("since", .string("")),
-                    ])))
+                ContainerStatus(
+                    id: "", pid: Int(b.pid), mntNsID: b.namespace, profile: b.profileName ?? "#\(b.profileID)",
+                    policy: "", podNamespace: "", podName: "", containerName: "",
+                    bpf: b.armed ? "bound (armed), no record" : "bound, no record",
+                    running: kill(Int32(bitPattern: b.pid), 0) == 0, since: ""))
         }
-        return .array(out)
+        return out
     }
 
-    func profiles() -> JSONValue {
-        .array(
-            store.profiles.map { p in
-                .object(
-                    JSONObject([
-                        ("name", .string(p.name)), ("policy", .string(p.policy)), ("mode", .string(p.mode)),
-                        ("seccomp", .string(p.seccomp)), ("appArmor", .string(p.appArmor)), ("bpf", .string(p.bpf)),
-                    ]))
-            })
+    func profiles() -> [ProfileStatus] {
+        store.profiles.map {
+            ProfileStatus(
+                name: $0.name, policy: $0.policy, mode: $0.mode, seccomp: $0.seccomp, appArmor: $0.appArmor, bpf: $0.bpf
+            )
+        }
     }
 }

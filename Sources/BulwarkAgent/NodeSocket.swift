@@ -8,13 +8,9 @@ import NIOCore
 import NIOPosix
 
 /// The node socket (`/run/bulwark/bulwark.sock`): newline-delimited JSON. A client sends one
-/// request line and reads the answer:
-///
-///     {"op":"status"} | {"op":"containers"} | {"op":"profiles"} | {"op":"reload"}
-///     {"op":"events","follow":true,"recent":0,"notices":false,"filter":{"action":["DENIED"],…}}
-///
-/// Every answer starts with one line `{"ok":true,…}` or `{"ok":false,"error":"…"}`; `events`
-/// then streams one vArmor event per line (and closes after the recent ones unless `follow`).
+/// request line (`ControlRequest` in BulwarkClient, the API typed once for agent and CLI) and
+/// reads the answer: one line `{"ok":true,…}` or `{"ok":false,"error":"…"}`; `events` then
+/// streams one vArmor event per line (and closes after the recent ones unless `follow`).
 /// The socket is 0600 (0660 with `socketGroup`); each peer is also checked with SO_PEERCRED.
 public final class NodeSocket: Sendable {
     public let path: String
@@ -112,8 +108,7 @@ public final class NodeSocket: Sendable {
     // MARK: Requests
 
     public struct Request: Sendable {
-        public var op: String
-        public var body: JSONObject
+        public var request: ControlRequest
         public var peer: String
     }
 
@@ -188,13 +183,9 @@ public final class NodeSocket: Sendable {
 
         func refuse(_ context: ChannelHandlerContext, _ message: String) {
             done = true
-            let line = Self.answer(ok: false, error: message)
+            let line = ControlAnswer.failure(message)
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: line)), promise: nil)
             context.close(promise: nil)
-        }
-
-        static func answer(ok: Bool, error: String) -> [UInt8] {
-            JSONValue.object(JSONObject([("ok", .bool(ok)), ("error", .string(error))])).serialized() + [0x0A]
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -213,11 +204,18 @@ public final class NodeSocket: Sendable {
             done = true
             limit.requestComplete()
             let line = buffer[..<nl]
-            guard case .object(let body)? = try? JSONValue.parse(line), let op = body["op"]?.string else {
+            guard case .object(let body)? = try? JSONValue.parse(line) else {
                 refuse(context, "a request is one JSON object with \"op\" on one line, e.g. {\"op\":\"status\"}")
                 return
             }
-            handle(Request(op: op, body: body, peer: peer), context.channel)
+            let request: ControlRequest
+            do {
+                request = try ControlRequest(json: body)
+            } catch {
+                refuse(context, error.description)
+                return
+            }
+            handle(Request(request: request, peer: peer), context.channel)
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -109,3 +109,49 @@ public final class NodeClient {
         try NodeClient(socketPath: socketPath, request: request).answer()
     }
 }
+
+// MARK: The typed control API
+
+extension NodeClient {
+    /// Connects and sends a typed request.
+    public convenience init(socketPath: String, request: ControlRequest) throws(Failure) {
+        try self.init(socketPath: socketPath, request: request.json)
+    }
+
+    /// One-shot request whose answer is the member named after the operation.
+    static func call<T>(
+        socketPath: String, _ request: ControlRequest, _ decode: (JSONValue) throws(ControlAPIError) -> T
+    ) throws(Failure) -> T {
+        let answer = try call(socketPath: socketPath, request.json)
+        guard let member = answer[request.operation] else {
+            throw Failure(description: "the agent's answer to \(request.operation) has no \"\(request.operation)\"")
+        }
+        do {
+            return try decode(member)
+        } catch {
+            throw Failure(description: "the agent's answer to \(request.operation): \(error)")
+        }
+    }
+
+    public static func status(socketPath: String) throws(Failure) -> AgentStatus {
+        try call(socketPath: socketPath, .status) { v throws(ControlAPIError) in try AgentStatus(json: v) }
+    }
+
+    public static func containers(socketPath: String) throws(Failure) -> [ContainerStatus] {
+        try call(socketPath: socketPath, .containers) { v throws(ControlAPIError) in
+            guard let a = v.array else { throw ControlAPIError("containers: expected an array") }
+            return try a.map { v throws(ControlAPIError) in try ContainerStatus(json: v) }
+        }
+    }
+
+    public static func profiles(socketPath: String) throws(Failure) -> [ProfileStatus] {
+        try call(socketPath: socketPath, .profiles) { v throws(ControlAPIError) in
+            guard let a = v.array else { throw ControlAPIError("profiles: expected an array") }
+            return try a.map { v throws(ControlAPIError) in try ProfileStatus(json: v) }
+        }
+    }
+
+    public static func reload(socketPath: String) throws(Failure) -> ReloadOutcome {
+        try call(socketPath: socketPath, .reload) { v throws(ControlAPIError) in try ReloadOutcome(json: v) }
+    }
+}

@@ -14,12 +14,14 @@ struct AgentOptions: ParsableArguments {
 
     func socketPath() throws -> String { try socket ?? common.nodeConfig().socketPath }
 
-    func call(_ op: String) throws -> JSONObject {
+    /// A typed call (`NodeClient.status` …); a failure is printed and becomes the exit code.
+    func call<T>(_ request: (String) throws(NodeClient.Failure) -> T) throws -> T {
+        let path = try socketPath()
         do {
-            return try NodeClient.call(socketPath: socketPath(), .object(JSONObject([("op", .string(op))])))
-        } catch let e as NodeClient.Failure {
-            FileHandle.standardError.write(Data("bulwark: \(e.description)\n".utf8))
-            throw ExitCode(e.permissionDenied ? 77 : 1)
+            return try request(path)
+        } catch {
+            FileHandle.standardError.write(Data("bulwark: \(error.description)\n".utf8))
+            throw ExitCode(error.permissionDenied ? 77 : 1)
         }
     }
 }
@@ -41,38 +43,33 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var options: AgentOptions
 
     func run() throws {
-        let answer = try options.call("status")
-        guard let s = answer["status"]?.object else { throw ExitCode(1) }
+        let s = try options.call(NodeClient.status)
         if options.json {
-            print(JSONValue.object(s).text)
+            print(s.json.text)
             return
         }
-        let e = s["enforcers"]?.object
+        let e = s.enforcers
         var lines = [
-            "node:          \(s["nodeName"]?.string ?? "")   agent pid \(s["pid"]?.text ?? "")   up \(s["uptimeSeconds"]?.text ?? "")s",
-            "enforcers:     \((e?["configured"]?.array ?? []).compactMap(\.string).joined(separator: ", "))",
-            "  BPF:         \(e?["bpf"]?.string?.split(separator: "\n").first.map(String.init) ?? "")",
-            "  AppArmor:    \(e?["appArmor"]?.string ?? "")",
-            "  seccomp:     \(e?["seccomp"]?.string ?? "")",
-            "policies:      \(s["policyFiles"]?.text ?? "0") files, \(s["profiles"]?.text ?? "0") profiles",
+            "node:          \(s.nodeName)   agent pid \(s.pid)   up \(s.uptimeSeconds)s",
+            "enforcers:     \(e.configured.joined(separator: ", "))",
+            "  BPF:         \(e.bpf.split(separator: "\n").first.map(String.init) ?? "")",
+            "  AppArmor:    \(e.appArmor)",
+            "  seccomp:     \(e.seccomp)",
+            "policies:      \(s.policyFiles) files, \(s.profiles) profiles",
         ]
-        for f in s["rejectedFiles"]?.array ?? [] {
-            let o = f.object
-            let kept = o?["keptLastGood"] == .bool(true) ? "last good version active" : "nothing active from it"
-            lines.append("  REJECTED     \(o?["path"]?.string ?? "") (\(kept))")
-            for err in o?["errors"]?.array ?? [] { lines.append("               \(err.string ?? "")") }
+        for f in s.rejectedFiles {
+            let kept = f.keptLastGood ? "last good version active" : "nothing active from it"
+            lines.append("  REJECTED     \(f.path) (\(kept))")
+            for err in f.errors { lines.append("               \(err)") }
         }
+        lines.append("containers:    \(s.containers) recorded, \(s.bindings) BPF bindings")
+        let byKind = s.eventsByKind.map { "\($0.name) \($0.value)" }
         lines.append(
-            "containers:    \(s["containers"]?.text ?? "0") recorded, \(s["bindings"]?.text ?? "0") BPF bindings")
-        let ev = s["events"]?.object
-        let byKind = (ev?.members ?? []).filter { $0.key != "total" }.map { "\($0.key) \($0.value.text)" }
-        lines.append(
-            "events:        \(ev?["total"]?.text ?? "0") total"
-                + (byKind.isEmpty ? "" : " (\(byKind.joined(separator: ", ")))"))
-        let drops = (s["drops"]?.object?.members ?? []).map { "\($0.key) \($0.value.text)" }
-        lines.append("drops:         \(drops.joined(separator: ", "))")
-        lines.append("subscribers:   \(s["subscribers"]?.array?.count ?? 0)")
-        lines.append("event log:     \(s["eventLog"]?.string.map { $0.isEmpty ? "off" : $0 } ?? "off")")
+            "events:        \(s.eventsTotal) total" + (byKind.isEmpty ? "" : " (\(byKind.joined(separator: ", ")))"))
+        let drops = [("subscribers", s.subscriberDrops)] + s.sourceDrops.map { ($0.name, $0.value) }
+        lines.append("drops:         \(drops.map { "\($0.0) \($0.1)" }.joined(separator: ", "))")
+        lines.append("subscribers:   \(s.subscribers.count)")
+        lines.append("event log:     \(s.eventLog.isEmpty ? "off" : s.eventLog)")
         print(lines.joined(separator: "\n"))
     }
 }
@@ -83,23 +80,37 @@ struct ContainersCommand: ParsableCommand {
     @OptionGroup var options: AgentOptions
 
     func run() throws {
-        let list = try options.call("containers")["containers"]?.array ?? []
+        let list = try options.call(NodeClient.containers)
         if options.json {
-            print(JSONValue.array(list).text)
+            print(JSONValue.array(list.map(\.json)).text)
             return
         }
-        let rows = list.compactMap(\.object).map { c -> [String] in
-            let pod = [c["podNamespace"]?.string ?? "", c["podName"]?.string ?? ""].filter { !$0.isEmpty }
-                .joined(separator: "/")
-            let id = c["id"]?.string ?? ""
+        let rows = list.map { c -> [String] in
+            let pod = [c.podNamespace, c.podName].filter { !$0.isEmpty }.joined(separator: "/")
             return [
-                String(id.prefix(16)), pod.isEmpty ? "-" : pod,
-                c["containerName"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? "-",
-                c["pid"]?.text ?? "", c["profile"]?.string ?? "", c["bpf"]?.string ?? "",
-                c["running"] == .bool(true) ? "running" : "gone",
+                String(c.id.prefix(16)), pod.isEmpty ? "-" : pod, c.containerName.isEmpty ? "-" : c.containerName,
+                "\(c.pid)", c.profile, c.bpf, c.running ? "running" : "gone",
             ]
         }
         print(table(["CONTAINER", "POD", "NAME", "PID", "PROFILE", "BPF", "STATE"], rows))
+    }
+}
+
+struct ProfilesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profiles", abstract: "List the agent's profiles and what each enforcer did with them.")
+    @OptionGroup var options: AgentOptions
+
+    func run() throws {
+        let list = try options.call(NodeClient.profiles)
+        if options.json {
+            print(JSONValue.array(list.map(\.json)).text)
+            return
+        }
+        print(
+            table(
+                ["PROFILE", "POLICY", "MODE", "SECCOMP", "APPARMOR", "BPF"],
+                list.map { [$0.name, $0.policy, $0.mode, $0.seccomp, $0.appArmor, $0.bpf] }))
     }
 }
 
@@ -109,10 +120,10 @@ struct ReloadCommand: ParsableCommand {
     @OptionGroup var options: AgentOptions
 
     func run() throws {
-        let r = try options.call("reload")["reload"]?.object
+        let r = try options.call(NodeClient.reload)
         print(
-            "reloaded: \(r?["changed"]?.text ?? "0") profiles changed, \(r?["removed"]?.text ?? "0") removed, "
-                + "\(r?["rejectedFiles"]?.text ?? "0") files rejected (see bulwark status)")
+            "reloaded: \(r.changed) profiles changed, \(r.removed) removed, \(r.rejectedFiles) files rejected "
+                + "(see bulwark status)")
     }
 }
 
@@ -138,11 +149,8 @@ struct EventsCommand: ParsableCommand {
         ] where !v.isEmpty {
             filter[k] = .array(v.map(JSONValue.string))
         }
-        let request = JSONValue.object(
-            JSONObject([
-                ("op", .string("events")), ("follow", .bool(follow)), ("recent", .number(recent ?? (follow ? 0 : 100))),
-                ("notices", .bool(notices)), ("filter", .object(filter)),
-            ]))
+        let request = ControlRequest.events(
+            EventsRequest(follow: follow, recent: recent, notices: notices, filter: filter))
         do {
             let client = try NodeClient(socketPath: options.socketPath(), request: request)
             _ = try client.answer()

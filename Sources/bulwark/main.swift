@@ -15,6 +15,7 @@ struct Bulwark: ParsableCommand {
         subcommands: [
             PolicyCommand.self, EnforcerCommand.self, ProfileCommand.self, BindCommand.self, UnbindCommand.self,
             SelftestCommand.self, SelftestProbeCommand.self, StatusCommand.self, ContainersCommand.self,
+            ProfilesCommand.self,
             EventsCommand.self, ReloadCommand.self, NRICommand.self, DeliverCommand.self,
         ])
 }

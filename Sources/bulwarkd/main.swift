@@ -78,8 +78,10 @@ struct Bulwarkd: AsyncParsableCommand {
             FileHandle.standardError.write(Data("bulwarkd: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        // the agent's parts, each a service: started in order, stopped in reverse on SIGTERM/SIGINT
         let group = ServiceGroup(
-            services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+            services: agent.services(), gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            logger: logger)
         do {
             try await group.run()
         } catch {

@@ -30,24 +30,33 @@ struct SocketTests {
         var st = stat()
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
 
-        let status = try #require(try NodeClient.call(socketPath: path, request("status"))["status"]?.object)
-        #expect(status["nodeName"] == .string("node-a"))
-        #expect(status["policyFiles"]?.text == "1")
-        #expect(status["profiles"]?.text == "1")
-        #expect(status["containers"]?.text == "1")
-        let profiles = try NodeClient.call(socketPath: path, request("profiles"))["profiles"]?.array ?? []
-        #expect(profiles.first?.object?["name"] == .string("varmor-shop-web"))
-        let seccompState = profiles.first?.object?["seccomp"]?.string ?? ""
-        #expect(seccompState.hasPrefix("stored "))
+        // the typed API (the CLI's path): every answer decodes into its type
+        let status = try NodeClient.status(socketPath: path)
+        #expect(status.nodeName == "node-a")
+        #expect(status.policyFiles == 1 && status.profiles == 1 && status.containers == 1)
+        #expect(status.enforcers.configured == ["Seccomp"])
+        #expect(status.rejectedFiles.isEmpty)
+        let profiles = try NodeClient.profiles(socketPath: path)
+        #expect(profiles.map(\.name) == ["varmor-shop-web"])
+        #expect(profiles.first?.seccomp.hasPrefix("stored ") == true)
         #expect(FileManager.default.fileExists(atPath: node.config.seccompProfileDirectory + "/varmor-shop-web.json"))
-        let containers = try NodeClient.call(socketPath: path, request("containers"))["containers"]?.array ?? []
+        let containers = try NodeClient.containers(socketPath: path)
         #expect(containers.count == 1)
-        #expect(containers.first?.object?["podName"] == .string("web-1"))
-        #expect(containers.first?.object?["bpf"] == .string("binding missing"))
-        let reload = try NodeClient.call(socketPath: path, request("reload"))["reload"]?.object
-        #expect(reload?["changed"]?.text == "0")
+        #expect(containers.first?.podName == "web-1")
+        #expect(containers.first?.mntNsID == 111)
+        #expect(containers.first?.bpf == "binding missing")
+        #expect(try NodeClient.reload(socketPath: path) == ReloadOutcome(changed: 0, removed: 0, rejectedFiles: 0))
+        // the wire format stays what scripts read (`bulwark status --json`, nc -U)
+        let raw = try #require(try NodeClient.call(socketPath: path, request("status"))["status"])
+        #expect(raw.object?.keys == status.json.object?.keys)
+        #expect(raw.object?["nodeName"] == .string("node-a"))
 
-        #expect(throws: NodeClient.Failure.self) { try NodeClient.call(socketPath: path, request("bogus")) }
+        do {
+            _ = try NodeClient.call(socketPath: path, request("bogus"))
+            Issue.record("an unknown op was answered")
+        } catch {
+            #expect(error.description == "unknown op \"bogus\" (status, containers, profiles, reload, events)")
+        }
         // not JSON, and a filter with a typo: a clear error each, the agent keeps serving
         let garbage = try NodeClient(socketPath: path, request: .string("hello"))
         #expect(throws: NodeClient.Failure.self) { try garbage.answer() }
