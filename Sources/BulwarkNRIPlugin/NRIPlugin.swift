@@ -13,39 +13,51 @@ import Metrics
 import SwiftProtobuf
 import Synchronization
 
-/// One connection to the runtime's NRI socket: the multiplexer with two ttrpc roles on it — the
-/// plugin service we serve (connection 1) and the runtime service we call (connection 2). A reader
-/// thread decodes frames and answers requests in order; calls wait for their response by id.
-final class NRIConnection: @unchecked Sendable {
+/// One connection to the runtime's NRI socket: the I/O around `NRIConnectionState` (the pure
+/// state machine: bytes in, actions out). A reader thread feeds it and answers requests in order;
+/// a call waits for its response by stream id.
+final class NRIConnection: Sendable {
     let fd: Int32
-    private let lock = NSLock()
-    private var client = TTRPC.Client()
-    private var waiting: [UInt32: (DispatchSemaphore, Box)] = [:]
-    private var closed = false
 
-    final class Box: @unchecked Sendable {
-        var result: Result<[UInt8], TTRPC.CallFailure>?
+    struct State {
+        var machine = NRIConnectionState()
+        var waiting: [UInt32: Waiter] = [:]
+        var closed = false
+    }
+    private let state = Mutex(State())
+    /// Frames of two messages never interleave.
+    private let writing = Mutex(())
+
+    /// One pending call's outcome.
+    final class Waiter: Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<[UInt8], TTRPC.CallFailure>?>(nil)
+
+        func resolve(_ r: Result<[UInt8], TTRPC.CallFailure>) {
+            result.withLock { $0 = r }
+            semaphore.signal()
+        }
     }
 
     init(fd: Int32) { self.fd = fd }
 
     func close() {
-        lock.withLock {
-            guard !closed else { return }
-            closed = true
+        let waiters = state.withLock { s -> [Waiter] in
+            guard !s.closed else { return [] }
+            s.closed = true
             shutdown(fd, Int32(SHUT_RDWR))
-            for (_, w) in waiting {
-                w.1.result = .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed"))
-                w.0.signal()
-            }
-            waiting = [:]
+            _ = s.machine.close()
+            defer { s.waiting = [:] }
+            return Array(s.waiting.values)
+        }
+        for w in waiters {
+            w.resolve(.failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed")))
         }
     }
 
-    /// Writes one ttrpc message as mux frames (serialized: frames of two messages never interleave).
-    func send(connection: UInt32, _ message: [UInt8]) -> Bool {
-        let bytes = Mux.encode(connection: connection, message)
-        return lock.withLock {
+    /// Writes mux-framed bytes; false when the connection is gone.
+    func write(_ bytes: [UInt8]) -> Bool {
+        writing.withLock { _ in
             var sent = 0
             while sent < bytes.count {
                 let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -60,33 +72,40 @@ final class NRIConnection: @unchecked Sendable {
     /// A unary call on the runtime service; never from inside a request handler (the reader
     /// thread would be waiting on itself — and containerd holds its NRI lock meanwhile, §3.7).
     func call(method: String, payload: [UInt8], timeout: Double) -> Result<[UInt8], TTRPC.CallFailure> {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = Box()
-        let (stream, bytes) = lock.withLock { () -> (UInt32, [UInt8]) in
-            let r = client.request(
+        let waiter = Waiter()
+        let started = state.withLock { s -> (UInt32, [UInt8])? in
+            guard !s.closed else { return nil }
+            let r = s.machine.call(
                 service: "nri.pkg.api.v1alpha1.Runtime", method: method, payload: payload,
                 timeoutNanoseconds: Int64(timeout * 1e9))
-            waiting[r.stream] = (semaphore, box)
+            s.waiting[r.stream] = waiter
             return r
         }
-        guard send(connection: Mux.runtimeService, bytes) else {
+        guard let (stream, bytes) = started else {
+            return .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed"))
+        }
+        func abandon() {
+            state.withLock { s in
+                s.machine.abandon(stream: stream)
+                s.waiting[stream] = nil
+            }
+        }
+        guard write(bytes) else {
+            abandon()
             return .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "cannot write to the runtime"))
         }
-        if semaphore.wait(timeout: .now() + timeout) == .timedOut {
-            lock.withLock { waiting[stream] = nil }
+        if waiter.semaphore.wait(timeout: .now() + timeout) == .timedOut {
+            abandon()
             return .failure(.init(code: TTRPC.Code.deadlineExceeded.rawValue, message: "\(method) timed out"))
         }
-        return box.result ?? .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "no answer"))
+        return waiter.result.withLock { $0 }
+            ?? .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "no answer"))
     }
 
     /// Reads until the runtime closes the connection or sends something malformed; returns why.
     func serve(
         handle: (_ service: String, _ method: String, _ payload: [UInt8]) -> Result<[UInt8], TTRPC.CallFailure>
     ) -> String {
-        var mux = Mux.Decoder()
-        var plugin = TTRPC.Decoder()
-        var runtime = TTRPC.Decoder()
-        var server = TTRPC.Server()
         var buf = [UInt8](repeating: 0, count: 65536)
         defer { close() }
         while true {
@@ -94,45 +113,22 @@ final class NRIConnection: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n == 0 { return "the runtime closed the connection" }
             if n < 0 { return "read: \(String(cString: strerror(errno)))" }
-            mux.feed(buf[0..<n])
+            let input = buf[0..<n]
+            let actions: [NRIConnectionState.Action]
             do {
-                while let frame = try mux.next() {
-                    switch frame.connection {
-                    case Mux.pluginService:
-                        plugin.feed(frame.payload)
-                        while let m = plugin.next() {
-                            switch server.receive(m) {
-                            case .ignore: break
-                            case .reply(let bytes): _ = send(connection: Mux.pluginService, bytes)
-                            case .call(let stream, let service, let method, let payload, _):
-                                let reply: [UInt8]
-                                switch handle(service, method, payload) {
-                                case .success(let out): reply = TTRPC.Server.response(stream: stream, payload: out)
-                                case .failure(let f):
-                                    reply = TTRPC.Server.response(
-                                        stream: stream, code: TTRPC.Code(rawValue: f.code) ?? .unknown,
-                                        message: f.message)
-                                }
-                                _ = send(connection: Mux.pluginService, reply)
-                            }
-                        }
-                    case Mux.runtimeService:
-                        runtime.feed(frame.payload)
-                        while let m = runtime.next() {
-                            guard case .message(let message) = m, message.type == TTRPC.MessageType.response.rawValue
-                            else { continue }
-                            let w = lock.withLock { waiting.removeValue(forKey: message.stream) }
-                            if let (semaphore, box) = w {
-                                box.result = TTRPC.Client.outcome(message)
-                                semaphore.signal()
-                            }
-                        }
-                    default:
-                        break  // a connection we did not open: dropped, as the Go mux does
-                    }
-                }
+                actions = try state.withLock { s throws(Mux.Failure) in try s.machine.receive(input) }
             } catch {
                 return "malformed input from the runtime: \(error)"
+            }
+            for action in actions {
+                switch action {
+                case .send(let bytes):
+                    _ = write(bytes)
+                case .handle(let stream, let service, let method, let payload):
+                    _ = write(NRIConnectionState.answer(stream: stream, result: handle(service, method, payload)))
+                case .complete(let stream, let result):
+                    state.withLock { $0.waiting.removeValue(forKey: stream) }?.resolve(result)
+                }
             }
         }
     }
@@ -198,16 +194,21 @@ public final class NRIPlugin: Sendable {
     let config: NodeConfig
     let logger: Logger
     let policies: @Sendable () -> PolicyIndex
+    /// The BPF side effects (loading a profile, binding, unbinding).
+    let bpf: any NRIBPFSide
     private let state = Mutex(State())
     private let latency = Mutex<[UInt64]>([])
     let createTimer = Metrics.Timer(label: "bulwark_nri_create_container_seconds")
 
+    /// `bpf`: nil = the enforcer's pinned maps (`PinnedBPF`).
     public init(
-        settings: Settings, config: NodeConfig, logger: Logger, policies: @escaping @Sendable () -> PolicyIndex
+        settings: Settings, config: NodeConfig, logger: Logger, bpf: (any NRIBPFSide)? = nil,
+        policies: @escaping @Sendable () -> PolicyIndex
     ) {
         self.settings = settings
         self.config = config
         self.logger = logger
+        self.bpf = bpf ?? PinnedBPF(config: config, logger: logger)
         self.policies = policies
     }
 
@@ -448,9 +449,6 @@ public final class NRIPlugin: Sendable {
         return .success(Nri_Pkg_Api_V1alpha1_SynchronizeResponse())
     }
 
-    /// How this plugin loads a BPF profile a container needs (the same compile as the agent's).
-    var delivery: ProfileDelivery { ProfileDelivery(config: config, logger: logger) }
-
     func core() -> PluginCore {
         PluginCore(config: config, policies: policies(), executableDirectory: settings.executableDirectory)
     }
@@ -476,7 +474,7 @@ public final class NRIPlugin: Sendable {
         }
         // the hook binds at createRuntime; the profile must be in the kernel by then
         if outcome.response.adjust.annotations[DecisionAnnotations.bpfProfile] != nil {
-            if let problem = delivery.ensureBPF(outcome.decision.policy, profile: profile) {
+            if let problem = bpf.ensure(policy: outcome.decision.policy, profile: profile) {
                 let message =
                     "bulwark: container \(r.pod.namespace)/\(r.pod.name)/\(r.container.name) cannot be confined with BPF profile \(profile): \(problem)"
                 if config.failurePolicy(for: outcome.decision.policy) == .fail {
@@ -522,15 +520,14 @@ public final class NRIPlugin: Sendable {
         guard let profile = decision.profileName ?? PluginCore.explicitProfile(pod: pod, container: container.name),
             decision.policy == nil || decision.enforcers.intersection(config.enforcers).contains(.bpf)
         else { return false }
-        let enforcer = Enforcer(pinPath: config.bpfPinPath)
-        guard enforcer.isLoaded, let ns = Enforcer.namespaceInode(pid: Int32(container.pid)), ns <= UInt64(UInt32.max)
-        else { return false }
-        if let b = enforcer.binding(namespace: UInt32(ns)), b.pid == container.pid || b.armed { return true }
+        let pid = UInt32(truncatingIfNeeded: container.pid)
+        guard let bound = bpf.isBound(pid: pid) else { return false }
+        if bound { return true }
         do {
-            if let problem = delivery.ensureBPF(decision.policy, profile: profile) {
+            if let problem = bpf.ensure(policy: decision.policy, profile: profile) {
                 throw EnforcerError(problem)
             }
-            _ = try enforcer.bind(pid: Int32(container.pid), profile: profile, arming: .firstUse)
+            try bpf.bind(pid: pid, profile: profile)
             logger.info(
                 "NRI: bound a running container",
                 metadata: ["container": "\(pod.namespace)/\(pod.name)/\(container.name)", "profile": "\(profile)"])
@@ -546,8 +543,6 @@ public final class NRIPlugin: Sendable {
     /// A stopped or removed container: its binding goes if it is still this container's.
     func gone(_ container: NRIContainer) {
         guard container.pid > 0 else { return }
-        let enforcer = Enforcer(pinPath: config.bpfPinPath)
-        guard enforcer.isLoaded else { return }
-        for b in enforcer.bindings() where b.pid == container.pid { _ = try? enforcer.unbind(namespace: b.namespace) }
+        bpf.unbind(pid: container.pid)
     }
 }

@@ -1,4 +1,5 @@
 import BulwarkAgent
+import BulwarkBPFMaps
 import BulwarkNRI
 import BulwarkNRIPlugin
 import BulwarkOCI
@@ -29,7 +30,7 @@ struct NRITests {
 
     func setup(
         _ name: String, failurePolicy: NodeConfig.FailurePolicy = .ignore, maxSyncParts: Int = 32,
-        maxSyncBytes: Int = 32 << 20
+        maxSyncBytes: Int = 32 << 20, bpf: (any NRIBPFSide)? = nil
     ) throws -> Setup {
         var node = try Node(name)
         node.config.enforcers = [.bpf, .seccomp, .appArmor]
@@ -44,7 +45,7 @@ struct NRITests {
         settings.maxSyncParts = maxSyncParts
         settings.maxSyncBytes = maxSyncBytes
         let plugin = NRIPlugin(
-            settings: settings, config: node.config, logger: quietLogger, policies: { store.activeIndex })
+            settings: settings, config: node.config, logger: quietLogger, bpf: bpf, policies: { store.activeIndex })
         return Setup(node: node, peer: peer, plugin: plugin, worker: plugin.worker(), store: store)
     }
 
@@ -162,6 +163,92 @@ struct NRITests {
         s.store.reload()
         let allowed = try session.createContainer(pod: web, container: nriContainer(pod: web, name: "app"))
         #expect(allowed.adjust.annotations["bulwark.io/failure-policy"] == "Ignore")
+    }
+
+    /// A stand-in for the enforcer's pinned maps (the real one is exercised by the kernel tier's
+    /// NRI suite): records what the plugin asks of the BPF side.
+    final class RecordingBPF: NRIBPFSide {
+        struct State {
+            var loaded: Set<String> = []
+            var bound: [UInt32: String] = [:]
+            var calls: [String] = []
+            var refuse: String?
+        }
+        let state = Mutex(State())
+        func ensure(policy: Policy?, profile: String) -> String? {
+            state.withLock { s in
+                s.calls.append("ensure \(profile)")
+                if let why = s.refuse { return why }
+                s.loaded.insert(profile)
+                return nil
+            }
+        }
+        func isBound(pid: UInt32) -> Bool? { state.withLock { $0.bound[pid] != nil } }
+        func bind(pid: UInt32, profile: String) throws(EnforcerError) {
+            state.withLock { s in
+                s.calls.append("bind \(pid) \(profile)")
+                s.bound[pid] = profile
+            }
+        }
+        func unbind(pid: UInt32) {
+            state.withLock { s in
+                s.calls.append("unbind \(pid)")
+                s.bound[pid] = nil
+            }
+        }
+    }
+
+    /// The plugin's BPF side effects, without pinned maps: a running targeted container found at
+    /// Synchronize is bound (armed at first use); one started with its binding missing is bound;
+    /// an untargeted one never is; stop unbinds; a profile that cannot be loaded refuses the
+    /// container when the failure policy is Fail.
+    @Test func bindingsFollowTheContainersLifecycle() throws {
+        let bpf = RecordingBPF()
+        let s = try setup("nri-bpf", failurePolicy: .fail, bpf: bpf)
+        defer { s.stop() }
+        let session = try s.peer.accept()
+        _ = try session.configure(runtime: "containerd", version: "2.3.1", nriVersion: "v0.12.0")
+        let web = nriPod(name: "web-1", namespace: "shop", labels: ["app": "web"])
+        let db = nriPod(name: "db-0", namespace: "shop", labels: ["app": "db"])
+        _ = try session.synchronize(
+            pods: [web, db],
+            containers: [
+                nriContainer(pod: web, name: "app", pid: 101, state: .containerRunning),
+                nriContainer(pod: db, name: "db", pid: 102, state: .containerRunning),
+                nriContainer(pod: web, name: "side", pid: 0, state: .containerCreated),
+            ], more: false)
+        #expect(bpf.state.withLock { $0.bound } == [101: "varmor-shop-web"])
+        #expect(bpf.state.withLock { $0.calls } == ["ensure varmor-shop-web", "bind 101 varmor-shop-web"])
+
+        // created with hooks (the hook would bind); at start the binding is missing: the plugin binds
+        let web2 = nriPod(name: "web-2", namespace: "shop", labels: ["app": "web"])
+        _ = try session.createContainer(pod: web2, container: nriContainer(pod: web2, name: "app"))
+        var start = Nri_Pkg_Api_V1alpha1_StartContainerRequest()
+        start.pod = web2
+        start.container = nriContainer(pod: web2, name: "app", pid: 201, state: .containerRunning)
+        _ = try session.call("StartContainer", start, as: Nri_Pkg_Api_V1alpha1_StartContainerResponse.self)
+        #expect(bpf.state.withLock { $0.bound[201] } == "varmor-shop-web")
+        // an untargeted container's start binds nothing
+        var other = Nri_Pkg_Api_V1alpha1_StartContainerRequest()
+        other.pod = db
+        other.container = nriContainer(pod: db, name: "db", pid: 301, state: .containerRunning)
+        _ = try session.call("StartContainer", other, as: Nri_Pkg_Api_V1alpha1_StartContainerResponse.self)
+        #expect(bpf.state.withLock { $0.bound[301] } == nil)
+
+        var stop = Nri_Pkg_Api_V1alpha1_StopContainerRequest()
+        stop.pod = web
+        stop.container = nriContainer(pod: web, name: "app", pid: 101, state: .containerStopped)
+        _ = try session.call("StopContainer", stop, as: Nri_Pkg_Api_V1alpha1_StopContainerResponse.self)
+        #expect(bpf.state.withLock { $0.bound } == [201: "varmor-shop-web"])
+
+        bpf.state.withLock { $0.refuse = "the BPF enforcer is not loaded" }
+        let web3 = nriPod(name: "web-3", namespace: "shop", labels: ["app": "web"])
+        do {
+            _ = try session.createContainer(pod: web3, container: nriContainer(pod: web3, name: "app"))
+            Issue.record("a container whose profile could not be loaded was allowed")
+        } catch let f as TTRPC.CallFailure {
+            #expect(f.code == 9 && f.message.contains("shop/web-3/app"))
+        }
     }
 
     /// Malformed bytes close the connection (never a crash); a restarted runtime is found again.
