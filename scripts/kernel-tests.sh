@@ -12,7 +12,10 @@ if [ "${1:-}" = --inside ]; then
     "$bin" enforcer probe
     # one suite at a time: every suite drives the same pinned enforcer, and a run with suites in
     # parallel once saw the audit-only wrapper test's `cat /etc/motd` fail (not reproduced alone)
-    BULWARK_REQUIRE_KERNEL=1 swift test --skip-build --no-parallel --filter BulwarkKernelTests
+    # the test binary itself, not `swift test`: SwiftPM would compile every package manifest
+    # again before running anything (minutes under emulation)
+    BULWARK_REQUIRE_KERNEL=1 .build/debug/bulwarkPackageTests.xctest --testing-library swift-testing \
+        --no-parallel --filter BulwarkKernelTests
     "$bin" selftest --pin-path /sys/fs/bpf/bulwark-selftest
     "$bin" enforcer unload --pin-path /sys/fs/bpf/bulwark-selftest
     exit 0
