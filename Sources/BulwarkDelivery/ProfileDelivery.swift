@@ -137,6 +137,13 @@ public struct ProfileDelivery: Sendable {
         return nil
     }
 
+    /// `-C` for a complain-mode profile: its text does not say so (a custom DefenseInDepth
+    /// profile is the user's text), and without it the kernel enforces what the status calls
+    /// complain (observation mode must allow and log).
+    package static func appArmorParserArguments(_ profile: AppArmorProfile, path: String) -> [String] {
+        (profile.complain ? ["-C"] : []) + ["-r", "-W", path]
+    }
+
     func loadAppArmor(_ profile: AppArmorProfile) -> String {
         guard AppArmorFacts.enabled else { return "unavailable: AppArmor is not enabled in this kernel" }
         guard let parser = Spawn.find("apparmor_parser") else { return "unavailable: apparmor_parser not installed" }
@@ -147,7 +154,7 @@ public struct ProfileDelivery: Sendable {
         } catch {
             return "failed: cannot write \(path): \(error)"
         }
-        let r = Spawn.run(parser, ["-r", "-W", path])
+        let r = Spawn.run(parser, Self.appArmorParserArguments(profile, path: path))
         guard r.status == 0 else {
             let first = r.stderr.split(separator: "\n").first.map(String.init) ?? "exit \(r.status)"
             logger.error("apparmor_parser failed", metadata: ["profile": "\(profile.name)", "stderr": "\(r.stderr)"])

@@ -1,6 +1,7 @@
 import BulwarkAgent
 import BulwarkDelivery
 import BulwarkPolicy
+import BulwarkProfiles
 import BulwarkSystem
 import Foundation
 import Testing
@@ -111,5 +112,26 @@ struct SpawnTests {
         let seen = Set(r.stderr.split(separator: "\n").compactMap { Int32($0) })
         #expect(seen.contains(2))
         #expect(!seen.contains(leaky), "the child had descriptor \(leaky): \(seen.sorted())")
+    }
+}
+
+@Suite("AppArmor delivery")
+struct AppArmorDeliveryTests {
+    /// Observation mode (DefenseInDepth with allowViolations, BehaviorModeling) is loaded with
+    /// `apparmor_parser -C`: before, the profile was loaded enforcing while the status said
+    /// "loaded (complain)". (The kernel side — complain allows and logs — needs a kernel with
+    /// AppArmor: issue 14's VM tier.)
+    @Test func complainProfilesAreLoadedInComplainMode() throws {
+        let policy = PolicyParser.inline(
+            "    enforcer: AppArmor\n    mode: BehaviorModeling\n    modelingOptions: {duration: 5}", name: "m")
+        let parsed = try #require(policy.policies.first, "\(policy.errors)")
+        let profile = AppArmorCompiler().compile(parsed, profileName: "varmor-m")
+        #expect(profile.complain)
+        #expect(ProfileDelivery.appArmorParserArguments(profile, path: "/p") == ["-C", "-r", "-W", "/p"])
+        let runtimeDefault = PolicyParser.inline("    enforcer: AppArmor\n    mode: RuntimeDefault", name: "r")
+        let enforce = AppArmorCompiler().compile(
+            try #require(runtimeDefault.policies.first, "\(runtimeDefault.errors)"), profileName: "varmor-r")
+        #expect(!enforce.complain)
+        #expect(ProfileDelivery.appArmorParserArguments(enforce, path: "/p") == ["-r", "-W", "/p"])
     }
 }
