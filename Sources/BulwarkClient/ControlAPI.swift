@@ -53,23 +53,29 @@ public enum ControlRequest: Sendable, Equatable {
     public init(json o: JSONObject) throws(ControlAPIError) {
         let hint = "a request is one JSON object with \"op\" on one line, e.g. {\"op\":\"status\"}"
         guard let op = o["op"]?.string else { throw ControlAPIError(hint) }
+        // a misspelt member ("folow") must not quietly change what is asked
+        let known = op == "events" ? ["op", "follow", "recent", "notices", "filter"] : ["op"]
+        if let unknown = o.keys.first(where: { !known.contains($0) }) {
+            throw ControlAPIError(
+                "\(op) request: unknown member \"\(unknown)\" (known: \(known.joined(separator: ", ")))")
+        }
         switch op {
         case "status": self = .status
         case "containers": self = .containers
         case "profiles": self = .profiles
         case "reload": self = .reload
         case "events":
-            var e = EventsRequest()
             let r = Reader(o, "events request")
-            e.follow = try r.optionalBool("follow") ?? false
-            e.notices = try r.optionalBool("notices") ?? false
-            e.recent = try r.optionalInt("recent") ?? (e.follow ? 0 : EventsRequest.defaultRecent)
-            guard e.recent >= 0 else { throw ControlAPIError("events request: recent must be 0 or more") }
+            let filter: JSONObject
             switch o["filter"] {
-            case nil: break
-            case .object(let f)?: e.filter = f
+            case nil: filter = JSONObject()
+            case .object(let f)?: filter = f
             default: throw ControlAPIError("events request: filter must be an object")
             }
+            let e = EventsRequest(
+                follow: try r.optionalBool("follow") ?? false, recent: try r.optionalInt("recent"),
+                notices: try r.optionalBool("notices") ?? false, filter: filter)
+            guard e.recent >= 0 else { throw ControlAPIError("events request: recent must be 0 or more") }
             self = .events(e)
         default:
             throw ControlAPIError(

@@ -90,6 +90,11 @@ struct ControlAPITests {
         #expect(
             refusal(JSONObject([("op", .string("events")), ("filter", .array([]))]))
                 == "events request: filter must be an object")
+        #expect(
+            refusal(JSONObject([("op", .string("events")), ("folow", .bool(true))]))
+                == "events request: unknown member \"folow\" (known: op, follow, recent, notices, filter)")
+        #expect(
+            refusal(JSONObject([("op", .string("status")), ("verbose", .bool(true))]))?.contains("verbose") == true)
     }
 
     /// An answer from an agent of another version names the member that does not fit.
