@@ -20,8 +20,8 @@ final class NRIConnection: Sendable {
     let fd: Int32
 
     struct State {
-        var machine = NRIConnectionState()
-        var waiting: [UInt32: Waiter] = [:]
+        /// Outstanding calls live in the machine, each with its waiter.
+        var machine = NRIConnectionState<Waiter>()
         var closed = false
     }
     private let state = Mutex(State())
@@ -46,9 +46,7 @@ final class NRIConnection: Sendable {
             guard !s.closed else { return [] }
             s.closed = true
             shutdown(fd, Int32(SHUT_RDWR))
-            _ = s.machine.close()
-            defer { s.waiting = [:] }
-            return Array(s.waiting.values)
+            return s.machine.close()
         }
         for w in waiters {
             w.resolve(.failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed")))
@@ -75,21 +73,14 @@ final class NRIConnection: Sendable {
         let waiter = Waiter()
         let started = state.withLock { s -> (UInt32, [UInt8])? in
             guard !s.closed else { return nil }
-            let r = s.machine.call(
+            return s.machine.call(
                 service: "nri.pkg.api.v1alpha1.Runtime", method: method, payload: payload,
-                timeoutNanoseconds: Int64(timeout * 1e9))
-            s.waiting[r.stream] = waiter
-            return r
+                timeoutNanoseconds: Int64(timeout * 1e9), waiting: waiter)
         }
         guard let (stream, bytes) = started else {
             return .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "connection closed"))
         }
-        func abandon() {
-            state.withLock { s in
-                s.machine.abandon(stream: stream)
-                s.waiting[stream] = nil
-            }
-        }
+        func abandon() { state.withLock { $0.machine.abandon(stream: stream) } }
         guard write(bytes) else {
             abandon()
             return .failure(.init(code: TTRPC.Code.unavailable.rawValue, message: "cannot write to the runtime"))
@@ -114,7 +105,7 @@ final class NRIConnection: Sendable {
             if n == 0 { return "the runtime closed the connection" }
             if n < 0 { return "read: \(String(cString: strerror(errno)))" }
             let input = buf[0..<n]
-            let actions: [NRIConnectionState.Action]
+            let actions: [NRIConnectionState<Waiter>.Action]
             do {
                 actions = try state.withLock { s throws(Mux.Failure) in try s.machine.receive(input) }
             } catch {
@@ -125,9 +116,9 @@ final class NRIConnection: Sendable {
                 case .send(let bytes):
                     _ = write(bytes)
                 case .handle(let stream, let service, let method, let payload):
-                    _ = write(NRIConnectionState.answer(stream: stream, result: handle(service, method, payload)))
-                case .complete(let stream, let result):
-                    state.withLock { $0.waiting.removeValue(forKey: stream) }?.resolve(result)
+                    _ = write(nriAnswerFrame(stream: stream, result: handle(service, method, payload)))
+                case .complete(let waiter, let result):
+                    waiter.resolve(result)
                 }
             }
         }
@@ -520,7 +511,7 @@ public final class NRIPlugin: Sendable {
         guard let profile = decision.profileName ?? PluginCore.explicitProfile(pod: pod, container: container.name),
             decision.policy == nil || decision.enforcers.intersection(config.enforcers).contains(.bpf)
         else { return false }
-        let pid = UInt32(truncatingIfNeeded: container.pid)
+        let pid = container.pid
         guard let bound = bpf.isBound(pid: pid) else { return false }
         if bound { return true }
         do {

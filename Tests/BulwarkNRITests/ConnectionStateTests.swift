@@ -29,11 +29,11 @@ struct ConnectionStateTests {
     }
 
     @Test func requestsBecomeHandleActionsInOrderWhateverTheReadSizes() throws {
-        var c = NRIConnectionState()
+        var c = NRIConnectionState<String>()
         let bytes =
             try Self.runtimeRequest(stream: 1, method: "Configure", payload: [1, 2])
             + Self.runtimeRequest(stream: 3, method: "Synchronize", payload: [3])
-        var actions: [NRIConnectionState.Action] = []
+        var actions: [NRIConnectionState<String>.Action] = []
         for b in bytes { actions += try c.receive([b]) }
         #expect(
             actions == [
@@ -41,7 +41,7 @@ struct ConnectionStateTests {
                 .handle(stream: 3, service: "nri.pkg.api.v1alpha1.Plugin", method: "Synchronize", payload: [3]),
             ])
         // the answer goes back on the plugin's connection, same stream
-        let answer = NRIConnectionState.answer(stream: 3, result: .success([9]))
+        let answer = nriAnswerFrame(stream: 3, result: .success([9]))
         var mux = Mux.Decoder()
         mux.feed(answer)
         let frame = try #require(try mux.next())
@@ -56,11 +56,13 @@ struct ConnectionStateTests {
     }
 
     @Test func onlyPendingCallsComplete() throws {
-        var c = NRIConnectionState()
-        let (first, bytes) = c.call(service: "s", method: "RegisterPlugin", payload: [], timeoutNanoseconds: 1)
-        #expect(first == 1 && c.pending == [1])
+        var c = NRIConnectionState<String>()
+        let (first, bytes) = c.call(
+            service: "s", method: "RegisterPlugin", payload: [], timeoutNanoseconds: 1, waiting: "register")
+        #expect(first == 1 && c.pending == [1: "register"])
         #expect(!bytes.isEmpty)
-        let (second, _) = c.call(service: "s", method: "UpdateContainers", payload: [], timeoutNanoseconds: 1)
+        let (second, _) = c.call(
+            service: "s", method: "UpdateContainers", payload: [], timeoutNanoseconds: 1, waiting: "update")
         #expect(second == 3)
         // a response for a stream never asked for, then the real ones (one a failure)
         let actions =
@@ -69,22 +71,23 @@ struct ConnectionStateTests {
             + c.receive(Self.runtimeResponse(stream: 1, payload: [5]))
         #expect(
             actions == [
-                .complete(stream: 3, .failure(TTRPC.CallFailure(code: 9, message: "refused"))),
-                .complete(stream: 1, .success([5])),
+                .complete("update", .failure(TTRPC.CallFailure(code: 9, message: "refused"))),
+                .complete("register", .success([5])),
             ])
         #expect(c.pending.isEmpty)
         // a call that timed out is abandoned: its late response is dropped
-        let (late, _) = c.call(service: "s", method: "m", payload: [], timeoutNanoseconds: 1)
+        let (late, _) = c.call(service: "s", method: "m", payload: [], timeoutNanoseconds: 1, waiting: "late")
         c.abandon(stream: late)
         #expect(try c.receive(Self.runtimeResponse(stream: late, payload: [])).isEmpty)
-        // closing fails whatever is still pending
-        let (open, _) = c.call(service: "s", method: "m", payload: [], timeoutNanoseconds: 1)
-        #expect(c.close() == [open])
+        // closing hands back whatever is still pending, to be failed
+        _ = c.call(service: "s", method: "m", payload: [], timeoutNanoseconds: 1, waiting: "a")
+        _ = c.call(service: "s", method: "m", payload: [], timeoutNanoseconds: 1, waiting: "b")
+        #expect(c.close() == ["a", "b"])
         #expect(c.pending.isEmpty)
     }
 
     @Test func framesOfUnknownConnectionsAreDroppedAndGarbageThrows() throws {
-        var c = NRIConnectionState()
+        var c = NRIConnectionState<String>()
         #expect(try c.receive(Mux.encode(connection: 9, [1, 2, 3])).isEmpty)
         // a frame longer than the mux allows is not the protocol
         var garbage = Mux.encode(connection: Mux.pluginService, [0])
