@@ -29,12 +29,17 @@ struct ComponentService: Service, CustomStringConvertible {
     func run() async throws {
         try component.start()
         try? await gracefulShutdown()
-        let component = component
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                component.stop()
-                done.resume()
-            }
+        await offThePool { [component] in component.stop() }
+    }
+}
+
+/// Blocking work (joining a thread, closing channels, compiling and loading profiles) from an
+/// async service, on a thread of its own instead of one of the cooperative pool's few.
+func offThePool(_ work: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().async {
+            work()
+            done.resume()
         }
     }
 }
@@ -46,17 +51,12 @@ struct PolicyService: Service, CustomStringConvertible {
     var description: String { "policies" }
 
     func run() async throws {
+        let agent = agent
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             agent.logger.info("SIGHUP: reloading policies")
-            agent.reload()
+            await offThePool { agent.reload() }
         }
-        let agent = agent
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                agent.stopWatcher()
-                done.resume()
-            }
-        }
+        await offThePool { agent.stopWatcher() }
     }
 }
 
