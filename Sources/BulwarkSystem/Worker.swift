@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -6,17 +5,19 @@ import Synchronization
 #endif
 
 /// A loop on its own thread (the kernel interfaces here are blocking or poll-based), stopped by a
-/// flag it checks at least every 200 ms.
+/// flag it checks at least every 200 ms. Waits on a POSIX semaphore, not Dispatch: this module is
+/// linked into the start-path executables (the hook, the runtime wrapper), and linking Dispatch
+/// runs its initialiser in every one of their starts.
 public final class Worker: Sendable {
     let name: String
     private let stopFlag = Atomic<Bool>(false)
-    private let done = DispatchSemaphore(value: 0)
+    private let done = Semaphore()
 
     public init(name: String, body: @escaping @Sendable (_ stopped: @Sendable () -> Bool) -> Void) {
         self.name = name
         let start: @Sendable () -> Void = { [self] in
             body { self.stopFlag.load(ordering: .relaxed) }
-            self.done.signal()
+            self.done.post()
         }
         final class Box: @unchecked Sendable {
             let run: @Sendable () -> Void
@@ -40,7 +41,7 @@ public final class Worker: Sendable {
     /// handed on.
     public func join() {
         done.wait()
-        done.signal()
+        done.post()
     }
 
     /// Asks the loop to stop, then waits for it.
@@ -48,4 +49,23 @@ public final class Worker: Sendable {
         stopFlag.store(true, ordering: .relaxed)
         join()
     }
+}
+
+/// A counting semaphore (`sem_t`), for threads that are not on Swift's cooperative pool.
+final class Semaphore: @unchecked Sendable {
+    // sem_t is used only through sem_wait/sem_post, which are thread-safe; the storage never moves
+    private let sem = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init(value: UInt32 = 0) { sem_init(sem, 0, value) }
+
+    deinit {
+        sem_destroy(sem)
+        sem.deallocate()
+    }
+
+    func wait() {
+        while sem_wait(sem) != 0 && errno == EINTR {}
+    }
+
+    func post() { sem_post(sem) }
 }
