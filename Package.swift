@@ -50,6 +50,8 @@ let package = Package(
         // spec patcher.
         .target(name: "BulwarkStart", dependencies: ["BulwarkOCI"]),
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
+        // Behaviour models (vArmor's ArmorProfileModel data): the format, merging, path generalisation.
+        .target(name: "BulwarkModel", dependencies: ["BulwarkOCI", "BulwarkPolicy"]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
             name: "BulwarkEvents",
@@ -88,8 +90,8 @@ let package = Package(
         .target(
             name: "BulwarkDelivery",
             dependencies: [
-                "BulwarkBPF", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkStart", "BulwarkSystem",
-                logging,
+                "BulwarkBPF", "BulwarkModel", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkStart",
+                "BulwarkSystem", logging,
             ]),
         // The pinned enforcer state: maps, bindings, profile names (what the hook needs; no loader,
         // no embedded object, no compiler).
@@ -129,7 +131,7 @@ let package = Package(
             name: "bulwark",
             dependencies: [
                 "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", "BulwarkClient",
-                "BulwarkDelivery", "BulwarkNRIPlugin", "BulwarkStart", argumentParser, logging,
+                "BulwarkDelivery", "BulwarkModel", "BulwarkNRIPlugin", "BulwarkStart", argumentParser, logging, yams,
             ]
         ),
 
@@ -188,6 +190,9 @@ let package = Package(
         // The runtime side of NRI in Swift (tests, benchmark).
         .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
         .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
+        .testTarget(
+            name: "BulwarkModelTests", dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkDelivery"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkStart", "BulwarkTestSupport"]),
         .testTarget(
             name: "BulwarkAgentTests",

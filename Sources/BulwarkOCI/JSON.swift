@@ -113,6 +113,15 @@ extension JSONValue {
     }
 
     public var text: String { String(decoding: serialized(), as: UTF8.self) }
+
+    /// Indented text (two spaces, one member or element per line, a final newline): for files that
+    /// people read and edit.
+    public func indented() -> String {
+        var w = JSONWriter()
+        w.indented(self, depth: 0)
+        w.bytes.append(0x0A)
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
 }
 
 /// Compact JSON written straight into bytes: what `JSONValue.serialized` uses, and what hot paths
@@ -144,6 +153,36 @@ public struct JSONWriter: Sendable {
             }
             bytes.append(UInt8(ascii: "]"))
         case .object(let o): object(o)
+        }
+    }
+
+    mutating func indented(_ v: JSONValue, depth: Int) {
+        func newline(_ d: Int) {
+            bytes.append(0x0A)
+            bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * d))
+        }
+        switch v {
+        case .array(let a) where !a.isEmpty:
+            bytes.append(UInt8(ascii: "["))
+            for (i, e) in a.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                newline(depth + 1)
+                indented(e, depth: depth + 1)
+            }
+            newline(depth)
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let o) where !o.members.isEmpty:
+            bytes.append(UInt8(ascii: "{"))
+            for (i, m) in o.members.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                newline(depth + 1)
+                string(m.key)
+                raw(": ")
+                indented(m.value, depth: depth + 1)
+            }
+            newline(depth)
+            bytes.append(UInt8(ascii: "}"))
+        default: value(v)
         }
     }
 

@@ -39,6 +39,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var appArmorProfileDirectory = "/var/lib/bulwark/apparmor.d"
     /// Where compiled seccomp profiles are stored for the runtime wrapper and the NRI plugin.
     public var seccompProfileDirectory = "/var/lib/bulwark/seccomp"
+    /// Behaviour models, one `<profile>.json` (`ArmorProfileModel`) per profile.
+    public var modelDirectory = "/var/lib/bulwark/models"
     /// bpffs directory of the pinned enforcer state.
     public var bpfPinPath = "/sys/fs/bpf/bulwark"
     /// Static inventory of Service/Pod IPs for `toServices`/`toPods` on standalone hosts.
@@ -74,6 +76,7 @@ public struct NodeConfig: Sendable, Equatable {
     public static let keys = [
         "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
         "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
+        "modelDirectory",
         "bpfPinPath", "inventoryFile", "socketGroup", "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
         "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit", "nri", "nriSocketPath",
         "nriPluginIndex",
@@ -169,6 +172,7 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("seccompProfileDirectory"), let s = absolutePath(v) {
                 config.seccompProfileDirectory = s
             }
+            if let v = m.value("modelDirectory"), let s = absolutePath(v) { config.modelDirectory = s }
             if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
             if let v = m.value("inventoryFile"), let s = absolutePath(v) { config.inventoryFile = s }
             if let v = m.value("socketGroup"), let s = v.string() { config.socketGroup = s }

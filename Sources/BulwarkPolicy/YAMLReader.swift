@@ -391,3 +391,20 @@ enum YAMLLoader {
             hint: "check indentation and quoting at this position")
     }
 }
+
+/// YAML documents read as JSON (behaviour models, which people may keep as YAML): the same guard
+/// as policies (no aliases, bounded nesting), plain scalars typed by YAML 1.2's core schema.
+public enum YAMLDocuments {
+    public static func json(_ text: String, file: String, maxBytes: Int = 1 << 20) throws(DiagnosticsError)
+        -> [JSONValue]
+    {
+        var yamlGuard = YAMLGuard()
+        yamlGuard.maxBytes = maxBytes
+        let ctx = ReaderContext(file: file, budget: max(200_000, maxBytes / 8))
+        let values = try YAMLLoader.documents(text, file: file, guard: yamlGuard).map {
+            YValue(node: $0, path: "", ctx: ctx).json()
+        }
+        if ctx.hasErrors { throw DiagnosticsError(ctx.diagnostics) }
+        return values.compactMap { $0 }
+    }
+}

@@ -16,7 +16,7 @@ struct Bulwark: ParsableCommand {
             PolicyCommand.self, EnforcerCommand.self, ProfileCommand.self, BindCommand.self, UnbindCommand.self,
             SelftestCommand.self, SelftestProbeCommand.self, StatusCommand.self, ContainersCommand.self,
             ProfilesCommand.self,
-            EventsCommand.self, ReloadCommand.self, NRICommand.self, DeliverCommand.self,
+            EventsCommand.self, ReloadCommand.self, NRICommand.self, DeliverCommand.self, ModelCommand.self,
         ])
 }
 

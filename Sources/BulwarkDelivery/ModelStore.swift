@@ -1,0 +1,97 @@
+import BulwarkModel
+import BulwarkOCI
+import BulwarkSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The node's behaviour models: one `<profile>.json` per profile in the node config's
+/// `modelDirectory`, each an `ArmorProfileModel` document written atomically (a reader sees the
+/// old model or the new one). The directory must belong to root (or this user) and be writable by
+/// nobody else: a model becomes an allow-list.
+public struct ModelStore: Sendable {
+    public var directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    func path(_ name: String) -> String { directory + "/" + name + ".json" }
+
+    /// The names of the stored models, sorted.
+    public func names() throws(Failure) -> [String] {
+        guard let dir = opendir(directory) else {
+            if errno == ENOENT { return [] }
+            throw Failure(description: "\(directory): cannot list: \(Errno.current)")
+        }
+        defer { closedir(dir) }
+        var out: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasSuffix(".json"), !name.hasPrefix(".") else { continue }
+            let profile = String(name.dropLast(5))
+            if BehaviorModel.isValidName(profile) { out.append(profile) }
+        }
+        return out.sorted()
+    }
+
+    /// The model of a profile; nil when there is none.
+    public func load(_ name: String) throws(Failure) -> BehaviorModel? {
+        guard BehaviorModel.isValidName(name) else {
+            throw Failure(description: "\"\(name)\" is not a profile name (lower-case letters, digits, '-' and '.')")
+        }
+        var st = stat()
+        if stat(directory, &st) != 0 && errno == ENOENT { return nil }
+        do { try TrustedDirectory.ensure(directory, mode: 0o700) } catch { throw Failure(description: "\(error)") }
+        let bytes: [UInt8]
+        do {
+            bytes = try RegularFile.read(path(name), maxBytes: BehaviorModel.maxBytes, followSymlinks: false)
+        } catch .cannotOpen(let e) where e == ENOENT {
+            return nil
+        } catch {
+            throw Failure(description: "\(path(name)): \(error)")
+        }
+        let model: BehaviorModel
+        do { model = try BehaviorModel(bytes: bytes) } catch {
+            throw Failure(description: "\(path(name)): \(error)")
+        }
+        guard model.name == name else {
+            throw Failure(
+                description:
+                    "\(path(name)): the model inside is named \(model.name); rename the file to \(model.name).json or fix metadata.name"
+            )
+        }
+        return model
+    }
+
+    public func save(_ model: BehaviorModel) throws(Failure) {
+        do {
+            try TrustedDirectory.ensure(directory, mode: 0o700)
+            try AtomicFile.write(Array(model.document.indented().utf8), to: path(model.name), permissions: 0o600)
+        } catch {
+            throw Failure(description: "\(error)")
+        }
+    }
+
+    /// Merges into the stored model of the same name (creating it when there is none); returns
+    /// the merged model.
+    @discardableResult
+    public func merge(_ model: BehaviorModel) throws(Failure) -> BehaviorModel {
+        var stored = try load(model.name) ?? BehaviorModel(name: model.name, namespace: model.namespace)
+        stored.merge(model)
+        try save(stored)
+        return stored
+    }
+
+    public func remove(_ name: String) throws(Failure) -> Bool {
+        guard BehaviorModel.isValidName(name) else { throw Failure(description: "\"\(name)\" is not a profile name") }
+        if unlink(path(name)) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw Failure(description: "\(path(name)): cannot remove: \(Errno.current)")
+    }
+}
