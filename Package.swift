@@ -49,9 +49,9 @@ let package = Package(
         // What the container start path decides from (the published start index) and the pure
         // spec patcher.
         .target(name: "BulwarkStart", dependencies: ["BulwarkOCI"]),
-        .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkOCI", "CBulwarkABI"]),
         // Behaviour models (vArmor's ArmorProfileModel data): the format, merging, path generalisation.
         .target(name: "BulwarkModel", dependencies: ["BulwarkOCI", "BulwarkPolicy"]),
+        .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkModel", "BulwarkOCI", "CBulwarkABI"]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
             name: "BulwarkEvents",
@@ -60,7 +60,8 @@ let package = Package(
         // NRI: the wire protocol (mux, ttrpc; generated protobuf in Generated/, see proto/) and the
         // plugin's decisions (pure).
         .target(
-            name: "BulwarkNRI", dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", protobuf],
+            name: "BulwarkNRI",
+            dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", protobuf],
             exclude: ["Generated/README.md"]),
 
         // MARK: C
@@ -120,8 +121,8 @@ let package = Package(
         .target(
             name: "BulwarkNRIPlugin",
             dependencies: [
-                "BulwarkBPF", "BulwarkClient", "BulwarkDelivery", "BulwarkNRI", "BulwarkOCI", "BulwarkPolicy",
-                "BulwarkProfiles", "BulwarkSystem", logging, metrics, protobuf,
+                "BulwarkBPF", "BulwarkClient", "BulwarkDelivery", "BulwarkModel", "BulwarkNRI", "BulwarkOCI",
+                "BulwarkPolicy", "BulwarkProfiles", "BulwarkSystem", logging, metrics, protobuf,
             ]),
         // Client side of the node socket (CLI `status`, `containers`, `events`); no NIO.
         .target(name: "BulwarkClient", dependencies: ["BulwarkOCI"]),
@@ -182,7 +183,8 @@ let package = Package(
         .testTarget(
             name: "BulwarkProfilesTests",
             dependencies: [
-                "BulwarkProfiles", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp", "BulwarkTestSupport",
+                "BulwarkProfiles", "BulwarkModel", "BulwarkPolicy", "BulwarkOCI", "CBulwarkABI", "CSeccomp",
+                "BulwarkTestSupport",
             ]
         ),
         // Process helpers shared by the test targets that run the built executables.
@@ -199,7 +201,7 @@ let package = Package(
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
                 "BulwarkHook", "BulwarkDelivery", "BulwarkStart", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI",
-                "BulwarkNRIPlugin", "NRITestPeer", "BulwarkBPFMaps",
+                "BulwarkNRIPlugin", "NRITestPeer", "BulwarkBPFMaps", "BulwarkModel",
                 "BulwarkSystem", logging, protobuf, prometheus,
             ]
         ),

@@ -100,7 +100,9 @@ public final class Agent: Sendable {
         let bpf = prepareEnforcer()
         let watcher =
             watch
-            ? EventSources.policyWatcher(directories: config.policyDirectories, logger: logger) { [self] in
+            ? EventSources.policyWatcher(
+                directories: config.policyDirectories + [config.modelDirectory], logger: logger
+            ) { [self] in
                 self.reload()
             } : nil
         reload()

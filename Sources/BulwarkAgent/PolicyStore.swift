@@ -41,6 +41,9 @@ public final class PolicyStore: Sendable {
         /// `applied` indexed for decisions, rebuilt when it changes
         var index = PolicyIndex([])
         var profiles: [String: ProfileStatus] = [:]
+        /// profile name → its behaviour model file's identity when delivered (DefenseInDepth from a
+        /// model): a model imported or re-recorded is delivered again though the policy is the same
+        var models: [String: [Int64]] = [:]
         var reloads = 0
         var lastReload = 0.0
     }
@@ -89,7 +92,8 @@ public final class PolicyStore: Sendable {
         let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
         // stamped before anything is read: a file that changes meanwhile makes the index stale
         let stamps = configPath.map {
-            StartIndexPublisher.stamps(configPath: $0, policyDirectories: config.policyDirectories)
+            StartIndexPublisher.stamps(
+                configPath: $0, policyDirectories: config.policyDirectories, modelDirectory: config.modelDirectory)
         }
         let paths = PolicyFiles.directoryContents(config.policyDirectories)
         var s = state.withLock { $0 }
@@ -145,9 +149,14 @@ public final class PolicyStore: Sendable {
         var applied = 0
         var removed = 0
         let delivery = ProfileDelivery(config: config, logger: logger)  // node facts once a reload
-        for (name, policy) in wanted.sorted(by: { $0.key < $1.key }) where s.applied[name] != policy {
+        for (name, policy) in wanted.sorted(by: { $0.key < $1.key }) {
+            let model =
+                policy.spec.policy.defenseInDepth?.needsModel == true
+                ? Paths.identity(delivery.modelStore.path(name)) ?? [] : nil
+            guard s.applied[name] != policy || s.models[name] != model else { continue }
             s.profiles[name] = delivery.deliver(policy, profile: name)
             s.applied[name] = policy
+            s.models[name] = model
             applied += 1
         }
         for name in s.applied.keys.sorted() where wanted[name] == nil {
@@ -157,6 +166,7 @@ public final class PolicyStore: Sendable {
             }
             s.applied[name] = nil
             s.profiles[name] = nil
+            s.models[name] = nil
             removed += 1
         }
         if applied > 0 || removed > 0 { s.index = PolicyIndex(Array(s.applied.values)) }

@@ -19,7 +19,8 @@ public struct ModelStore: Sendable {
         public var description: String
     }
 
-    func path(_ name: String) -> String { directory + "/" + name + ".json" }
+    /// The file of a profile's model.
+    public func path(_ name: String) -> String { directory + "/" + name + ".json" }
 
     /// The names of the stored models, sorted.
     public func names() throws(Failure) -> [String] {

@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -38,6 +39,7 @@ public struct ProfileDelivery: Sendable {
     }
 
     public var enforcer: Enforcer { Enforcer(pinPath: config.bpfPinPath) }
+    public var modelStore: ModelStore { ModelStore(directory: config.modelDirectory) }
 
     /// Compiles and delivers `policy` as profile `name` to every enforcer.
     public func deliver(_ policy: Policy, profile name: String) -> Status {
@@ -45,21 +47,43 @@ public struct ProfileDelivery: Sendable {
         var st = Status(
             name: name, policy: policy.displayName, mode: policy.spec.policy.mode.rawValue, seccomp: "not requested",
             appArmor: "not requested", bpf: "not requested")
+        // DefenseInDepth from a behaviour model: the model of this profile name
+        var model: BehaviorModel?
+        var modelProblem: String?
+        if policy.spec.policy.defenseInDepth?.needsModel == true {
+            do { model = try modelStore.load(name) } catch { modelProblem = error.description }
+        }
         if enforcers.contains(.seccomp) {
-            let json = SeccompCompiler().compile(policy).json.serialized()
             let path = config.seccompProfileDirectory + "/" + name + ".json"
-            do {
-                try TrustedDirectory.ensure(config.seccompProfileDirectory)
-                try AtomicFile.write(json, to: path, permissions: 0o644)
-                st.seccomp = "stored \(path)"
+            do throws(ProfileUnavailable) {
+                if let modelProblem { throw ProfileUnavailable(modelProblem) }
+                let json = try SeccompCompiler(model: model).compile(policy).json.serialized()
+                do {
+                    try TrustedDirectory.ensure(config.seccompProfileDirectory)
+                    try AtomicFile.write(json, to: path, permissions: 0o644)
+                    st.seccomp = "stored \(path)"
+                } catch {
+                    st.seccomp = "failed: cannot write \(path): \(error)"
+                    logger.error(
+                        "cannot store seccomp profile", metadata: ["profile": "\(name)", "error": "\(error)"])
+                }
             } catch {
-                st.seccomp = "failed: cannot write \(path): \(error)"
-                logger.error("cannot store seccomp profile", metadata: ["profile": "\(name)", "error": "\(error)"])
+                // a stale file must not stand in for the profile that cannot be compiled
+                unlink(path)
+                st.seccomp = "failed: \(error)"
+                logger.error("seccomp profile unavailable", metadata: ["profile": "\(name)", "error": "\(error)"])
             }
         }
         if enforcers.contains(.appArmor) {
-            st.appArmor = loadAppArmor(
-                AppArmorCompiler(diskDevices: facts.diskDevices).compile(policy, profileName: name))
+            do throws(ProfileUnavailable) {
+                if let modelProblem { throw ProfileUnavailable(modelProblem) }
+                st.appArmor = loadAppArmor(
+                    try AppArmorCompiler(diskDevices: facts.diskDevices, model: model).compile(
+                        policy, profileName: name))
+            } catch {
+                st.appArmor = "failed: \(error)"
+                logger.error("AppArmor profile unavailable", metadata: ["profile": "\(name)", "error": "\(error)"])
+            }
         }
         if enforcers.contains(.bpf) {
             let e = enforcer

@@ -1,3 +1,4 @@
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -11,9 +12,12 @@ import Foundation
 public enum StartIndexPublisher {
     /// The stamps of the config file, every policy directory and every policy file in them (taken
     /// before reading any of them).
-    public static func stamps(configPath: String, policyDirectories: [String]) -> [StartIndex.Stamp] {
-        var paths = [configPath] + policyDirectories
-        paths += PolicyFiles.directoryContents(policyDirectories)
+    public static func stamps(configPath: String, policyDirectories: [String], modelDirectory: String)
+        -> [StartIndex.Stamp]
+    {
+        // the behaviour models too: importing one changes what a DefenseInDepth policy compiles to
+        var paths = [configPath] + policyDirectories + [modelDirectory]
+        paths += PolicyFiles.directoryContents(policyDirectories + [modelDirectory])
         return paths.map { StartIndex.Stamp(path: $0, identity: Paths.identity($0)) }
     }
 
@@ -22,16 +26,26 @@ public enum StartIndexPublisher {
         config: NodeConfig, configPath: String, stamps: [StartIndex.Stamp], policies: [Policy], rejected: [String]
     ) -> StartIndex {
         var entries: [StartIndex.Entry] = []
+        let models = ModelStore(directory: config.modelDirectory)
         for p in DecisionEngine.ordered(policies) where p.spec.target.kind == .container {
             let enforcers = p.spec.policy.enforcers.intersection(config.enforcers)
+            let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
+            var model: BehaviorModel?
+            var unavailable: String?
+            if p.spec.policy.defenseInDepth?.needsModel == true {
+                do { model = try models.load(profile) } catch { unavailable = error.description }
+            }
+            unavailable =
+                unavailable ?? ModelProfiles.unavailable(p, profileName: profile, enforcers: enforcers, model: model)
             entries.append(
                 StartIndex.Entry(
-                    policy: p.displayName,
-                    profile: ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace),
-                    containerName: p.spec.target.name, selector: p.spec.target.selector,
-                    seccomp: enforcers.contains(.seccomp), appArmor: enforcers.contains(.appArmor),
-                    bpf: enforcers.contains(.bpf), failurePolicy: config.failurePolicy(for: p).rawValue,
-                    seccompProfile: enforcers.contains(.seccomp) ? SeccompCompiler().compile(p).json : nil))
+                    policy: p.displayName, profile: profile, containerName: p.spec.target.name,
+                    selector: p.spec.target.selector, seccomp: enforcers.contains(.seccomp),
+                    appArmor: enforcers.contains(.appArmor), bpf: enforcers.contains(.bpf),
+                    failurePolicy: config.failurePolicy(for: p).rawValue,
+                    seccompProfile: enforcers.contains(.seccomp)
+                        ? (try? SeccompCompiler(model: model).compile(p))?.json : nil,
+                    unavailable: unavailable))
         }
         return StartIndex(
             configPath: configPath, stamps: stamps, runtime: config.runtime, bpfPinPath: config.bpfPinPath,

@@ -1,3 +1,4 @@
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -95,13 +96,18 @@ public struct PluginCore: Sendable {
         /// vArmor's explicit `container.<enforcer>.security.beta.varmor.org/<c>: localhost/<p>`.
         public var explicitProfile: String?
         public var notes: [String]
+        /// Why the policy's profile cannot be compiled on this node now (a DefenseInDepth policy
+        /// without its behaviour model): the caller refuses the container or, with failure policy
+        /// Ignore, lets it run and reports it.
+        public var unavailable: String? = nil
     }
 
     /// The adjustment for a new container: nothing unless a policy (or an explicit vArmor
     /// annotation) targets it.
     public func createContainer(
         pod: NRIPod, container: NRIContainer, capabilities: RuntimeCapabilities,
-        storedSeccomp: (String) -> LinuxSeccomp? = { _ in nil }
+        storedSeccomp: (String) -> LinuxSeccomp? = { _ in nil },
+        model: (String) -> BehaviorModel? = { _ in nil }
     ) -> Outcome {
         let decision = decide(pod: pod, container: container)
         var response = Nri_Pkg_Api_V1alpha1_CreateContainerResponse()
@@ -140,9 +146,14 @@ public struct PluginCore: Sendable {
             hooks.poststop = [hook("poststop")]
             adjust.hooks = hooks
         }
-        if enforcers.contains(.seccomp), let policy = decision.policy {
+        let behaviour = decision.policy?.spec.policy.defenseInDepth?.needsModel == true ? model(profile) : nil
+        let unavailable = decision.policy.flatMap {
+            ModelProfiles.unavailable($0, profileName: profile, enforcers: enforcers, model: behaviour)
+        }
+        if enforcers.contains(.seccomp), let policy = decision.policy,
+            let compiled = try? SeccompCompiler(model: behaviour).compile(policy)
+        {
             if capabilities.seccompAdjustment {
-                let compiled = SeccompCompiler().compile(policy)
                 let existing =
                     container.linux.hasSeccompPolicy ? Self.oci(container.linux.seccompPolicy) : nil
                 let merged = SeccompMerge.merge(existing: existing, compiled: compiled)
@@ -163,7 +174,8 @@ public struct PluginCore: Sendable {
             }
         }
         response.adjust = adjust
-        return Outcome(response: response, decision: decision, explicitProfile: explicit, notes: notes)
+        return Outcome(
+            response: response, decision: decision, explicitProfile: explicit, notes: notes, unavailable: unavailable)
     }
 
     func hook(_ stage: String) -> Nri_Pkg_Api_V1alpha1_Hook {

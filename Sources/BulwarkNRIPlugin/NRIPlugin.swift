@@ -2,6 +2,7 @@ import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkClient
 import BulwarkDelivery
+import BulwarkModel
 import BulwarkNRI
 import BulwarkOCI
 import BulwarkPolicy
@@ -456,24 +457,35 @@ public final class NRIPlugin: Sendable {
                     let json = try? JSONValue.parse(data)
                 else { return nil }
                 return try? LinuxSeccomp(json: json)
-            })
+            },
+            model: { name in try? ModelStore(directory: self.config.modelDirectory).load(name) })
         guard let profile = outcome.response.adjust.annotations[DecisionAnnotations.profile] else {
             return .success(outcome.response)
         }
+        let who = "\(r.pod.namespace)/\(r.pod.name)/\(r.container.name)"
+        /// A container that cannot be confined as its policy asks: refused (failure policy Fail), or
+        /// run and reported (Ignore).
+        func cannotConfine(_ what: String, _ problem: String) -> TTRPC.CallFailure? {
+            let message = "bulwark: container \(who) cannot be confined with \(what): \(problem)"
+            if config.failurePolicy(for: outcome.decision.policy) == .fail {
+                logger.error("refusing container", metadata: ["reason": "\(message)"])
+                return .init(code: TTRPC.Code.failedPrecondition.rawValue, message: message)
+            }
+            logger.warning("container runs without the confinement it asks for", metadata: ["reason": "\(message)"])
+            return nil
+        }
+        if let problem = outcome.unavailable, let failure = cannotConfine("profile \(profile)", problem) {
+            return .failure(failure)
+        }
         for n in outcome.notes {
-            logger.notice("\(n)", metadata: ["container": "\(r.pod.namespace)/\(r.pod.name)/\(r.container.name)"])
+            logger.notice("\(n)", metadata: ["container": "\(who)"])
         }
         // the hook binds at createRuntime; the profile must be in the kernel by then
-        if outcome.response.adjust.annotations[DecisionAnnotations.bpfProfile] != nil {
-            if let problem = bpf.ensure(policy: outcome.decision.policy, profile: profile) {
-                let message =
-                    "bulwark: container \(r.pod.namespace)/\(r.pod.name)/\(r.container.name) cannot be confined with BPF profile \(profile): \(problem)"
-                if config.failurePolicy(for: outcome.decision.policy) == .fail {
-                    logger.error("refusing container", metadata: ["reason": "\(message)"])
-                    return .failure(.init(code: TTRPC.Code.failedPrecondition.rawValue, message: message))
-                }
-                logger.warning("container runs without BPF confinement", metadata: ["reason": "\(message)"])
-            }
+        if outcome.response.adjust.annotations[DecisionAnnotations.bpfProfile] != nil,
+            let problem = bpf.ensure(policy: outcome.decision.policy, profile: profile),
+            let failure = cannotConfine("BPF profile \(profile)", problem)
+        {
+            return .failure(failure)
         }
         if outcome.response.adjust.hasHooks {
             state.withLock { s in

@@ -273,15 +273,26 @@ public struct MountRule: Sendable, Equatable {
 
 /// `spec.policy.defenseInDepth`.
 public struct DefenseInDepth: Sendable, Equatable {
+    /// `profileType`: where the allow-list comes from.
+    public enum Source<Custom: Sendable & Equatable>: Sendable, Equatable {
+        /// `Custom`: the policy's `customProfile`.
+        case custom(Custom)
+        /// `BehaviorModel`: the behaviour model of the policy's own profile name (recorded by a
+        /// BehaviorModeling run of the same policy, or imported with `bulwark model import`).
+        case behaviorModel
+    }
     public struct AppArmor: Sendable, Equatable {
-        public var customProfile: String
+        public var source: Source<String>
         public var rawRules: [EnhanceProtect.AppArmorRaw]
     }
     public struct Seccomp: Sendable, Equatable {
-        public var customProfile: LinuxSeccomp
+        public var source: Source<LinuxSeccomp>
         public var syscallRawRules: [LinuxSyscall]
     }
     public var appArmor: AppArmor?
     public var seccomp: Seccomp?
     public var allowViolations: Bool
+
+    /// An enforcer's allow-list comes from the behaviour model.
+    public var needsModel: Bool { appArmor?.source == .behaviorModel || seccomp?.source == .behaviorModel }
 }

@@ -352,31 +352,34 @@ struct DefenseInDepthReader {
                 hint: "add `seccomp: {profileType: Custom, customProfile: ...}`")
         }
         if let aaValue, let am = aaValue.mapping() {
-            let custom = readProfileType(am, value: aaValue)
+            let type = readProfileType(am, value: aaValue)
             let rawRules = AppArmorRawReader.read(am.value("appArmorRawRules"))
             am.finish(known: ["profileType", "customProfile", "appArmorRawRules"])
-            if let custom {
+            if case .custom(let custom) = type {
                 if custom.range(of: #"(^|\s)profile\s+\S+"#, options: .regularExpression) == nil {
                     am.take("customProfile")?.error(
                         "customProfile has no `profile <name>` block",
                         hint: "write a full AppArmor profile: `profile NAME flags=(...) { ... }`")
                 } else {
-                    did.appArmor = .init(customProfile: custom, rawRules: rawRules)
+                    did.appArmor = .init(source: .custom(custom), rawRules: rawRules)
                 }
+            } else if type == .behaviorModel {
+                did.appArmor = .init(source: .behaviorModel, rawRules: rawRules)
             }
         }
         if let scValue, let sm = scValue.mapping() {
-            let custom = readProfileType(sm, value: scValue)
+            let type = readProfileType(sm, value: scValue)
             let raw = sm.value("syscallRawRules").map(SyscallReader.read) ?? []
             sm.finish(known: ["profileType", "customProfile", "syscallRawRules"])
-            if let custom {
+            if type == .behaviorModel { did.seccomp = .init(source: .behaviorModel, syscallRawRules: raw) }
+            if case .custom(let custom) = type {
                 do {
                     let profile = try JSONDecoder().decode(LinuxSeccomp.self, from: Data(custom.utf8))
                     if let bad = profile.syscalls?.first(where: { !SeccompVocabulary.actions.contains($0.action) }) {
                         sm.take("customProfile")?.error(
                             "customProfile uses unknown action \"\(bad.action)\"", hint: "use SCMP_ACT_* actions")
                     } else {
-                        did.seccomp = .init(customProfile: profile, syscallRawRules: raw)
+                        did.seccomp = .init(source: .custom(profile), syscallRawRules: raw)
                     }
                 } catch {
                     sm.take("customProfile")?.error(
@@ -388,18 +391,23 @@ struct DefenseInDepthReader {
         return did
     }
 
-    private func readProfileType(_ m: MappingReader, value: YValue) -> String? {
-        guard let tv = m.required("profileType", hint: "set `profileType: Custom`"), let t = tv.string() else {
+    private func readProfileType(_ m: MappingReader, value: YValue) -> DefenseInDepth.Source<String>? {
+        guard let tv = m.required("profileType", hint: "set `profileType: Custom` or `BehaviorModel`"),
+            let t = tv.string()
+        else {
             return nil
         }
         switch t {
         case "Custom":
             return m.required("customProfile", hint: "add `customProfile: |` with the profile text")?.nonEmptyString()
+                .map { .custom($0) }
         case "BehaviorModel":
-            tv.error(
-                "profileType BehaviorModel needs a behaviour model, which Bulwark does not produce yet",
-                hint: "use `profileType: Custom` with a `customProfile`")
-            return nil
+            if let c = m.take("customProfile") {
+                c.warning(
+                    "ignored with profileType BehaviorModel: the allow-list comes from the behaviour model",
+                    hint: "remove customProfile, or use profileType Custom")
+            }
+            return .behaviorModel
         default:
             tv.error("unknown profileType \"\(t)\"", hint: "use Custom or BehaviorModel")
             return nil

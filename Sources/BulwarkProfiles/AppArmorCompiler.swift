@@ -1,3 +1,4 @@
+import BulwarkModel
 import BulwarkPolicy
 import Foundation
 
@@ -15,8 +16,14 @@ public struct AppArmorProfile: Sendable, Equatable {
 /// /proc/partitions). Text is produced directly, never through an HTML template (vArmor §9.3.9).
 public struct AppArmorCompiler: Sendable {
     public var diskDevices: [String]
+    /// The behaviour model of the profile being compiled, for DefenseInDepth `profileType:
+    /// BehaviorModel` (nil: none on this node).
+    public var model: BehaviorModel?
 
-    public init(diskDevices: [String] = []) { self.diskDevices = diskDevices }
+    public init(diskDevices: [String] = [], model: BehaviorModel? = nil) {
+        self.diskDevices = diskDevices
+        self.model = model
+    }
 
     static let header =
         "## == Managed by Bulwark (vArmor policy language) == ##\n\nabi <abi/3.0>,\n#include <tunables/global>\n\n"
@@ -88,7 +95,7 @@ public struct AppArmorCompiler: Sendable {
         header + "profile \(name) \(flags) {\n" + body + "}\n"
     }
 
-    public func compile(_ policy: Policy, profileName name: String) -> AppArmorProfile {
+    public func compile(_ policy: Policy, profileName name: String) throws(ProfileUnavailable) -> AppArmorProfile {
         let body = policy.spec.policy
         var notes: [String] = []
         switch body.mode {
@@ -108,7 +115,13 @@ public struct AppArmorCompiler: Sendable {
                     name: name, text: Self.wrap(name, Self.alwaysAllowBody), complain: false,
                     notes: ["no appArmor profile"])
             }
-            var text = Self.renameProfile(aa.customProfile, to: name, notes: &notes)
+            var text: String
+            switch aa.source {
+            case .custom(let custom): text = Self.renameProfile(custom, to: name, notes: &notes)
+            case .behaviorModel:
+                guard let model, model.name == name else { throw .noModel(name, "AppArmor") }
+                text = Self.wrap(name, try ModelProfiles.appArmorBody(model, name: name, notes: &notes))
+            }
             let global = aa.rawRules.filter { $0.targets.isEmpty }
             var extra = global.isEmpty ? "" : "\n  # Custom Rules\n" + global.map { Self.indent($0.rules) }.joined()
             extra += childProfiles(

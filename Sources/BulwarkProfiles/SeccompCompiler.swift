@@ -1,3 +1,4 @@
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 
@@ -8,11 +9,15 @@ import BulwarkPolicy
 /// without `auditViolations` built-in rules are dropped (allowed silently, as for AppArmor and
 /// BPF; vArmor still returns ERRNO there).
 public struct SeccompCompiler: Sendable {
-    public init() {}
+    /// The behaviour model of the profile being compiled, for DefenseInDepth `profileType:
+    /// BehaviorModel` (nil: none on this node).
+    public var model: BehaviorModel?
+
+    public init(model: BehaviorModel? = nil) { self.model = model }
 
     public static let modelingAllowed = ["open", "openat", "openat2", "close", "read", "write"]
 
-    public func compile(_ policy: Policy) -> LinuxSeccomp {
+    public func compile(_ policy: Policy) throws(ProfileUnavailable) -> LinuxSeccomp {
         let body = policy.spec.policy
         switch body.mode {
         case .alwaysAllow, .runtimeDefault:
@@ -25,7 +30,13 @@ public struct SeccompCompiler: Sendable {
                 syscalls: [LinuxSyscall(names: Self.modelingAllowed, action: "SCMP_ACT_ALLOW")])
         case .defenseInDepth:
             guard let sc = body.defenseInDepth?.seccomp else { return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW") }
-            var profile = sc.customProfile
+            var profile: LinuxSeccomp
+            switch sc.source {
+            case .custom(let custom): profile = custom
+            case .behaviorModel:
+                guard let model else { throw .noModel("policy \(policy.displayName)", "Seccomp") }
+                profile = try ModelProfiles.seccomp(model)
+            }
             profile.defaultAction = (body.defenseInDepth?.allowViolations ?? false) ? "SCMP_ACT_LOG" : "SCMP_ACT_ERRNO"
             let raw = sc.syscallRawRules
             if !raw.isEmpty { profile.syscalls = (profile.syscalls ?? []) + raw }

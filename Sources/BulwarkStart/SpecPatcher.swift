@@ -71,7 +71,15 @@ public struct SpecPatcher: Sendable {
         }
         var spec = spec
         var notes: [String] = []
-        if entry.seccomp {
+        if let problem = entry.unavailable {
+            // fail closed unless the policy (or the node) says Ignore: then what can be applied is,
+            // and the rest is reported
+            guard entry.failurePolicy == "Ignore" else {
+                throw Refusal(description: "\(entry.policy) cannot confine this container: \(problem)")
+            }
+            notes.append("not confined as \(entry.policy) asks: \(problem) (failure policy Ignore)")
+        }
+        if entry.seccomp && !(entry.unavailable != nil && entry.seccompProfile == nil) {
             // an entry that asks for seccomp without a filter is not half-applied
             guard let filter = entry.seccompProfile else {
                 throw Refusal(description: "the start index has no seccomp profile for \(entry.policy)")

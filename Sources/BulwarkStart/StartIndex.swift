@@ -39,10 +39,14 @@ public struct StartIndex: Sendable, Equatable {
         /// The compiled filter in `linux.seccomp` form when `seccomp` (kept as JSON: only the entry
         /// that matches is decoded, on the start path).
         public var seccompProfile: JSONValue?
+        /// Why the policy's profile cannot be compiled on this node now (a DefenseInDepth policy
+        /// without its behaviour model): the container is refused, or with failure policy Ignore
+        /// runs without the missing parts and is reported.
+        public var unavailable: String?
 
         public init(
             policy: String, profile: String, containerName: String?, selector: LabelSelector?, seccomp: Bool,
-            appArmor: Bool, bpf: Bool, failurePolicy: String, seccompProfile: JSONValue?
+            appArmor: Bool, bpf: Bool, failurePolicy: String, seccompProfile: JSONValue?, unavailable: String? = nil
         ) {
             self.policy = policy
             self.profile = profile
@@ -53,6 +57,7 @@ public struct StartIndex: Sendable, Equatable {
             self.bpf = bpf
             self.failurePolicy = failurePolicy
             self.seccompProfile = seccompProfile
+            self.unavailable = unavailable
         }
 
         /// `DecisionEngine.matches` for `target.kind: Container` (the same rule; checked against it
@@ -185,6 +190,7 @@ extension StartIndex.Entry {
         if let containerName { o["containerName"] = .string(containerName) }
         if let selector { o["selector"] = selector.json }
         if let seccompProfile { o["seccompProfile"] = seccompProfile }
+        if let unavailable { o["unavailable"] = .string(unavailable) }
         return .object(o)
     }
 
@@ -200,10 +206,14 @@ extension StartIndex.Entry {
             selector = parsed
         }
         let filter = o["seccompProfile"]
-        guard !seccomp || filter?.object != nil else { throw fail("\(policy) asks for seccomp without a profile") }
+        let unavailable = o["unavailable"]?.string
+        guard !seccomp || filter?.object != nil || unavailable != nil else {
+            throw fail("\(policy) asks for seccomp without a profile")
+        }
         self.init(
             policy: policy, profile: profile, containerName: o["containerName"]?.string, selector: selector,
-            seccomp: seccomp, appArmor: appArmor, bpf: bpf, failurePolicy: failurePolicy, seccompProfile: filter)
+            seccomp: seccomp, appArmor: appArmor, bpf: bpf, failurePolicy: failurePolicy, seccompProfile: filter,
+            unavailable: unavailable)
     }
 }
 

@@ -21,7 +21,8 @@ struct DeliverCommand: ParsableCommand {
         let configPath = PolicyFiles.configPath(explicit: common.config)
         let config = try common.nodeConfig()
         // stamped before anything is read: a file that changes meanwhile makes the index stale
-        let stamps = StartIndexPublisher.stamps(configPath: configPath, policyDirectories: config.policyDirectories)
+        let stamps = StartIndexPublisher.stamps(
+            configPath: configPath, policyDirectories: config.policyDirectories, modelDirectory: config.modelDirectory)
         let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
         let files = PolicyFiles.load(PolicyFiles.directoryContents(config.policyDirectories), options: options)
         var logger = Logger(label: "bulwark-deliver")

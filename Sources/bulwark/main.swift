@@ -1,5 +1,6 @@
 import ArgumentParser
 import BulwarkDelivery
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -116,6 +117,11 @@ struct Compile: ParsableCommand {
     @Option(help: "Disk devices for the disk-device rules, comma-separated (e.g. sda,nvme0n1).") var diskDevices:
         String?
     @Option(help: "Write one artifact per profile into this directory instead of stdout.") var output: String?
+    @Option(
+        help:
+            "Behaviour models for DefenseInDepth profileType BehaviorModel: a model directory, or a model file (default: modelDirectory of the node config)."
+    )
+    var models: String?
 
     func run() throws {
         let config = try common.nodeConfig()
@@ -137,13 +143,19 @@ struct Compile: ParsableCommand {
                     Data("note: \(p.displayName) does not use the \(enforcer.rawValue) enforcer; skipped\n".utf8))
                 continue
             }
+            let model = p.spec.policy.defenseInDepth?.needsModel == true ? try model(name, config) : nil
             switch enforcer {
             case .apparmor:
-                let profile = AppArmorCompiler(diskDevices: devices).compile(p, profileName: name)
+                let profile = try reported(name) { () throws(ProfileUnavailable) in
+                    try AppArmorCompiler(diskDevices: devices, model: model).compile(p, profileName: name)
+                }
                 for n in profile.notes { FileHandle.standardError.write(Data("note: \(name): \(n)\n".utf8)) }
                 artifacts.append((name, "", profile.text))
             case .seccomp:
-                let json = try encoder.encode(SeccompCompiler().compile(p))
+                let profile = try reported(name) { () throws(ProfileUnavailable) in
+                    try SeccompCompiler(model: model).compile(p)
+                }
+                let json = try encoder.encode(profile)
                 artifacts.append((name, ".json", String(decoding: json, as: UTF8.self) + "\n"))
             case .bpf:
                 let profile = BPFCompiler(diskDevices: devices).compile(p, profileName: name)
@@ -164,6 +176,24 @@ struct Compile: ParsableCommand {
         } else {
             for a in artifacts { print("# ---- \(a.name)\(a.ext) ----\n\(a.text)", terminator: "") }
         }
+    }
+
+    /// The model of profile `name`: from `--models` (a file or a directory) or the node's store.
+    func model(_ name: String, _ config: NodeConfig) throws -> BehaviorModel? {
+        let source = models ?? config.modelDirectory
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory), !isDirectory.boolValue {
+            let bytes = try RegularFile.read(source, maxBytes: BehaviorModel.maxBytes)
+            do {
+                return try BehaviorModel.models(in: String(decoding: bytes, as: UTF8.self), file: source)
+                    .first { $0.name == name }
+            } catch { throw fail("\(error)") }
+        }
+        do { return try ModelStore(directory: source).load(name) } catch { throw fail("\(error)") }
+    }
+
+    func reported<T>(_ name: String, _ body: () throws(ProfileUnavailable) -> T) throws -> T {
+        do { return try body() } catch { throw fail("\(name): \(error)") }
     }
 
     var enforcerBit: EnforcerSet {

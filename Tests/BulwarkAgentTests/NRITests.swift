@@ -1,5 +1,6 @@
 import BulwarkAgent
 import BulwarkBPFMaps
+import BulwarkModel
 import BulwarkNRI
 import BulwarkNRIPlugin
 import BulwarkOCI
@@ -455,6 +456,40 @@ struct PluginCoreTests {
         // a path in a profile name is not a profile name
         let evil = core.createContainer(pod: pod, container: nriContainer(pod: pod, name: "evil"), capabilities: caps)
         #expect(evil.response.adjust.annotations.isEmpty)
+    }
+
+    /// A DefenseInDepth pod policy whose allow-list comes from a behaviour model: without the model
+    /// the outcome says why it cannot be confined (the plugin then refuses it); with it, the seccomp
+    /// allow-list from the model is the adjustment.
+    @Test func aPolicyWithoutItsModelIsUnavailable() throws {
+        var config = NodeConfig()
+        config.enforcers = [.seccomp]
+        let parsed = PolicyParser.parse(
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: learned, namespace: n}
+            spec:
+              target: {kind: Pod, selector: {matchLabels: {app: web}}}
+              policy:
+                enforcer: Seccomp
+                mode: DefenseInDepth
+                defenseInDepth: {seccomp: {profileType: BehaviorModel}}
+            """, file: "p.yaml")
+        let core = PluginCore(config: config, policies: PolicyIndex(parsed.policies), executableDirectory: "/x")
+        let caps = PluginCore.RuntimeCapabilities(nriVersion: "v0.12.0", runtimeName: "", runtimeVersion: "")
+        let pod = nriPod(name: "p", namespace: "n", labels: ["app": "web"])
+        let without = core.createContainer(pod: pod, container: nriContainer(pod: pod, name: "c"), capabilities: caps)
+        #expect(without.unavailable?.contains("no behaviour model") == true)
+        #expect(!without.response.adjust.linux.hasSeccompPolicy)
+        var model = BehaviorModel(name: "varmor-n-learned", namespace: "n")
+        model.seccomp = SeccompBehavior(syscalls: ["read", "write", "execve"])
+        let with = core.createContainer(
+            pod: pod, container: nriContainer(pod: pod, name: "c"), capabilities: caps,
+            model: { $0 == "varmor-n-learned" ? model : nil })
+        #expect(with.unavailable == nil)
+        #expect(with.response.adjust.linux.seccompPolicy.defaultAction == "SCMP_ACT_ERRNO")
+        #expect(with.response.adjust.linux.seccompPolicy.syscalls.contains { $0.names.contains("execve") })
     }
 
     @Test func runtimeVersionsAreInferredWhenNotSent() {

@@ -125,11 +125,11 @@ struct AppArmorDeliveryTests {
         let policy = PolicyParser.inline(
             "    enforcer: AppArmor\n    mode: BehaviorModeling\n    modelingOptions: {duration: 5}", name: "m")
         let parsed = try #require(policy.policies.first, "\(policy.errors)")
-        let profile = AppArmorCompiler().compile(parsed, profileName: "varmor-m")
+        let profile = try AppArmorCompiler().compile(parsed, profileName: "varmor-m")
         #expect(profile.complain)
         #expect(ProfileDelivery.appArmorParserArguments(profile, path: "/p") == ["-C", "-r", "-W", "/p"])
         let runtimeDefault = PolicyParser.inline("    enforcer: AppArmor\n    mode: RuntimeDefault", name: "r")
-        let enforce = AppArmorCompiler().compile(
+        let enforce = try AppArmorCompiler().compile(
             try #require(runtimeDefault.policies.first, "\(runtimeDefault.errors)"), profileName: "varmor-r")
         #expect(!enforce.complain)
         #expect(ProfileDelivery.appArmorParserArguments(enforce, path: "/p") == ["-r", "-W", "/p"])

@@ -1,3 +1,4 @@
+import BulwarkPolicy
 import BulwarkStart
 import BulwarkTestSupport
 import Foundation
@@ -214,6 +215,50 @@ struct RuntimeWrapperTests {
         let b = try Self.bundle(in: s.dir, args: ["/bin/echo", "ran"], annotations: ["bulwark.io/policy": "nomkdir"])
         let (code, out) = try Self.wrapper(["run", "--bundle", b, "bw-ix-bad-\(getpid())"], config: bad)
         #expect(code == 1 && out.contains("no current start index") && !out.contains("ran"), "\(out)")
+    }
+
+    /// DefenseInDepth from a behaviour model, end to end with runc: without the model the
+    /// container is refused and its entrypoint never runs; once `bulwark model import` stored the
+    /// model, the next start runs under the allow-list built from it (here: every syscall but
+    /// mkdir), so what the model holds works and mkdir is denied.
+    @Test func aDefenseInDepthPolicyRunsOnlyOnceItsModelIsThere() throws {
+        guard let s = try Self.setup(runtime: "runc") else { return }
+        try """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorClusterPolicy
+        metadata: {name: learned}
+        spec:
+          target:
+            kind: Container
+            selector: {matchLabels: {bulwark.io/policy: learned}}
+          policy:
+            enforcer: Seccomp
+            mode: DefenseInDepth
+            defenseInDepth: {seccomp: {profileType: BehaviorModel}}
+        """.write(toFile: s.dir + "/policies/learned.yaml", atomically: true, encoding: .utf8)
+        let config = s.dir + "/learned.yaml"
+        try (String(contentsOfFile: s.config, encoding: .utf8) + "modelDirectory: \(s.dir)/models\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        func start(_ tag: String) throws -> (Int32, String) {
+            let b = try Self.bundle(
+                in: s.dir, args: ["/bin/sh", "-c", "echo entrypoint-ran; mkdir /tmp/x"],
+                annotations: ["bulwark.io/policy": "learned"])
+            return try Self.wrapper(["run", "--bundle", b, "bw-model-\(tag)-\(getpid())"], config: config)
+        }
+        let (refused, why) = try start("none")
+        #expect(refused != 0 && why.contains("no behaviour model") && !why.contains("entrypoint-ran"), "\(why)")
+        let names = SyscallNames.known.subtracting(["mkdir", "mkdirat"]).sorted().map { "\"\($0)\"" }
+        let model = s.dir + "/model.json"
+        try """
+        {"apiVersion": "crd.varmor.org/v1beta1", "kind": "ArmorProfileModel",
+         "metadata": {"name": "varmor-cluster-varmor-learned"},
+         "data": {"dynamicResult": {"seccomp": {"syscalls": [\(names.joined(separator: ","))]}}}}
+        """.write(toFile: model, atomically: true, encoding: .utf8)
+        let (imported, out) = try capture(
+            bulwarkDirectory() + "/bulwark", ["model", "import", "--config", config, model])
+        #expect(imported == 0, "\(out)")
+        let (code, ran) = try start("model")
+        #expect(code != 0 && ran.contains("entrypoint-ran") && ran.contains("Operation not permitted"), "\(ran)")
     }
 
     @Test func aFailureBeforeExecIsAJSONLogLineAndNoContainer() throws {

@@ -121,7 +121,7 @@ struct JSONTests {
                   - {names: [chmod], action: SCMP_ACT_ERRNO, errnoRet: 13, args: [{index: 1, value: 2048, valueTwo: 2048, op: SCMP_CMP_MASKED_EQ}]}
             """, name: "j")
         #expect(policy.isValid, "\(policy.errors)")
-        var profile = SeccompCompiler().compile(policy.policies[0])
+        var profile = try SeccompCompiler().compile(policy.policies[0])
         profile.flags = ["SECCOMP_FILTER_FLAG_LOG"]
         profile.architectures = ["SCMP_ARCH_X86_64"]
         let codable = try JSONEncoder().encode(profile)

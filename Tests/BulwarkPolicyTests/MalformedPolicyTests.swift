@@ -128,12 +128,12 @@ let malformed: [(String, String, String)] = [
         "11:15: error: spec.policy.enforcer: mode DefenseInDepth is not supported by the BPF enforcer"
     ),
     (
-        "defense in depth behavior model",
+        "defense in depth unknown profile type",
         doc(
             body:
-                "    enforcer: Seccomp\n    mode: DefenseInDepth\n    defenseInDepth: {seccomp: {profileType: BehaviorModel}}"
+                "    enforcer: Seccomp\n    mode: DefenseInDepth\n    defenseInDepth: {seccomp: {profileType: Learned}}"
         ),
-        "13:45: error: spec.policy.defenseInDepth.seccomp.profileType: profileType BehaviorModel needs a behaviour model, which Bulwark does not produce yet"
+        "13:45: error: spec.policy.defenseInDepth.seccomp.profileType: unknown profileType \"Learned\""
     ),
     (
         "defense in depth bad json",

@@ -204,4 +204,38 @@ struct StartPathTests {
         plain["annotations"] = .object(JSONObject())
         #expect(try Self.patcher(appArmorLoaded: true).patch(plain, entry: nil, restore: true) == .untargeted)
     }
+
+    /// A DefenseInDepth policy whose behaviour model is missing: its containers are refused (failure
+    /// policy Fail), or run without the missing filter and are reported (Ignore) — never patched as
+    /// if the profile were there; the reason survives the index's JSON.
+    @Test func entriesWhoseProfileIsUnavailableAreRefusedUnlessIgnored() throws {
+        let spec = try #require(
+            try JSONValue.parse(Array(try Data(contentsOf: Self.fixtures.appendingPathComponent("specs/runc.json"))))
+                .object)
+        var entry = try #require(
+            Self.index().decide(containerName: "x", annotations: SpecPatcher.annotations(of: spec)))
+        entry.seccompProfile = nil
+        entry.unavailable = "no behaviour model of varmor-x with Seccomp data on this node"
+        entry.failurePolicy = "Fail"
+        do {
+            _ = try Self.patcher(appArmorLoaded: true).patch(spec, entry: entry, restore: false)
+            Issue.record("patched a container whose profile is unavailable")
+        } catch {
+            #expect(error.description.contains("no behaviour model"))
+        }
+        entry.failurePolicy = "Ignore"
+        guard
+            case .patched(let patched, _, _, let notes) = try Self.patcher(appArmorLoaded: true).patch(
+                spec, entry: entry, restore: false)
+        else {
+            Issue.record("not patched")
+            return
+        }
+        #expect(notes.contains { $0.contains("no behaviour model") && $0.contains("Ignore") })
+        #expect(patched["linux"]?.object?["seccomp"] == spec["linux"]?.object?["seccomp"])
+        var index = Self.index()
+        index.entries[0] = entry
+        let again = try StartIndex(json: index.json)
+        #expect(again.entries[0].unavailable == entry.unavailable)
+    }
 }

@@ -121,7 +121,7 @@ struct CompilerTests {
 
     @Test func seccompEnhanceMergesLikeVArmor() throws {
         let p = representative.first { $0.0 == "enhance-all" }!.1
-        let sc = SeccompCompiler().compile(p)
+        let sc = try SeccompCompiler().compile(p)
         #expect(sc.defaultAction == "SCMP_ACT_ALLOW")
         let calls = try #require(sc.syscalls)
         // chmod: x-bit and s-bit args merged into one entry, plus the raw args merged in.
@@ -137,19 +137,19 @@ struct CompilerTests {
     }
 
     @Test func seccompObservationAndModes() throws {
-        let observe = SeccompCompiler().compile(representative.first { $0.0 == "observe" }!.1)
+        let observe = try SeccompCompiler().compile(representative.first { $0.0 == "observe" }!.1)
         #expect(observe.syscalls?.allSatisfy { $0.action == "SCMP_ACT_LOG" } == true)
-        let modeling = SeccompCompiler().compile(representative.first { $0.0 == "modeling" }!.1)
+        let modeling = try SeccompCompiler().compile(representative.first { $0.0 == "modeling" }!.1)
         #expect(modeling.defaultAction == "SCMP_ACT_LOG")
-        let did = SeccompCompiler().compile(representative.first { $0.0 == "defense-in-depth" }!.1)
+        let did = try SeccompCompiler().compile(representative.first { $0.0 == "defense-in-depth" }!.1)
         #expect(did.defaultAction == "SCMP_ACT_LOG")
         #expect(did.syscalls?.last?.names == ["chmod"])
     }
 
     // MARK: AppArmor
 
-    @Test func appArmorQualifiersTargetsAndRename() {
-        let enhance = AppArmorCompiler(diskDevices: ["vda", "nvme0n1"]).compile(
+    @Test func appArmorQualifiersTargetsAndRename() throws {
+        let enhance = try AppArmorCompiler(diskDevices: ["vda", "nvme0n1"]).compile(
             representative.first { $0.0 == "enhance-all" }!.1, profileName: "varmor-ns-t")
         #expect(enhance.text.contains("  audit deny /proc/sys/kernel/core_pattern w,\n"))
         #expect(enhance.text.contains("  audit deny /dev/nvme0n1 rw,\n"))
@@ -157,11 +157,11 @@ struct CompilerTests {
         #expect(enhance.text.contains("  /bin/bash cx -> child_0,\n"))
         #expect(enhance.text.contains("    audit deny /etc/** wl,\n"))
         #expect(!enhance.complain)
-        let observe = AppArmorCompiler().compile(
+        let observe = try AppArmorCompiler().compile(
             representative.first { $0.0 == "observe" }!.1, profileName: "varmor-ns-t")
         #expect(observe.text.contains("  audit /**/su rix,\n"))
         #expect(observe.text.contains("  pivot_root,\n"))  // privileged: AlwaysAllow base
-        let did = AppArmorCompiler().compile(
+        let did = try AppArmorCompiler().compile(
             representative.first { $0.0 == "defense-in-depth" }!.1, profileName: "varmor-ns-t")
         #expect(did.complain)
         #expect(did.text.contains("profile varmor-ns-t flags="))

@@ -48,11 +48,11 @@ struct ConformanceTests {
                 let profile = ProfileNaming.profileName(for: p)
                 let e = p.spec.policy.enforcers
                 if e.contains(.appArmor) {
-                    let aa = AppArmorCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
+                    let aa = try AppArmorCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
                     #expect(aa.text.contains("profile \(profile) "), "\(name)")
                 }
                 if e.contains(.seccomp) {
-                    let sc = SeccompCompiler().compile(p)
+                    let sc = try SeccompCompiler().compile(p)
                     #expect(SeccompVocabulary.actions.contains(sc.defaultAction))
                 }
                 if e.contains(.bpf) {

@@ -26,7 +26,7 @@ struct ToolCheckedTests {
         var checked = 0
         for (name, p) in Self.allPolicies() where p.spec.policy.enforcers.contains(.appArmor) {
             let profileName = ProfileNaming.profileName(for: p)
-            let profile = AppArmorCompiler(diskDevices: ["vda", "sda1"]).compile(p, profileName: profileName)
+            let profile = try AppArmorCompiler(diskDevices: ["vda", "sda1"]).compile(p, profileName: profileName)
             let file = dir.appendingPathComponent(profileName)
             try profile.text.write(to: file, atomically: true, encoding: .utf8)
             let proc = Process()
@@ -47,7 +47,7 @@ struct ToolCheckedTests {
     @Test func seccompProfilesLoadIntoLibseccomp() throws {
         var checked = 0
         for (name, p) in Self.allPolicies() where p.spec.policy.enforcers.contains(.seccomp) {
-            let profile = SeccompCompiler().compile(p)
+            let profile = try SeccompCompiler().compile(p)
             let problems = Self.load(profile)
             #expect(problems.isEmpty, "\(name): \(problems)")
             checked += 1

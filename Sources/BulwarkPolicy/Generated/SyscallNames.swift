@@ -3,8 +3,8 @@
 // Architectures: x86, x86_64, x32, arm, aarch64, mips, mips64, mips64n32, mipsel, mipsel64, mipsel64n32, ppc, ppc64, ppc64le, s390, s390x, parisc, parisc64, riscv64.
 
 /// Every syscall name libseccomp knows on at least one architecture (487 names).
-enum SyscallNames {
-    static let known: Set<String> = [
+public enum SyscallNames {
+    public static let known: Set<String> = [
         "_llseek", "_newselect", "_sysctl", "accept", "accept4", "access", "acct", "add_key", "adjtimex",
         "afs_syscall", "alarm", "arch_prctl", "arm_fadvise64_64", "arm_sync_file_range", "bdflush", "bind", "bpf",
         "break", "breakpoint", "brk", "cachectl", "cacheflush", "cachestat", "capget", "capset", "chdir", "chmod",
