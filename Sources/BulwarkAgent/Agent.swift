@@ -43,6 +43,8 @@ public final class Agent: Sendable {
         var components: [any AgentComponent] = []
         var watcher: Worker?
         var bpf = "not requested"
+        /// Process → mount namespace from the kernel (nil when its tracepoints do not load here).
+        var tracker: ProcessTracker?
     }
     private let running = Mutex(Running())
 
@@ -98,6 +100,7 @@ public final class Agent: Sendable {
     /// before the first read, so an edit made while the agent starts is never missed.
     func prepare(watch: Bool) {
         let bpf = prepareEnforcer()
+        startTracker()
         let watcher =
             watch
             ? EventSources.policyWatcher(
@@ -128,11 +131,18 @@ public final class Agent: Sendable {
         return r
     }
 
+    /// Stops what `prepare` started: the policy watcher and the process tracker.
     func stopWatcher() {
-        running.withLock { w in
-            defer { w.watcher = nil }
-            return w.watcher
-        }?.stop()
+        let (watcher, tracker) = running.withLock { w in
+            defer {
+                w.watcher = nil
+                w.tracker = nil
+            }
+            return (w.watcher, w.tracker)
+        }
+        watcher?.stop()
+        registry.use(tracker: nil)
+        tracker?.stop()
     }
 
     /// The agent's parts in start order (stopped in reverse). Without `sources`: only the
@@ -273,6 +283,21 @@ public final class Agent: Sendable {
         for p in parts.reversed() { p.stop() }
         stopWatcher()
         logger.info("bulwarkd stopped; bindings and container records stay in place")
+    }
+
+    /// The process tracker attributes audit records of processes that already exited; without it
+    /// (a kernel without BTF tracepoints) attribution reads /proc, and such records are lost.
+    func startTracker() {
+        do {
+            let tracker = try ProcessTracker.start()
+            running.withLock { $0.tracker = tracker }
+            registry.use { pid in tracker.task(pid: pid)?.namespace }
+            logger.info("process tracker loaded (sched_process_fork/exec/exit)")
+        } catch {
+            logger.warning(
+                "process tracker unavailable: records of processes that exited before they are read cannot be attributed",
+                metadata: ["reason": "\(error.message)"])
+        }
     }
 
     /// Loads (or adopts) the BPF enforcer when this node enforces BPF; reports why not otherwise.

@@ -43,10 +43,19 @@ public final class ContainerRegistry: Sendable {
         return state.withLock { $0.byNamespace[namespace] ?? $0.departed[namespace]?.0 }
     }
 
-    /// A host pid's container: its mount namespace now, else a record of that very pid (the
-    /// process may have exited since the kernel logged it).
+    /// The process tracker's answer (`ProcessTracker`): a pid's mount namespace, kept by the kernel
+    /// after the process exited. Nil: /proc only.
+    private let tracked = Mutex<(@Sendable (UInt32) -> UInt32?)?>(nil)
+
+    /// Attribute through the process tracker too (the agent sets it when the tracker loads).
+    public func use(tracker lookup: (@Sendable (UInt32) -> UInt32?)?) { tracked.withLock { $0 = lookup } }
+
+    /// A host pid's container: its mount namespace now (/proc), else the namespace the process
+    /// tracker recorded for it (it may have exited since the kernel logged it), else a record of
+    /// that very pid.
     public func record(pid: UInt32) -> (ContainerRecord?, namespace: UInt32) {
-        let ns = ContainerRegistry.namespace(ofPid: pid)
+        let lookup = tracked.withLock { $0 }
+        let ns = ContainerRegistry.namespace(ofPid: pid) ?? lookup?(pid)
         if let ns, let r = record(namespace: ns) { return (r, ns) }
         let r = state.withLock { s in s.byID.values.first { $0.pid == Int32(bitPattern: pid) } }
         return (r, ns ?? r?.namespace ?? 0)

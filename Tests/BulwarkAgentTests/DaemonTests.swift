@@ -125,18 +125,35 @@ struct DaemonTests {
     /// makes the kernel log a seccomp record (SCMP_ACT_LOG of the observe policy); it arrives on
     /// the node socket as vArmor JSON with the configured metadata and the pod, container and policy
     /// names — after the agent was restarted while the container ran.
-    @Test(.needs(runcAndBusybox)) func aConfinedContainersEventArrivesAfterAnAgentRestart() throws {
-        guard runcAndBusybox.check() else { return }
-        var node = try Node("e2e")
-        defer { node.remove() }
+    /// A seccomp-only node whose policy is the observe policy (SCMP_ACT_LOG on unshare, among
+    /// others), reading /dev/kmsg; and its node config file (runtime: runc).
+    static func observeNode(_ name: String, metricsAddress: String) throws -> (Node, String) {
+        var node = try Node(name)
         node.config.enforcers = [.seccomp]
         node.config.kernelLog = "/dev/kmsg"
-        let port = UInt16(20000 + getpid() % 20000)
-        node.config.metricsAddress = "127.0.0.1:\(port)"
+        node.config.metricsAddress = metricsAddress
         let observe = try String(
             contentsOfFile: PodmanFixture.repository.path + "/packaging/policies/observe.yaml", encoding: .utf8)
         try node.write(policy: "observe.yaml", observe)
-        let config = try node.writeConfig(extra: "runtime: \(runcPath!)\n")
+        return (node, try node.writeConfig(extra: "runtime: \(runcPath!)\n"))
+    }
+
+    /// A node-socket subscription to seccomp events (its answer read).
+    static func seccompEvents(_ socket: String) throws -> NodeClient {
+        let events = try NodeClient(
+            socketPath: socket,
+            request: request(
+                "events",
+                [("follow", .bool(true)), ("filter", .object(JSONObject([("enforcer", .string("Seccomp"))])))]))
+        _ = try events.answer()
+        return events
+    }
+
+    @Test(.needs(runcAndBusybox)) func aConfinedContainersEventArrivesAfterAnAgentRestart() throws {
+        guard runcAndBusybox.check() else { return }
+        let port = UInt16(20000 + getpid() % 20000)
+        let (node, config) = try Self.observeNode("e2e", metricsAddress: "127.0.0.1:\(port)")
+        defer { node.remove() }
         var first = try Daemon(config: config, socket: node.config.socketPath)
         #expect(first.ready(), "\(first.output)")
 
@@ -180,12 +197,7 @@ struct DaemonTests {
         #expect(listed?["running"] == .bool(true))
         #expect(listed?["podName"] == .string("web-1"))
 
-        let events = try NodeClient(
-            socketPath: node.config.socketPath,
-            request: request(
-                "events",
-                [("follow", .bool(true)), ("filter", .object(JSONObject([("enforcer", .string("Seccomp"))])))]))
-        _ = try events.answer()
+        let events = try Self.seccompEvents(node.config.socketPath)
         let pid = try #require(listed?["pid"]?.text)
         #expect(FileManager.default.createFile(atPath: "/proc/\(pid)/root/tmp/go", contents: Data()))
         let got = readLines(events, count: 1, timeout: 15)
@@ -222,5 +234,54 @@ struct DaemonTests {
         #expect(dcode == 0, "delete: \(dout)")
         #expect(!FileManager.default.fileExists(atPath: recordPath), "poststop removed the record")
         #expect(first.stop() == 0, "\(first.output)")
+    }
+
+    /// A record of a process that exited before the agent read it is still an event of its
+    /// container (issue 14: the process tracker keeps each pid's mount namespace after it exits).
+    /// Four short-lived `unshare` children under the observe policy's SCMP_ACT_LOG: four events,
+    /// each named with the container, though none of the four processes exists any more.
+    @Test(.needs(runcAndBusybox)) func recordsOfExitedProcessesAreAttributed() throws {
+        guard runcAndBusybox.check() else { return }
+        let (node, config) = try Self.observeNode("short", metricsAddress: "")
+        defer { node.remove() }
+        let daemon = try Daemon(config: config, socket: node.config.socketPath)
+        #expect(daemon.ready(), "\(daemon.output)")
+        #expect(daemon.output.contains("process tracker loaded"), "\(daemon.output)")
+        var bundle = BusyboxBundle(args: [
+            "sh", "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; for i in 1 2 3 4; do unshare -U true; done; sleep 60",
+        ])
+        bundle.applets = ["sh", "sleep", "unshare", "true"]
+        bundle.annotations = ["bulwark.io/policy": "observe", "io.kubernetes.cri.container-name": "short"]
+        let b = try bundle.write(below: node.dir)
+        let id = "bw-short-\(getpid())"
+        let wrapper = bulwarkDirectory() + "/bulwark-runtime"
+        let env = ["BULWARK_CONFIG": config, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let (ccode, cout) = try captureDetached(wrapper, ["create", "--bundle", b, id], environment: env)
+        #expect(ccode == 0, "create: \(cout)")
+        defer {
+            _ = try? captureDetached(wrapper, ["delete", "--force", id], environment: env)
+            _ = daemon.stop()
+        }
+        let (scode, sout) = try captureDetached(wrapper, ["start", id], environment: env)
+        #expect(scode == 0, "start: \(sout)")
+        let events = try Self.seccompEvents(node.config.socketPath)
+        let state = try captureDetached(wrapper, ["state", id], environment: env).1
+        let pid = try #require(
+            (try? JSONValue.parse(state))?.object?["pid"]?.integer, "no pid in the state: \(state)")
+        #expect(FileManager.default.createFile(atPath: "/proc/\(pid)/root/tmp/go", contents: Data()))
+        let got = readLines(events, count: 4, timeout: 15)
+        #expect(got.count == 4, "\(got.count) of 4 events; agent said:\n\(daemon.output)")
+        var pids = Set<String>()
+        for e in got {
+            #expect(e["containerID"] == .string(id))
+            #expect(e["containerName"] == .string("short"))
+            #expect(e["event"]?.object?["syscall"] == .string("unshare"))
+            if let p = e["pid"]?.text {
+                pids.insert(p)
+                #expect(!FileManager.default.fileExists(atPath: "/proc/\(p)"), "process \(p) still runs")
+            }
+        }
+        #expect(pids.count == got.count, "each event is a different process: \(pids)")
     }
 }

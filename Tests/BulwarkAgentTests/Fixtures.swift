@@ -152,16 +152,6 @@ func request(_ op: String, _ fields: [(String, JSONValue)] = []) -> JSONValue {
     .object(JSONObject([("op", .string(op))] + fields))
 }
 
-/// Waits until `condition` holds (polling), up to `timeout` seconds.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let end = Date().addingTimeInterval(timeout)
-    while Date() < end {
-        if condition() { return true }
-        usleep(50_000)
-    }
-    return condition()
-}
-
 /// A `bulwarkd` process of this build, with its output in a file.
 final class Daemon {
     let pid: pid_t

@@ -45,14 +45,3 @@ enum Examples {
         PolicyParser.parse((try? String(contentsOf: url, encoding: .utf8)) ?? "", file: url.lastPathComponent)
     }
 }
-
-/// Finds a tool on PATH.
-func which(_ tool: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":")
-        + ["/sbin", "/usr/sbin"]
-    {
-        let p = "\(dir)/\(tool)"
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    return nil
-}

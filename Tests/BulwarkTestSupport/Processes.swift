@@ -50,3 +50,25 @@ public func spawn(_ path: String, _ args: [String], environment: [String: String
     guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
     return pid
 }
+
+/// Waits until `condition` holds (polling), up to `timeout` seconds.
+public func eventually(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end {
+        if condition() { return true }
+        usleep(50_000)
+    }
+    return condition()
+}
+
+/// Finds a tool on PATH (and in the sbin directories).
+public func which(_ tool: String) -> String? {
+    // (`String.init` pins the element type: with a bare `split` the `+` made Swift pick the
+    // character-array overload, and only the two sbin directories were ever searched)
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+    for dir in path.split(separator: ":").map(String.init) + ["/sbin", "/usr/sbin"] {
+        let p = "\(dir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}

@@ -328,4 +328,29 @@ _Static_assert(sizeof(struct bulwark_event) == 4192, "bulwark_event");
 #define BULWARK_COUNTER_TRUNCATED 5 /* paths longer than the walk could rebuild */
 #define BULWARK_COUNTERS 8
 
+/* The process tracker (bpf/tracker.bpf.c): which mount namespace each process is in, kept after
+ * it exits, so a seccomp or AppArmor record of a process that is already gone is still attributed
+ * to its container. Key: the host tgid. LRU: the oldest entries go first when it is full. */
+#define BULWARK_MAP_TASKS "bw_tasks"
+#define BULWARK_TASKS_MAX 65536
+struct bulwark_task {
+	bulwark_u32 mnt_ns;      /* inode of the mount namespace (as /proc/<pid>/ns/mnt) */
+	bulwark_u32 parent;      /* the parent's tgid at fork */
+	bulwark_u64 started_ns;  /* CLOCK_BOOTTIME of the fork or exec that set mnt_ns */
+	bulwark_u64 exited_ns;   /* CLOCK_BOOTTIME of the exit; 0 while it runs */
+};
+_Static_assert(sizeof(struct bulwark_task) == 24, "bulwark_task");
+
+/* Syscall recording for behaviour models (bpf/tracker.bpf.c, `bw_record_syscall` on sys_enter):
+ * mount namespace being recorded → the set of native syscall numbers its processes entered. The
+ * program is attached only while a namespace is being recorded. */
+#define BULWARK_MAP_RECORDING "bw_recording"
+#define BULWARK_RECORDING_MAX 4096
+#define BULWARK_SYSCALL_WORDS 8 /* syscall numbers 0..511 */
+struct bulwark_syscalls {
+	bulwark_u64 bits[BULWARK_SYSCALL_WORDS];
+	bulwark_u64 beyond; /* entries with a number the bitmap cannot hold (counted, reported as loss) */
+};
+_Static_assert(sizeof(struct bulwark_syscalls) == 72, "bulwark_syscalls");
+
 #endif /* BULWARK_ABI_H */

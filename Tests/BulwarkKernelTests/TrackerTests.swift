@@ -1,0 +1,104 @@
+import BulwarkBPF
+import BulwarkBPFMaps
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+// The process tracker's BTF tracepoints load on this machine's kernel as well as in the VM (unlike
+// BPF LSM programs), so these tests run in both tiers.
+
+/// Whether the tracker loads here (probed once; the error says why not).
+let trackerProbe: Result<ProcessTracker, EnforcerError> = Result { () throws(EnforcerError) in
+    try ProcessTracker.start()
+}
+
+let trackerNeeds = Needs(
+    met: getuid() == 0 && (try? trackerProbe.get()) != nil,
+    reason: {
+        if getuid() != 0 { return "needs root" }
+        if case .failure(let e) = trackerProbe { return "the process tracker does not load: \(e.message)" }
+        return ""
+    }())
+
+func mountNamespace(pid: Int32) -> UInt32? {
+    var st = stat()
+    guard stat("/proc/\(pid)/ns/mnt", &st) == 0 else { return nil }
+    return UInt32(truncatingIfNeeded: st.st_ino)
+}
+
+@Suite("Process tracker (BTF tracepoints)", .serialized, .needs(trackerNeeds))
+struct TrackerTests {
+    /// A process that has already exited is still known with its mount namespace — what a late
+    /// seccomp or AppArmor record of it needs — and a running one with the namespace /proc shows.
+    @Test func exitedProcessesKeepTheirNamespace() throws {
+        guard trackerNeeds.check() else { return }
+        let tracker = try trackerProbe.get()
+        let unshare = try #require(which("unshare"))
+        // a process in a new mount namespace that exits at once
+        let quick = try spawn(unshare, ["unshare", "-m", "/bin/true"], environment: [:], output: "/dev/null")
+        var status: Int32 = 0
+        waitpid(quick, &status, 0)
+        let host = try #require(mountNamespace(pid: getpid()))
+        let gone = try #require(tracker.task(pid: UInt32(quick)), "the tracker never saw \(quick)")
+        #expect(gone.namespace != 0 && gone.namespace != host, "unshare -m ran in a new namespace")
+        #expect(gone.exitedAt != 0)
+        #expect(gone.parent == UInt32(getpid()))
+        #expect(mountNamespace(pid: quick) == nil, "the process is gone from /proc")
+        // one that runs: the same namespace as /proc says
+        let slow = try spawn(unshare, ["unshare", "-m", "/bin/sleep", "5"], environment: [:], output: "/dev/null")
+        defer {
+            kill(slow, SIGKILL)
+            waitpid(slow, &status, 0)
+        }
+        var running: ProcessTracker.Task?
+        var proc: UInt32?
+        #expect(
+            eventually(timeout: 5) {
+                running = tracker.task(pid: UInt32(slow))
+                proc = mountNamespace(pid: slow)
+                return running != nil && proc != nil && proc != host
+            })
+        #expect(running?.namespace == proc)
+        #expect(running?.exitedAt == 0)
+    }
+
+    /// Behaviour modeling's syscall recording: the syscalls a recorded namespace enters are in its
+    /// bitmap (every one, in the kernel — no audit line to lose); another namespace's are not; the
+    /// sys_enter program is attached only while something is recorded.
+    @Test func aRecordedNamespacesSyscallsAreAllThere() throws {
+        guard trackerNeeds.check() else { return }
+        let tracker = try trackerProbe.get()
+        let unshare = try #require(which("unshare"))
+        #expect(!tracker.recorderAttached)
+        let dir = NSTemporaryDirectory() + "bw-rec-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // waits for a file, then mkdir (syscall 83 on x86_64) and exits
+        let script = "while [ ! -e \(dir)-go ]; do sleep 0.05; done; mkdir \(dir); exit 0"
+        let pid = try spawn(unshare, ["unshare", "-m", "/bin/sh", "-c", script], environment: [:], output: "/dev/null")
+        var status: Int32 = 0
+        defer { unlink(dir + "-go") }
+        var ns: UInt32?
+        #expect(
+            eventually(timeout: 5) {
+                ns = mountNamespace(pid: pid)
+                return ns != nil && ns != mountNamespace(pid: getpid())
+            })
+        let recorded = try #require(ns)
+        try tracker.record(namespace: recorded)
+        #expect(tracker.recorderAttached)
+        #expect(FileManager.default.createFile(atPath: dir + "-go", contents: Data()))
+        waitpid(pid, &status, 0)
+        #expect(FileManager.default.fileExists(atPath: dir))
+        let numbers = try #require(tracker.syscalls(namespace: recorded)).numbers
+        #if arch(x86_64)
+            #expect(numbers.contains(83), "mkdir: \(numbers)")  // __NR_mkdir
+            #expect(numbers.contains(59), "execve: \(numbers)")  // __NR_execve (sh runs mkdir)
+        #endif
+        #expect(numbers.count >= 10, "\(numbers)")
+        // this process's namespace is not recorded, though it made syscalls meanwhile
+        #expect(tracker.syscalls(namespace: mountNamespace(pid: getpid())!) == nil)
+        tracker.forget(namespace: recorded)
+        #expect(!tracker.recorderAttached)
+        #expect(tracker.recordedNamespaces.isEmpty)
+    }
+}
