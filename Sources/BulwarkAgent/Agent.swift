@@ -33,6 +33,8 @@ public final class Agent: Sendable {
     public let store: PolicyStore
     public let registry: ContainerRegistry
     public let pipeline: EventPipeline
+    /// Behaviour modeling (`mode: BehaviorModeling`): records containers into their profile's model.
+    public let modeler: Modeler
     let metricsRegistry: PrometheusCollectorRegistry?
     let started = Date()
     /// The NRI plugin when `nri: true` (or when a runtime launched bulwarkd as a plugin).
@@ -77,6 +79,10 @@ public final class Agent: Sendable {
             config: config, configPath: configPath, logger: logger, notice: { hub.publishNotice($0) })
         registry = ContainerRegistry(directory: config.containerStateDirectory)
         pipeline = EventPipeline(config: config, registry: registry, store: store, hub: hub)
+        let modeler = Modeler(
+            store: store, registry: registry, models: ModelStore(directory: config.modelDirectory), logger: logger)
+        self.modeler = modeler
+        pipeline.use(recorder: { profile, syscall in modeler.observe(profile: profile, syscall: syscall) })
         let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         let store = store
@@ -142,6 +148,7 @@ public final class Agent: Sendable {
         }
         watcher?.stop()
         registry.use(tracker: nil)
+        modeler.use(tracker: nil)
         tracker?.stop()
     }
 
@@ -193,6 +200,7 @@ public final class Agent: Sendable {
                 })
         }
         parts.append(WorkerComponent("gauges") { [self] in self.gauges() })
+        parts.append(WorkerComponent("modeler") { [modeler] in modeler.worker() })
         if let nri = nriPlugin {
             parts.append(WorkerComponent("NRI plugin", interrupt: { nri.stop() }) { nri.worker() })
         }
@@ -289,10 +297,16 @@ public final class Agent: Sendable {
     /// (a kernel without BTF tracepoints) attribution reads /proc, and such records are lost.
     func startTracker() {
         do {
-            let tracker = try ProcessTracker.start()
+            let tracker = try ProcessTracker.start(pinPath: config.bpfPinPath)
             running.withLock { $0.tracker = tracker }
             registry.use { pid in tracker.task(pid: pid)?.namespace }
-            logger.info("process tracker loaded (sched_process_fork/exec/exit)")
+            modeler.use(tracker: tracker)
+            logger.info(
+                "process tracker loaded (sched_process_fork/exec/exit)",
+                metadata: [
+                    "recordingMap":
+                        "\(tracker.pinned ? "pinned in \(config.bpfPinPath)/tracker" : "not pinned (no bpffs)")"
+                ])
         } catch {
             logger.warning(
                 "process tracker unavailable: records of processes that exited before they are read cannot be attributed",

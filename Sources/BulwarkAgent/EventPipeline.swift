@@ -24,6 +24,11 @@ public final class EventPipeline: Sendable {
     /// Profile id → name from the enforcer's maps, and when they were last read.
     private let profileNames = Mutex<(table: [UInt32: String], readAt: UInt64)>(([:], 0))
     private let ignored = Atomic<UInt64>(0)
+    /// Behaviour modeling: takes a seccomp record (profile, syscall) of a profile being recorded
+    /// (true: it went into the model, not to the violation log).
+    private let recorder = Mutex<(@Sendable (String, String) -> Bool)?>(nil)
+
+    public func use(recorder: (@Sendable (String, String) -> Bool)?) { self.recorder.withLock { $0 = recorder } }
 
     public init(config: NodeConfig, registry: ContainerRegistry, store: PolicyStore, hub: EventHub) {
         self.config = config
@@ -82,10 +87,12 @@ public final class EventPipeline: Sendable {
                 ignored.wrappingAdd(1, ordering: .relaxed)
                 return nil
             }
+            let syscall = syscalls.name(r.syscall)
+            if let modeler = recorder.withLock({ $0 }), modeler(identity.profileName, syscall) { return nil }
             return ViolationEvent(
                 metadata: metadata, nodeName: nodeName, container: identity, pid: r.pid, mntNsID: ns,
                 eventTimestamp: r.epoch, enforcer: .seccomp, action: "AUDIT|ALLOWED",
-                event: r.body(syscallName: syscalls.name(r.syscall)))
+                event: r.body(syscallName: syscall))
         case .appArmor(let normalized, let action):
             guard let log = AppArmorLog(normalized: normalized) else {
                 ignored.wrappingAdd(1, ordering: .relaxed)

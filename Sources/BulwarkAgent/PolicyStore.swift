@@ -1,6 +1,7 @@
 import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkDelivery
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
@@ -44,6 +45,8 @@ public final class PolicyStore: Sendable {
         /// profile name → its behaviour model file's identity when delivered (DefenseInDepth from a
         /// model): a model imported or re-recorded is delivered again though the policy is the same
         var models: [String: [Int64]] = [:]
+        /// profiles whose behaviour-modeling window is open → when it closes (wall clock)
+        var recording: [String: Double] = [:]
         var reloads = 0
         var lastReload = 0.0
     }
@@ -149,6 +152,18 @@ public final class PolicyStore: Sendable {
         var applied = 0
         var removed = 0
         let delivery = ProfileDelivery(config: config, logger: logger)  // node facts once a reload
+        s.recording = [:]
+        for (name, policy) in wanted where policy.spec.policy.mode == .behaviorModeling {
+            switch recordingWindow(name, policy, models: delivery.modelStore) {
+            case .open(let end): s.recording[name] = end
+            case .complete:
+                // as vArmor: once the model is complete the profile allows everything
+                var done = policy
+                done.spec.policy.mode = .alwaysAllow
+                wanted[name] = done
+            case .unavailable: break  // the recording profile stays; nothing is recorded
+            }
+        }
         for (name, policy) in wanted.sorted(by: { $0.key < $1.key }) {
             let model =
                 policy.spec.policy.defenseInDepth?.needsModel == true
@@ -190,6 +205,47 @@ public final class PolicyStore: Sendable {
                 "rejectedFiles": "\(rejected)",
             ])
         return (applied, removed, rejected)
+    }
+
+    /// Profiles being recorded (behaviour modeling) → when their window closes.
+    public var recordingWindows: [String: Double] { state.withLock { $0.recording } }
+
+    enum Recording {
+        case open(until: Double)
+        case complete, unavailable
+    }
+
+    /// Opens the recording window of a BehaviorModeling profile the first time it is loaded here
+    /// (its model file holds the window), closes it once the policy's duration has passed.
+    func recordingWindow(_ name: String, _ policy: Policy, models: ModelStore) -> Recording {
+        let now = Date().timeIntervalSince1970
+        let duration = policy.spec.policy.modelingDurationMinutes ?? 0
+        var model: BehaviorModel
+        do {
+            model = try models.load(name) ?? BehaviorModel(name: name, namespace: policy.namespace)
+        } catch {
+            logger.error(
+                "behaviour model unreadable: not recording (fix or delete the file)",
+                metadata: ["profile": "\(name)", "error": "\(error)"])
+            return .unavailable
+        }
+        var window = RecordingWindow(model) ?? RecordingWindow(started: now)
+        let fresh = RecordingWindow(model) == nil
+        if window.completed == nil && !window.isOpen(now: now, durationMinutes: duration) {
+            window.completed = now
+            logger.info("behaviour model complete", metadata: ["profile": "\(name)", "model": "\(model.summary)"])
+        }
+        if fresh || window.completed != RecordingWindow(model)?.completed {
+            window.store(in: &model)
+            do { try models.save(model) } catch {
+                logger.error("cannot store the behaviour model", metadata: ["profile": "\(name)", "error": "\(error)"])
+                return .unavailable
+            }
+            if fresh {
+                logger.info("behaviour modeling started", metadata: ["profile": "\(name)", "minutes": "\(duration)"])
+            }
+        }
+        return window.completed == nil ? .open(until: window.end(durationMinutes: duration)) : .complete
     }
 
     /// What `reload` would load, without touching the kernel or any file (`bulwarkd --check`).

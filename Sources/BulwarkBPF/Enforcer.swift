@@ -178,7 +178,7 @@ extension Enforcer {
     public func unload() throws(EnforcerError) {
         let fm = FileManager.default
         guard fm.fileExists(atPath: pinPath) else { return }
-        for dir in [linksDir, mapsDir] {
+        for dir in [linksDir, mapsDir, trackerDir] {
             for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] {
                 if unlink(dir + "/" + name) != 0 { throw .errno("cannot remove \(dir)/\(name)") }
             }

@@ -11,8 +11,9 @@ import Synchronization
 /// The process tracker (`bpf/tracker.bpf.c`): the kernel records each process's mount namespace
 /// as it forks and execs, and when it exits, so a seccomp or AppArmor record of a process that
 /// has already exited is still attributed to its container. It also records, in the kernel, the
-/// syscalls of the namespaces under behaviour modeling. Owned by the agent (not pinned): processes
-/// forked while no agent runs are attributed from /proc as before.
+/// syscalls of the namespaces under behaviour modeling. Owned by the agent (its programs detach
+/// when the agent stops; only the recording map is pinned): processes forked while no agent runs
+/// are attributed from /proc as before.
 public final class ProcessTracker: Sendable {
     /// What the tracker knows of a process.
     public struct Task: Sendable, Equatable {
@@ -35,14 +36,35 @@ public final class ProcessTracker: Sendable {
     private let tasksFD: Int32
     private let recordingFD: Int32
 
-    private init(handles: Handles, tasksFD: Int32, recordingFD: Int32) {
+    private init(handles: Handles, tasksFD: Int32, recordingFD: Int32, pinned: Bool) {
         self.handles = Mutex(handles)
         self.tasksFD = tasksFD
         self.recordingFD = recordingFD
+        self.pinned = pinned
     }
 
-    /// Loads the tracker and attaches its fork, exec and exit tracepoints.
-    public static func start() throws(EnforcerError) -> ProcessTracker {
+    /// True when the recording map is pinned (`<pinPath>/tracker/bw_recording`), so the OCI hook can
+    /// add a container's namespace before its first instruction.
+    public let pinned: Bool
+
+    /// Loads the tracker and attaches its fork, exec and exit tracepoints. With `pinPath` (the
+    /// enforcer's bpffs directory) the recording map is pinned there — reused when it already is —
+    /// so it survives agent restarts and the hook can reach it; where it cannot be pinned (no bpffs)
+    /// the tracker runs without the pin, and containers are recorded from when the agent sees them.
+    public static func start(pinPath: String? = nil) throws(EnforcerError) -> ProcessTracker {
+        if let pinPath {
+            let dir = Enforcer(pinPath: pinPath).trackerDir
+            _ = mkdir(pinPath, 0o700)
+            _ = mkdir(dir, 0o700)
+            if let t = try? load(pin: dir + "/" + BULWARK_MAP_RECORDING) { return t }
+            // a pin of another layout (an older Bulwark) or no bpffs: once more without it
+            unlink(dir + "/" + BULWARK_MAP_RECORDING)
+            if let t = try? load(pin: dir + "/" + BULWARK_MAP_RECORDING) { return t }
+        }
+        return try load(pin: nil)
+    }
+
+    static func load(pin: String?) throws(EnforcerError) -> ProcessTracker {
         let bytes = BPFObject.tracker
         var result: Result<ProcessTracker, EnforcerError> = .failure(EnforcerError("the tracker object is empty"))
         LibBPFLog.capture { log in
@@ -52,6 +74,9 @@ public final class ProcessTracker: Sendable {
                 guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, &opts) else {
                     result = .failure(.errno("cannot open the embedded tracker object"))
                     return
+                }
+                if let pin, let m = bpf_object__find_map_by_name(obj, BULWARK_MAP_RECORDING) {
+                    bpf_map__set_pin_path(m, pin)
                 }
                 var h = Handles(object: obj)
                 func fail(_ e: EnforcerError) {
@@ -82,7 +107,9 @@ public final class ProcessTracker: Sendable {
                 let recording = bpf_object__find_map_by_name(obj, BULWARK_MAP_RECORDING)
                 guard let tasks, let recording else { return fail(EnforcerError("the tracker object has no maps")) }
                 result = .success(
-                    ProcessTracker(handles: h, tasksFD: bpf_map__fd(tasks), recordingFD: bpf_map__fd(recording)))
+                    ProcessTracker(
+                        handles: h, tasksFD: bpf_map__fd(tasks), recordingFD: bpf_map__fd(recording),
+                        pinned: pin != nil))
             }
         }
         return try result.get()
@@ -98,13 +125,18 @@ public final class ProcessTracker: Sendable {
 
     // MARK: Syscall recording
 
-    /// Starts recording the syscalls of `namespace` (idempotent; what was recorded is kept).
+    /// Starts recording the syscalls of `namespace` (idempotent; what was recorded is kept). Only
+    /// while the recorder is attached (`setRecorder`) are syscalls counted.
     public func record(namespace: UInt32) throws(EnforcerError) {
         var key = namespace
         var zero = bulwark_syscalls()
         let rc = bpf_map_update_elem(recordingFD, &key, &zero, UInt64(BPF_NOEXIST))
-        if rc != 0 && errno != EEXIST { throw .errno("cannot record namespace \(namespace)") }
-        try attachRecorder()
+        if rc != 0 && -rc != EEXIST { throw .errno("cannot record namespace \(namespace)", -rc) }
+    }
+
+    /// Attaches the sys_enter recorder (while any profile is being modeled) or detaches it.
+    public func setRecorder(_ on: Bool) throws(EnforcerError) {
+        if on { try attachRecorder() } else { detachRecorder() }
     }
 
     /// The syscall numbers `namespace` entered so far, and how many entries had a number beyond
@@ -122,13 +154,10 @@ public final class ProcessTracker: Sendable {
         return (numbers, UInt64(v.beyond))
     }
 
-    /// Stops recording `namespace` (its data is gone); the sys_enter program detaches when no
-    /// namespace is recorded.
+    /// Stops recording `namespace` (its data is gone).
     public func forget(namespace: UInt32) {
         var key = namespace
         _ = bpf_map_delete_elem(recordingFD, &key)
-        var first: UInt32 = 0
-        if bpf_map_get_next_key(recordingFD, nil, &first) != 0 { detachRecorder() }
     }
 
     /// The namespaces being recorded.

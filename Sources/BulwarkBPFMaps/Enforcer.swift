@@ -31,6 +31,22 @@ public struct Enforcer: Sendable {
     package var mapsDir: String { pinPath + "/maps" }
     package var linksDir: String { pinPath + "/links" }
     package func mapPath(_ name: String) -> String { mapsDir + "/" + name }
+    /// The process tracker's pinned map (syscall recording), kept apart from the enforcer's.
+    public var trackerDir: String { pinPath + "/tracker" }
+
+    /// Starts recording the syscalls of `namespace` for behaviour modeling (the OCI hook, before the
+    /// container's first instruction; the agent's tracker attaches the recorder). Nothing recorded
+    /// so far is reset.
+    public func startRecording(namespace: UInt32) throws(EnforcerError) {
+        let map = try BPFMap(path: trackerDir + "/" + BULWARK_MAP_RECORDING, name: BULWARK_MAP_RECORDING)
+        guard map.keySize == 4, map.valueSize == MemoryLayout<bulwark_syscalls>.size else {
+            throw EnforcerError("\(BULWARK_MAP_RECORDING): pinned by another Bulwark version")
+        }
+        var key = namespace
+        var value = bulwark_syscalls()
+        let rc = bpf_map_update_elem(map.fd, &key, &value, UInt64(BPF_NOEXIST))
+        if rc != 0 && -rc != EEXIST { throw .errno("\(BULWARK_MAP_RECORDING): cannot add namespace \(namespace)", -rc) }
+    }
 
     public func map(_ name: String) throws(EnforcerError) -> BPFMap {
         try BPFMap(path: mapPath(name), name: name)

@@ -45,7 +45,7 @@ public enum StartIndexPublisher {
                     failurePolicy: config.failurePolicy(for: p).rawValue,
                     seccompProfile: enforcers.contains(.seccomp)
                         ? (try? SeccompCompiler(model: model).compile(p))?.json : nil,
-                    unavailable: unavailable))
+                    unavailable: unavailable, recording: p.spec.policy.mode == .behaviorModeling))
         }
         return StartIndex(
             configPath: configPath, stamps: stamps, runtime: config.runtime, bpfPinPath: config.bpfPinPath,

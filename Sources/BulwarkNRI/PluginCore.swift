@@ -129,6 +129,9 @@ public struct PluginCore: Sendable {
             adjust.annotations[DecisionAnnotations.policy] = policy.displayName
         }
         adjust.annotations[DecisionAnnotations.profile] = profile
+        if decision.policy?.spec.policy.mode == .behaviorModeling {
+            adjust.annotations[DecisionAnnotations.record] = "syscalls"
+        }
         if enforcers.contains(.bpf) {
             adjust.annotations[DecisionAnnotations.bpfProfile] = profile
             adjust.annotations[DecisionAnnotations.failurePolicy] = config.failurePolicy(for: decision.policy).rawValue

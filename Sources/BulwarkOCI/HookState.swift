@@ -58,6 +58,9 @@ public enum DecisionAnnotations {
     /// The AppArmor profile the runtime wrapper should set (`process.apparmorProfile`): the NRI
     /// plugin decides it, NRI cannot set it.
     public static let appArmorProfile = "bulwark.io/apparmor-profile"
+    /// `syscalls`: the profile is being modeled (BehaviorModeling); the hook adds the container's
+    /// namespace to the syscall recorder before its first instruction.
+    public static let record = "bulwark.io/record"
 }
 
 /// Who a container is, from the annotations its runtime writes into the OCI spec (containerd's

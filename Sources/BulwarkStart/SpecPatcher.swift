@@ -105,6 +105,7 @@ public struct SpecPatcher: Sendable {
         var newAnnotations = spec["annotations"]?.object ?? JSONObject()
         newAnnotations[DecisionAnnotations.policy] = .string(entry.policy)
         newAnnotations[DecisionAnnotations.profile] = .string(entry.profile)
+        if entry.recording { newAnnotations[DecisionAnnotations.record] = .string("syscalls") }
         if entry.bpf {
             newAnnotations[DecisionAnnotations.bpfProfile] = .string(entry.profile)
             newAnnotations[DecisionAnnotations.failurePolicy] = .string(entry.failurePolicy)

@@ -43,10 +43,13 @@ public struct StartIndex: Sendable, Equatable {
         /// without its behaviour model): the container is refused, or with failure policy Ignore
         /// runs without the missing parts and is reported.
         public var unavailable: String?
+        /// The profile is being modeled (BehaviorModeling): the container's syscalls are recorded.
+        public var recording: Bool
 
         public init(
             policy: String, profile: String, containerName: String?, selector: LabelSelector?, seccomp: Bool,
-            appArmor: Bool, bpf: Bool, failurePolicy: String, seccompProfile: JSONValue?, unavailable: String? = nil
+            appArmor: Bool, bpf: Bool, failurePolicy: String, seccompProfile: JSONValue?, unavailable: String? = nil,
+            recording: Bool = false
         ) {
             self.policy = policy
             self.profile = profile
@@ -58,6 +61,7 @@ public struct StartIndex: Sendable, Equatable {
             self.failurePolicy = failurePolicy
             self.seccompProfile = seccompProfile
             self.unavailable = unavailable
+            self.recording = recording
         }
 
         /// `DecisionEngine.matches` for `target.kind: Container` (the same rule; checked against it
@@ -191,6 +195,7 @@ extension StartIndex.Entry {
         if let selector { o["selector"] = selector.json }
         if let seccompProfile { o["seccompProfile"] = seccompProfile }
         if let unavailable { o["unavailable"] = .string(unavailable) }
+        if recording { o["recording"] = .bool(true) }
         return .object(o)
     }
 
@@ -213,7 +218,7 @@ extension StartIndex.Entry {
         self.init(
             policy: policy, profile: profile, containerName: o["containerName"]?.string, selector: selector,
             seccomp: seccomp, appArmor: appArmor, bpf: bpf, failurePolicy: failurePolicy, seccompProfile: filter,
-            unavailable: unavailable)
+            unavailable: unavailable, recording: o["recording"]?.bool ?? false)
     }
 }
 

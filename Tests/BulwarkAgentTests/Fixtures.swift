@@ -28,6 +28,7 @@ struct Node {
         config.eventLogFile = dir + "/log/violations.log"
         config.seccompProfileDirectory = dir + "/seccomp"
         config.appArmorProfileDirectory = dir + "/apparmor"
+        config.modelDirectory = dir + "/models"
         config.bpfPinPath = "/nonexistent/bulwark-test-pins"
         config.metricsAddress = ""
         config.kernelLog = ""
@@ -53,6 +54,7 @@ struct Node {
             eventLogFile: "\(c.eventLogFile)"
             seccompProfileDirectory: \(c.seccompProfileDirectory)
             appArmorProfileDirectory: \(c.appArmorProfileDirectory)
+            modelDirectory: \(c.modelDirectory)
             bpfPinPath: \(c.bpfPinPath)
             metricsAddress: "\(c.metricsAddress)"
             kernelLog: "\(c.kernelLog)"
