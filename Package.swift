@@ -91,12 +91,13 @@ let package = Package(
         .target(
             name: "BulwarkDelivery",
             dependencies: [
-                "BulwarkBPF", "BulwarkModel", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkStart",
+                "BulwarkBPF", "BulwarkModel", "CBulwarkABI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
+                "BulwarkStart",
                 "BulwarkSystem", logging,
             ]),
         // The pinned enforcer state: maps, bindings, profile names (what the hook needs; no loader,
         // no embedded object, no compiler).
-        .target(name: "BulwarkBPFMaps", dependencies: ["CLibBPF", "CBulwarkABI"]),
+        .target(name: "BulwarkBPFMaps", dependencies: ["CLibBPF", "CBulwarkABI", "BulwarkOCI"]),
         // Loading, upgrading and unloading the enforcer, applying compiled profiles, the ring buffer,
         // the selftest.
         .target(

@@ -26,6 +26,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "bulwark_abi.h"
+#include "ns.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -186,15 +187,6 @@ static __always_inline struct mnt_namespace *task_mnt_ns(struct task_struct *t)
 	return n ? n->mnt_ns : 0;
 }
 
-/* The never-reused identity of a mount namespace instance. */
-static __always_inline u64 ns_instance(struct mnt_namespace *ns)
-{
-	if (bpf_core_field_exists(struct mnt_namespace___seq, seq))
-		return ((struct mnt_namespace___seq *)ns)->seq;
-	if (bpf_core_field_exists(struct ns_common___id, ns_id))
-		return ((struct ns_common___id *)&ns->ns)->ns_id;
-	return (u64)(unsigned long)ns; /* weakest: address (documented in docs/bpf.md) */
-}
 
 /* Who is confined, and by what. */
 struct subject {

@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "bulwark_abi.h"
+#include "ns.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -93,9 +94,20 @@ int BPF_PROG(bw_track_exit, struct task_struct *p)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(bw_record_syscall, void *regs, long id)
 {
-	u32 ns = mnt_ns_inum(bpf_get_current_task_btf());
+	struct task_struct *t = bpf_get_current_task_btf();
+	u32 ns = mnt_ns_inum(t);
 	struct bulwark_syscalls *s = bpf_map_lookup_elem(&bw_recording, &ns);
 	if (!s)
+		return 0;
+	/* inode numbers are reused: the entry belongs to the namespace instance that first used it
+	 * (the container is added before its first instruction); a later namespace that got the
+	 * same inode after it was freed is not recorded into it */
+	struct nsproxy *nsp = t->nsproxy;
+	if (!nsp || !nsp->mnt_ns)
+		return 0;
+	u64 inst = ns_instance(nsp->mnt_ns);
+	u64 owner = __sync_val_compare_and_swap(&s->instance, 0, inst);
+	if (owner && owner != inst)
 		return 0;
 	u64 n = (u64)id;
 	if (n >= BULWARK_SYSCALL_WORDS * 64) {

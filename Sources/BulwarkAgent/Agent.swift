@@ -82,7 +82,7 @@ public final class Agent: Sendable {
         let modeler = Modeler(
             store: store, registry: registry, models: ModelStore(directory: config.modelDirectory), logger: logger)
         self.modeler = modeler
-        pipeline.use(recorder: { profile, syscall in modeler.observe(profile: profile, syscall: syscall) })
+        pipeline.use(recorder: { event in modeler.observe(event) })
         let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         let store = store

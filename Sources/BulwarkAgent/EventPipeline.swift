@@ -24,11 +24,17 @@ public final class EventPipeline: Sendable {
     /// Profile id → name from the enforcer's maps, and when they were last read.
     private let profileNames = Mutex<(table: [UInt32: String], readAt: UInt64)>(([:], 0))
     private let ignored = Atomic<UInt64>(0)
-    /// Behaviour modeling: takes a seccomp record (profile, syscall) of a profile being recorded
-    /// (true: it went into the model, not to the violation log).
-    private let recorder = Mutex<(@Sendable (String, String) -> Bool)?>(nil)
+    /// Behaviour modeling: takes the events of profiles being recorded (true: the event went into
+    /// the model, not to the violation log and the node socket).
+    private let recorder = Mutex<(@Sendable (ViolationEvent) -> Bool)?>(nil)
 
-    public func use(recorder: (@Sendable (String, String) -> Bool)?) { self.recorder.withLock { $0 = recorder } }
+    public func use(recorder: (@Sendable (ViolationEvent) -> Bool)?) { self.recorder.withLock { $0 = recorder } }
+
+    /// The events that are not the modeler's.
+    func unrecorded(_ events: [ViolationEvent]) -> [ViolationEvent] {
+        guard let modeler = recorder.withLock({ $0 }) else { return events }
+        return events.filter { !modeler($0) }
+    }
 
     public init(config: NodeConfig, registry: ContainerRegistry, store: PolicyStore, hub: EventHub) {
         self.config = config
@@ -59,11 +65,11 @@ public final class EventPipeline: Sendable {
     // MARK: Sources
 
     public func ingest(bpf records: [BPFEvent]) {
-        hub.publish(records.map(event(bpf:)))
+        hub.publish(unrecorded(records.map(event(bpf:))))
     }
 
     public func ingest(kernelLines lines: [String]) {
-        hub.publish(lines.compactMap(event(kernelLine:)))
+        hub.publish(unrecorded(lines.compactMap(event(kernelLine:))))
     }
 
     public func event(bpf e: BPFEvent) -> ViolationEvent {
@@ -87,12 +93,10 @@ public final class EventPipeline: Sendable {
                 ignored.wrappingAdd(1, ordering: .relaxed)
                 return nil
             }
-            let syscall = syscalls.name(r.syscall)
-            if let modeler = recorder.withLock({ $0 }), modeler(identity.profileName, syscall) { return nil }
             return ViolationEvent(
                 metadata: metadata, nodeName: nodeName, container: identity, pid: r.pid, mntNsID: ns,
                 eventTimestamp: r.epoch, enforcer: .seccomp, action: "AUDIT|ALLOWED",
-                event: r.body(syscallName: syscall))
+                event: r.body(syscallName: syscalls.name(r.syscall)))
         case .appArmor(let normalized, let action):
             guard let log = AppArmorLog(normalized: normalized) else {
                 ignored.wrappingAdd(1, ordering: .relaxed)

@@ -1,6 +1,7 @@
 import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkDelivery
+import BulwarkEvents
 import BulwarkModel
 import BulwarkOCI
 import BulwarkSystem
@@ -29,8 +30,10 @@ public final class Modeler: Sendable {
         var recorded: [UInt32: String] = [:]
         /// the bitmap overflow count last seen per namespace
         var beyond: [UInt32: UInt64] = [:]
-        /// syscall names from audit records, per profile, not yet in the model file
-        var pending: [String: Set<String>] = [:]
+        /// what recorded events showed, per profile, not yet in the model file
+        var pending: [String: BehaviorModel] = [:]
+        /// generalises recorded paths (this node's overlay directories, refreshed every harvest)
+        var generaliser = PathGeneraliser()
         var lastHarvest = 0.0
     }
     private let state = Mutex(State())
@@ -44,11 +47,23 @@ public final class Modeler: Sendable {
 
     func use(tracker: ProcessTracker?) { state.withLock { $0.tracker = tracker } }
 
-    /// A seccomp audit record of `profile`: while it is being recorded the syscall joins its model
-    /// (true: consumed, not a violation event).
-    func observe(profile: String, syscall: String) -> Bool {
-        guard store.recordingWindows[profile] != nil else { return false }
-        state.withLock { _ = $0.pending[profile, default: []].insert(syscall) }
+    /// An event of a profile being recorded joins its model (true: consumed, not a violation):
+    /// the recording profile's seccomp records (their syscall), AppArmor complain-mode records and
+    /// BPF audit records (files, executions, capabilities, network, ptrace, mounts — §7.3).
+    func observe(_ event: ViolationEvent) -> Bool {
+        let profile = event.container.profileName
+        guard !profile.isEmpty, store.recordingWindows[profile] != nil, let body = event.event.object else {
+            return false
+        }
+        state.withLock { s in
+            var m = s.pending[profile] ?? BehaviorModel(name: profile)
+            switch event.enforcer {
+            case .seccomp: if let call = body["syscall"]?.string { m.addSyscall(call) }
+            case .appArmor: m.addAppArmor(body, generaliser: s.generaliser)
+            case .bpf: m.addBPF(body, generaliser: s.generaliser)
+            }
+            s.pending[profile] = m
+        }
         return true
     }
 
@@ -66,7 +81,7 @@ public final class Modeler: Sendable {
             let known = state.withLock { $0.recorded[r.namespace] != nil }
             if known { continue }
             do {
-                try tracker.record(namespace: r.namespace)  // kept as it is when the hook added it
+                try tracker.record(namespace: r.namespace, profile: r.profile)  // kept when the hook added it
                 state.withLock { $0.recorded[r.namespace] = r.profile }
                 logger.info(
                     "recording a container's behaviour",
@@ -84,8 +99,10 @@ public final class Modeler: Sendable {
         if due {
             harvest(now: now)
             // namespaces whose container is gone, or whose profile's window closed: recorded for good
+            let byHash = Dictionary(windows.keys.map { (FNV1a.hash($0.utf8), $0) }, uniquingKeysWith: { a, _ in a })
             for ns in tracker.recordedNamespaces {
-                let profile = state.withLock { $0.recorded[ns] } ?? registry.record(namespace: ns)?.profile
+                let profile =
+                    state.withLock { $0.recorded[ns] } ?? tracker.syscalls(namespace: ns).flatMap { byHash[$0.profile] }
                 if live.contains(ns), let profile, let end = windows[profile], now < end { continue }
                 tracker.forget(namespace: ns)
                 state.withLock {
@@ -100,18 +117,24 @@ public final class Modeler: Sendable {
 
     /// Merges what was recorded into each profile's model file (only when something is new).
     func harvest(now: Double) {
-        var (additions, lost) = state.withLock { s -> ([String: Set<String>], [String: UInt64]) in
+        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        var lost: [String: UInt64] = [:]
+        var additions: [String: Set<String>] = [:]
+        let pending = state.withLock { s -> [String: BehaviorModel] in
             defer {
                 s.pending = [:]
                 s.lastHarvest = now
+                s.generaliser = PathGeneraliser(overlayPrefixes: PathGeneraliser.overlayPrefixes(mounts: mounts))
             }
-            return (s.pending, [:])
+            return s.pending
         }
         let tracker = state.withLock { $0.tracker }
+        // the hook adds a container with its profile's hash, before this agent may have seen it
+        let byHash = Dictionary(
+            store.recordingWindows.keys.map { (FNV1a.hash($0.utf8), $0) }, uniquingKeysWith: { a, _ in a })
         for ns in tracker?.recordedNamespaces ?? [] {
-            // the hook may have added it before this agent saw the container's record
-            guard let profile = state.withLock({ $0.recorded[ns] }) ?? registry.record(namespace: ns)?.profile,
-                let (numbers, beyond) = tracker?.syscalls(namespace: ns)
+            guard let (numbers, beyond, hash) = tracker?.syscalls(namespace: ns),
+                let profile = state.withLock({ $0.recorded[ns] }) ?? byHash[hash]
             else { continue }
             for n in numbers {
                 let name = syscalls.name(n)
@@ -127,10 +150,11 @@ public final class Modeler: Sendable {
             }
             if beyond > seen { lost[profile, default: 0] += beyond - seen }
         }
-        for profile in Set(additions.keys).union(lost.keys) {
+        for profile in Set(additions.keys).union(lost.keys).union(pending.keys) {
             do {
                 guard var model = try models.load(profile) else { continue }  // the window opened it
                 let before = model
+                if let seen = pending[profile] { model.merge(seen) }
                 let names = additions[profile] ?? []
                 if !names.isEmpty || model.seccomp != nil {
                     model.seccomp = SeccompBehavior(syscalls: (model.seccomp?.syscalls ?? []).union(names))

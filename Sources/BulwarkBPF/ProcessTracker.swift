@@ -1,5 +1,6 @@
 import BulwarkBPFMaps
 import BulwarkBPFObject
+import BulwarkOCI
 import CBulwarkABI
 import CLibBPF
 import Synchronization
@@ -127,9 +128,10 @@ public final class ProcessTracker: Sendable {
 
     /// Starts recording the syscalls of `namespace` (idempotent; what was recorded is kept). Only
     /// while the recorder is attached (`setRecorder`) are syscalls counted.
-    public func record(namespace: UInt32) throws(EnforcerError) {
+    public func record(namespace: UInt32, profile: String) throws(EnforcerError) {
         var key = namespace
         var zero = bulwark_syscalls()
+        zero.profile = bulwark_u64(FNV1a.hash(profile.utf8))
         let rc = bpf_map_update_elem(recordingFD, &key, &zero, UInt64(BPF_NOEXIST))
         if rc != 0 && -rc != EEXIST { throw .errno("cannot record namespace \(namespace)", -rc) }
     }
@@ -139,9 +141,9 @@ public final class ProcessTracker: Sendable {
         if on { try attachRecorder() } else { detachRecorder() }
     }
 
-    /// The syscall numbers `namespace` entered so far, and how many entries had a number beyond
-    /// the bitmap (nil: not recorded).
-    public func syscalls(namespace: UInt32) -> (numbers: [Int], beyond: UInt64)? {
+    /// The syscall numbers `namespace` entered so far, how many entries had a number beyond the
+    /// bitmap, and the FNV-1a 64 of the profile it is recorded for (nil: not recorded).
+    public func syscalls(namespace: UInt32) -> (numbers: [Int], beyond: UInt64, profile: UInt64)? {
         var key = namespace
         var v = bulwark_syscalls()
         guard bpf_map_lookup_elem(recordingFD, &key, &v) == 0 else { return nil }
@@ -151,7 +153,7 @@ public final class ProcessTracker: Sendable {
                 for b in 0..<64 where word & (1 << UInt64(b)) != 0 { numbers.append(w * 64 + b) }
             }
         }
-        return (numbers, UInt64(v.beyond))
+        return (numbers, UInt64(v.beyond), UInt64(v.profile))
     }
 
     /// Stops recording `namespace` (its data is gone).

@@ -1,3 +1,4 @@
+import BulwarkOCI
 import CBulwarkABI
 import CLibBPF
 
@@ -37,13 +38,14 @@ public struct Enforcer: Sendable {
     /// Starts recording the syscalls of `namespace` for behaviour modeling (the OCI hook, before the
     /// container's first instruction; the agent's tracker attaches the recorder). Nothing recorded
     /// so far is reset.
-    public func startRecording(namespace: UInt32) throws(EnforcerError) {
+    public func startRecording(namespace: UInt32, profile: String) throws(EnforcerError) {
         let map = try BPFMap(path: trackerDir + "/" + BULWARK_MAP_RECORDING, name: BULWARK_MAP_RECORDING)
         guard map.keySize == 4, map.valueSize == MemoryLayout<bulwark_syscalls>.size else {
             throw EnforcerError("\(BULWARK_MAP_RECORDING): pinned by another Bulwark version")
         }
         var key = namespace
         var value = bulwark_syscalls()
+        value.profile = bulwark_u64(FNV1a.hash(profile.utf8))
         let rc = bpf_map_update_elem(map.fd, &key, &value, UInt64(BPF_NOEXIST))
         if rc != 0 && -rc != EEXIST { throw .errno("\(BULWARK_MAP_RECORDING): cannot add namespace \(namespace)", -rc) }
     }

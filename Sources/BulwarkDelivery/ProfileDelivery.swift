@@ -5,6 +5,7 @@ import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkSystem
+import CBulwarkABI
 import Logging
 
 #if canImport(Glibc)
@@ -32,9 +33,9 @@ public struct ProfileDelivery: Sendable {
     public let facts: NodeFacts
     let logger: Logger
 
-    public init(config: NodeConfig, facts: NodeFacts = .read(), logger: Logger) {
+    public init(config: NodeConfig, facts: NodeFacts? = nil, logger: Logger) {
         self.config = config
-        self.facts = facts
+        self.facts = facts ?? .read(pinPath: config.bpfPinPath)
         self.logger = logger
     }
 
@@ -57,7 +58,9 @@ public struct ProfileDelivery: Sendable {
             let path = config.seccompProfileDirectory + "/" + name + ".json"
             do throws(ProfileUnavailable) {
                 if let modelProblem { throw ProfileUnavailable(modelProblem) }
-                let json = try SeccompCompiler(model: model).compile(policy).json.serialized()
+                let json = try SeccompCompiler(model: model, kernelRecordsSyscalls: facts.syscallRecorder).compile(
+                    policy
+                ).json.serialized()
                 do {
                     try TrustedDirectory.ensure(config.seccompProfileDirectory)
                     try AtomicFile.write(json, to: path, permissions: 0o644)
@@ -192,10 +195,22 @@ public struct ProfileDelivery: Sendable {
 public struct NodeFacts: Sendable, Equatable {
     /// Whole-disk names (sda, nvme0n1, vda — not their partitions), for the built-in disk rules.
     public var diskDevices: [String]
+    /// The agent's syscall recorder is pinned under the enforcer's bpffs directory (behaviour
+    /// modeling records syscalls in the kernel; see `SeccompCompiler.kernelRecordsSyscalls`).
+    public var syscallRecorder: Bool
 
-    public init(diskDevices: [String]) { self.diskDevices = diskDevices }
+    public init(diskDevices: [String], syscallRecorder: Bool = false) {
+        self.diskDevices = diskDevices
+        self.syscallRecorder = syscallRecorder
+    }
 
-    public static func read() -> NodeFacts { NodeFacts(diskDevices: diskDevicesFromProcPartitions()) }
+    public static func read(pinPath: String? = nil) -> NodeFacts {
+        NodeFacts(diskDevices: diskDevicesFromProcPartitions(), syscallRecorder: pinPath.map(syscallRecorder) ?? false)
+    }
+
+    public static func syscallRecorder(pinPath: String) -> Bool {
+        access(Enforcer(pinPath: pinPath).trackerDir + "/" + BULWARK_MAP_RECORDING, F_OK) == 0
+    }
 
     static func diskDevicesFromProcPartitions() -> [String] {
         guard let bytes = try? RegularFile.read("/proc/partitions", maxBytes: 1 << 20) else { return [] }

@@ -27,6 +27,7 @@ public enum StartIndexPublisher {
     ) -> StartIndex {
         var entries: [StartIndex.Entry] = []
         let models = ModelStore(directory: config.modelDirectory)
+        let recorder = NodeFacts.syscallRecorder(pinPath: config.bpfPinPath)
         for p in DecisionEngine.ordered(policies) where p.spec.target.kind == .container {
             let enforcers = p.spec.policy.enforcers.intersection(config.enforcers)
             let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
@@ -44,7 +45,7 @@ public enum StartIndexPublisher {
                     appArmor: enforcers.contains(.appArmor), bpf: enforcers.contains(.bpf),
                     failurePolicy: config.failurePolicy(for: p).rawValue,
                     seccompProfile: enforcers.contains(.seccomp)
-                        ? (try? SeccompCompiler(model: model).compile(p))?.json : nil,
+                        ? (try? SeccompCompiler(model: model, kernelRecordsSyscalls: recorder).compile(p))?.json : nil,
                     unavailable: unavailable, recording: p.spec.policy.mode == .behaviorModeling))
         }
         return StartIndex(

@@ -73,7 +73,7 @@ public struct Hook {
             _ = try? enforcer.unbind(namespace: binding.namespace)  // nothing half-done
             return try refuse("cannot record the container: \(error)")
         }
-        startRecording(state, namespace: binding.namespace)
+        startRecording(state, namespace: binding.namespace, profile: profile)
         return .bound(namespace: binding.namespace, profile: profile)
     }
 
@@ -94,16 +94,16 @@ public struct Hook {
         } catch {
             return .recordFailed("container \(state.id): cannot record: \(error)")
         }
-        startRecording(state, namespace: record.namespace)
+        startRecording(state, namespace: record.namespace, profile: profile)
         return .recorded(namespace: record.namespace, profile: profile)
     }
 
     /// Behaviour modeling: the namespace joins the syscall recorder before the container's first
     /// instruction. Best effort — without the pinned map (no agent yet, no bpffs) the agent adds it
     /// when it sees the record, and the recording profile's audit records cover the start.
-    func startRecording(_ state: OCIState, namespace: UInt32) {
+    func startRecording(_ state: OCIState, namespace: UInt32, profile: String) {
         guard state.annotations[DecisionAnnotations.record] == "syscalls" else { return }
-        try? enforcer.startRecording(namespace: namespace)
+        try? enforcer.startRecording(namespace: namespace, profile: profile)
     }
 
     func poststop(_ state: OCIState) -> Outcome {

@@ -14,6 +14,8 @@ public struct PluginCore: Sendable {
     public var policies: PolicyIndex
     /// Directory of `bulwark-hook`.
     public var executableDirectory: String
+    /// The node records modeled containers' syscalls in the kernel (`SeccompCompiler`).
+    public var kernelRecordsSyscalls = false
 
     public init(config: NodeConfig, policies: PolicyIndex, executableDirectory: String) {
         self.config = config
@@ -154,7 +156,8 @@ public struct PluginCore: Sendable {
             ModelProfiles.unavailable($0, profileName: profile, enforcers: enforcers, model: behaviour)
         }
         if enforcers.contains(.seccomp), let policy = decision.policy,
-            let compiled = try? SeccompCompiler(model: behaviour).compile(policy)
+            let compiled = try? SeccompCompiler(model: behaviour, kernelRecordsSyscalls: kernelRecordsSyscalls).compile(
+                policy)
         {
             if capabilities.seccompAdjustment {
                 let existing =

@@ -442,7 +442,9 @@ public final class NRIPlugin: Sendable {
     }
 
     func core() -> PluginCore {
-        PluginCore(config: config, policies: policies(), executableDirectory: settings.executableDirectory)
+        var core = PluginCore(config: config, policies: policies(), executableDirectory: settings.executableDirectory)
+        core.kernelRecordsSyscalls = NodeFacts.syscallRecorder(pinPath: config.bpfPinPath)
+        return core
     }
 
     func createContainer(

@@ -12,8 +12,16 @@ public struct SeccompCompiler: Sendable {
     /// The behaviour model of the profile being compiled, for DefenseInDepth `profileType:
     /// BehaviorModel` (nil: none on this node).
     public var model: BehaviorModel?
+    /// The node records modeled containers' syscalls in the kernel (the agent's process tracker):
+    /// the BehaviorModeling profile then allows without logging, instead of vArmor's
+    /// `SCMP_ACT_LOG` default — whose audit lines (10 per 5 s without auditd) would crowd out every
+    /// other container's events and still miss most syscalls.
+    public var kernelRecordsSyscalls: Bool
 
-    public init(model: BehaviorModel? = nil) { self.model = model }
+    public init(model: BehaviorModel? = nil, kernelRecordsSyscalls: Bool = false) {
+        self.model = model
+        self.kernelRecordsSyscalls = kernelRecordsSyscalls
+    }
 
     public static let modelingAllowed = ["open", "openat", "openat2", "close", "read", "write"]
 
@@ -25,6 +33,7 @@ public struct SeccompCompiler: Sendable {
             // profile is allow-all, as vArmor's node file.
             return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW")
         case .behaviorModeling:
+            if kernelRecordsSyscalls { return LinuxSeccomp(defaultAction: "SCMP_ACT_ALLOW") }
             return LinuxSeccomp(
                 defaultAction: "SCMP_ACT_LOG",
                 syscalls: [LinuxSyscall(names: Self.modelingAllowed, action: "SCMP_ACT_ALLOW")])

@@ -81,7 +81,9 @@ struct ModelingTests {
             eventually(timeout: 10) {
                 model = try? store.load(name)
                 return model?.seccomp?.syscalls.isSuperset(of: ["mkdir", "execve", "write", "getdents64"]) == true
-            }, "model: \(String(describing: model?.seccomp?.syscalls.sorted()))\n\(daemon.output)")
+            },
+            "model: \(String(describing: model?.seccomp?.syscalls.sorted())) \(Result { try store.load(name) })\n\(daemon.output)"
+        )
         #expect(model?.annotations[BehaviorModel.lostRecordsAnnotation] == nil)
         #expect(model?.seccomp?.syscalls.contains("unshare") == false)
         // the window closes: the model is complete and the profile allows everything

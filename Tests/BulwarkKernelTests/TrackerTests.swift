@@ -1,6 +1,9 @@
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkOCI
 import BulwarkTestSupport
+import CBulwarkABI
+import CLibBPF
 import Foundation
 import Testing
 
@@ -84,13 +87,15 @@ struct TrackerTests {
                 return ns != nil && ns != mountNamespace(pid: getpid())
             })
         let recorded = try #require(ns)
-        try tracker.record(namespace: recorded)
+        try tracker.record(namespace: recorded, profile: "varmor-test")
         try tracker.setRecorder(true)
         #expect(tracker.recorderAttached)
         #expect(FileManager.default.createFile(atPath: dir + "-go", contents: Data()))
         waitpid(pid, &status, 0)
         #expect(FileManager.default.fileExists(atPath: dir))
-        let numbers = try #require(tracker.syscalls(namespace: recorded)).numbers
+        let entry = try #require(tracker.syscalls(namespace: recorded))
+        let numbers = entry.numbers
+        #expect(entry.profile == FNV1a.hash("varmor-test".utf8), "the entry names its profile")
         #if arch(x86_64)
             #expect(numbers.contains(83), "mkdir: \(numbers)")  // __NR_mkdir
             #expect(numbers.contains(59), "execve: \(numbers)")  // __NR_execve (sh runs mkdir)
@@ -102,5 +107,58 @@ struct TrackerTests {
         try tracker.setRecorder(false)
         #expect(!tracker.recorderAttached)
         #expect(tracker.recordedNamespaces.isEmpty)
+    }
+
+    /// Mount namespace inode numbers are reused as soon as a namespace is freed: a recorded entry
+    /// belongs to the instance that first used it, and a later namespace with the same inode records
+    /// nothing into it. (The kernel cannot be made to reuse an inode on demand, so the entry of an
+    /// earlier instance is written the way such an entry looks: its instance set to another value,
+    /// through the pinned map the hook writes to.)
+    @Test func anEntryOfAnotherNamespaceInstanceRecordsNothing() throws {
+        guard trackerNeeds.check() else { return }
+        let unshare = try #require(which("unshare"))
+        let dir = NSTemporaryDirectory() + "bw-trk-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (mounted, why) = try capture("/usr/bin/mount", ["-t", "bpf", "bpf", dir])
+        try #require(mounted == 0, "cannot mount a bpffs: \(why)")
+        defer { _ = try? capture("/usr/bin/umount", [dir]) }
+        let tracker = try ProcessTracker.start(pinPath: dir + "/bulwark")
+        defer { tracker.stop() }
+        #expect(tracker.pinned)
+        try tracker.setRecorder(true)
+        var status: Int32 = 0
+        let go = dir + "-go"  // (not on the bpffs, which holds no regular files)
+        defer { unlink(go) }
+        let script = "while [ ! -e \(go) ]; do sleep 0.05; done; ls / > /dev/null"
+        let pid = try spawn(unshare, ["unshare", "-m", "/bin/sh", "-c", script], environment: [:], output: "/dev/null")
+        defer {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+        var ns: UInt32?
+        #expect(
+            eventually(timeout: 5) {
+                ns = mountNamespace(pid: pid)
+                return ns != nil && ns != mountNamespace(pid: getpid())
+            })
+        let inode = try #require(ns)
+        // the entry of an earlier instance that had this inode
+        let map = try BPFMap(path: dir + "/bulwark/tracker/" + BULWARK_MAP_RECORDING, name: BULWARK_MAP_RECORDING)
+        var key = inode
+        var stale = bulwark_syscalls()
+        stale.instance = 1
+        #expect(bpf_map_update_elem(map.fd, &key, &stale, 0) == 0)
+        try #require(FileManager.default.createFile(atPath: go, contents: Data()))
+        waitpid(pid, &status, 0)
+        #expect(tracker.syscalls(namespace: inode)?.numbers == [], "syscalls of another instance were recorded")
+        // the hook's own entry (instance 0): the first syscall claims it, and everything is recorded
+        tracker.forget(namespace: inode)
+        try Enforcer(pinPath: dir + "/bulwark").startRecording(
+            namespace: UInt32(mountNamespace(pid: getpid())!), profile: "varmor-test")
+        _ = try capture("/bin/true", [])
+        let own = tracker.syscalls(namespace: UInt32(mountNamespace(pid: getpid())!))
+        tracker.forget(namespace: UInt32(mountNamespace(pid: getpid())!))
+        #expect((own?.numbers.count ?? 0) > 0)
     }
 }

@@ -349,8 +349,10 @@ _Static_assert(sizeof(struct bulwark_task) == 24, "bulwark_task");
 #define BULWARK_SYSCALL_WORDS 8 /* syscall numbers 0..511 */
 struct bulwark_syscalls {
 	bulwark_u64 bits[BULWARK_SYSCALL_WORDS];
-	bulwark_u64 beyond; /* entries with a number the bitmap cannot hold (counted, reported as loss) */
+	bulwark_u64 beyond;   /* entries with a number the bitmap cannot hold (counted, reported as loss) */
+	bulwark_u64 instance; /* the namespace instance recorded (set by its first syscall; 0 until then) */
+	bulwark_u64 profile;  /* FNV-1a 64 of the profile name it is recorded for (set by who adds it) */
 };
-_Static_assert(sizeof(struct bulwark_syscalls) == 72, "bulwark_syscalls");
+_Static_assert(sizeof(struct bulwark_syscalls) == 88, "bulwark_syscalls");
 
 #endif /* BULWARK_ABI_H */
