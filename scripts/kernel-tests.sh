@@ -2,7 +2,8 @@
 # The kernel tier: the BPF LSM tests (Tests/BulwarkKernelTests) and `bulwark selftest`, on a
 # kernel that loads BPF LSM programs. Runs them directly when this machine's kernel does;
 # otherwise boots Debian's kernel with lsm=...,bpf in a throwaway qemu VM (scripts/vmrun) and runs
-# them there. Needs root and a prior `swift build --build-tests`.
+# them there. Needs root and a prior `swift build --build-tests`. BULWARK_KERNEL_FILTER narrows the
+# tests (a swift-testing filter, e.g. AppArmorKernelTests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/debug/bulwark
@@ -15,7 +16,7 @@ if [ "${1:-}" = --inside ]; then
     # the test binary itself, not `swift test`: SwiftPM would compile every package manifest
     # again before running anything (minutes under emulation)
     BULWARK_REQUIRE_KERNEL=1 .build/debug/bulwarkPackageTests.xctest --testing-library swift-testing \
-        --no-parallel --filter BulwarkKernelTests
+        --no-parallel --filter "${BULWARK_KERNEL_FILTER:-BulwarkKernelTests}"
     "$bin" selftest --pin-path /sys/fs/bpf/bulwark-selftest
     "$bin" enforcer unload --pin-path /sys/fs/bpf/bulwark-selftest
     exit 0
@@ -29,4 +30,5 @@ echo "this kernel cannot run the BPF enforcer:"
 "$bin" enforcer probe 2>&1 | sed 's/^/  /' || true
 echo "running the kernel tier in a VM (scripts/vmrun)"
 # the VM does not inherit this environment: pass the loop sizes on
-exec scripts/vmrun -- env BULWARK_KERNEL_RUNS="${BULWARK_KERNEL_RUNS:-200}" "$0" --inside
+exec scripts/vmrun -- env BULWARK_KERNEL_RUNS="${BULWARK_KERNEL_RUNS:-200}" \
+    BULWARK_KERNEL_FILTER="${BULWARK_KERNEL_FILTER:-BulwarkKernelTests}" "$0" --inside

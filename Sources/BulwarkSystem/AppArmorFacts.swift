@@ -7,7 +7,9 @@
 public enum AppArmorFacts {
     /// AppArmor is active and its policy interface is mounted (profiles can be loaded).
     public static var enabled: Bool {
-        guard let flag = try? RegularFile.read("/sys/module/apparmor/parameters/enabled", maxBytes: 16),
+        // a sysfs attribute reports one page as its size whatever it holds: the bound is a page
+        // (with 16 the read was refused as too large, and AppArmor was never seen as enabled)
+        guard let flag = try? RegularFile.read("/sys/module/apparmor/parameters/enabled", maxBytes: 4096),
             flag.first == UInt8(ascii: "Y")
         else { return false }
         return access("/sys/kernel/security/apparmor/.replace", F_OK) == 0

@@ -15,6 +15,10 @@ public struct BusyboxBundle {
     public var hooks: [String: [[String: Any]]] = [:]
     public var extraNamespaces: [String] = []
     public var readonlyRoot = false
+    /// `process.apparmorProfile` (the runtime confines the entrypoint with it).
+    public var appArmorProfile: String?
+    /// `process.noNewPrivileges`.
+    public var noNewPrivileges = true
     /// More top-level fields (a field Bulwark does not know must survive a rewrite).
     public var extra: [String: Any] = [:]
 
@@ -30,7 +34,7 @@ public struct BusyboxBundle {
             "ociVersion": "1.0.2",
             "process": [
                 "terminal": false, "user": ["uid": 0, "gid": 0], "args": args, "env": ["PATH=/bin"], "cwd": "/",
-                "noNewPrivileges": true,
+                "noNewPrivileges": noNewPrivileges,
             ],
             "root": ["path": "rootfs", "readonly": readonlyRoot],
             "annotations": annotations,
@@ -42,6 +46,10 @@ public struct BusyboxBundle {
             "linux": ["namespaces": (["pid", "mount", "ipc", "uts"] + extraNamespaces).map { ["type": $0] }],
         ]
         if !hooks.isEmpty { spec["hooks"] = hooks }
+        if let appArmorProfile, var process = spec["process"] as? [String: Any] {
+            process["apparmorProfile"] = appArmorProfile
+            spec["process"] = process
+        }
         spec.merge(extra) { _, new in new }
         try JSONSerialization.data(withJSONObject: spec, options: [.sortedKeys]).write(
             to: URL(fileURLWithPath: "\(b)/config.json"))
