@@ -12,7 +12,7 @@ import Foundation
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "List, show, export, import and merge behaviour models (ArmorProfileModel).",
-        subcommands: [List.self, Show.self, Export.self, Import.self, Merge.self, Delete.self])
+        subcommands: [List.self, Show.self, Export.self, Import.self, Merge.self, Delete.self, Suggest.self])
 
     struct Options: ParsableArguments {
         @OptionGroup var common: Common
@@ -105,6 +105,65 @@ struct ModelCommand: ParsableCommand {
             for m in models {
                 let merged = try attempt { () throws(ModelStore.Failure) in try store.merge(m) }
                 print("merged into \(merged.name): \(merged.summary)")
+            }
+        }
+    }
+
+    struct Suggest: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "The model entries that would have allowed what a DefenseInDepth profile in observation mode reported (allowViolations: true); --merge adds them to its model."
+        )
+        @OptionGroup var options: Options
+        @Argument(help: "Profile name.") var name: String
+        @Option(help: "Only events at or after this Unix time.") var since: UInt64 = 0
+        @Option(help: "Violation log to read (default: eventLogFile of the node config and its rotated files).")
+        var log: String?
+        @Flag(help: "Merge the suggestion into the stored model.") var merge = false
+
+        func run() throws {
+            let config = try options.common.nodeConfig()
+            let store = try options.store()
+            let files: [String]
+            if let log {
+                files = [log]
+            } else {
+                guard !config.eventLogFile.isEmpty else {
+                    throw fail("the node config has no eventLogFile; give the log with --log FILE")
+                }
+                // oldest first: the rotated files, then the current one
+                let backups = config.eventLogBackups > 0 ? Array((1...config.eventLogBackups).reversed()) : []
+                files = backups.map { "\(config.eventLogFile).\($0)" } + [config.eventLogFile]
+            }
+            var events: [JSONObject] = []
+            for f in files {
+                guard let bytes = try? RegularFile.read(f, maxBytes: 1 << 30) else {
+                    if log != nil { throw fail("\(f): cannot read") }
+                    continue
+                }
+                for line in bytes.split(separator: UInt8(ascii: "\n")) {
+                    if let o = try? JSONValue.parse(Array(line)).object { events.append(o) }
+                }
+            }
+            let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+            let (suggested, used) = BehaviorModel.suggestion(
+                for: name, from: events, since: since,
+                generaliser: PathGeneraliser(overlayPrefixes: PathGeneraliser.overlayPrefixes(mounts: mounts)))
+            let current = try attempt { () throws(ModelStore.Failure) in try store.load(name) }
+            var merged = current ?? BehaviorModel(name: name)
+            merged.merge(suggested)
+            guard used > 0, merged != current else {
+                print(
+                    "nothing to suggest for \(name): \(used) allowed violations in \(events.count) events, all already in its model"
+                )
+                return
+            }
+            print("# \(used) allowed violations of \(name) would need:")
+            let dynamic = suggested.document.object?["data"]?.object?["dynamicResult"] ?? .null
+            print(dynamic.yamlText(), terminator: "")
+            if merge {
+                _ = try attempt { () throws(ModelStore.Failure) in try store.merge(suggested) }
+                print("# merged into the model of \(name)")
             }
         }
     }

@@ -114,4 +114,25 @@ import Testing
         #expect(b.ptraces == [true: ["read"]])
         #expect(b.mounts[MountUse(path: "/mnt", type: "tmpfs")] == ["nosuid"])
     }
+
+    /// `bulwark model suggest`: the allowed violations of one profile since a time, as model entries.
+    @Test func allowedViolationsBecomeASuggestion() throws {
+        let lines = [
+            #"{"profileName":"varmor-demo-web","enforcer":"Seccomp","action":"AUDIT|ALLOWED","eventTimestamp":200,"event":{"syscall":"unshare"}}"#,
+            #"{"profileName":"varmor-demo-web","enforcer":"AppArmor","action":"ALLOWED","eventTimestamp":210,"event":{"profile":"varmor-demo-web","operation":"open","name":"/etc/shadow","deniedMask":"r","requestedMask":"r","fsuid":0,"ouid":0}}"#,
+            #"{"profileName":"varmor-demo-web","enforcer":"BPF","action":"ALLOWED","eventTimestamp":220,"event":{"operation":"Network","type":"connect","address":{"ip":"192.0.2.7","port":8443}}}"#,
+            // denied (enforcing): not something observation mode let through
+            #"{"profileName":"varmor-demo-web","enforcer":"Seccomp","action":"DENIED","eventTimestamp":230,"event":{"syscall":"ptrace"}}"#,
+            // another profile, and one before --since
+            #"{"profileName":"varmor-demo-db","enforcer":"Seccomp","action":"AUDIT|ALLOWED","eventTimestamp":240,"event":{"syscall":"mount"}}"#,
+            #"{"profileName":"varmor-demo-web","enforcer":"Seccomp","action":"AUDIT|ALLOWED","eventTimestamp":100,"event":{"syscall":"bpf"}}"#,
+        ]
+        let events = try lines.map { try #require(try JSONValue.parse($0).object) }
+        let (m, used) = BehaviorModel.suggestion(
+            for: "varmor-demo-web", from: events, since: 150, generaliser: PathGeneraliser())
+        #expect(used == 3)
+        #expect(m.seccomp?.syscalls == ["unshare"])
+        #expect(m.appArmor?.files["/etc/shadow"]?.permissions == ["r"])
+        #expect(m.bpf?.network.egresses == ["192.0.2.7": [8443]])
+    }
 }
