@@ -176,6 +176,7 @@ let package = Package(
             name: "BulwarkPolicyTests",
             dependencies: [
                 "BulwarkPolicy", "BulwarkOCI", "BulwarkProfiles", "BulwarkFuzz", "BulwarkStart", "BulwarkDelivery",
+                "BulwarkModel",
             ],
             exclude: ["Fixtures"]),
         .testTarget(

@@ -158,9 +158,7 @@ public final class PolicyStore: Sendable {
             case .open(let end): s.recording[name] = end
             case .complete:
                 // as vArmor: once the model is complete the profile allows everything
-                var done = policy
-                done.spec.policy.mode = .alwaysAllow
-                wanted[name] = done
+                wanted[name] = policy.afterModeling
             case .unavailable: break  // the recording profile stays; nothing is recorded
             }
         }

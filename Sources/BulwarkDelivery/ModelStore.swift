@@ -1,5 +1,6 @@
 import BulwarkModel
 import BulwarkOCI
+import BulwarkPolicy
 import BulwarkSystem
 
 #if canImport(Glibc)
@@ -89,10 +90,26 @@ public struct ModelStore: Sendable {
         return stored
     }
 
+    /// The profile's behaviour-modeling window has closed (its model says so).
+    public func modelingCompleted(_ name: String) -> Bool {
+        guard let model = try? load(name), let window = RecordingWindow(model) else { return false }
+        return window.completed != nil
+    }
+
     public func remove(_ name: String) throws(Failure) -> Bool {
         guard BehaviorModel.isValidName(name) else { throw Failure(description: "\"\(name)\" is not a profile name") }
         if unlink(path(name)) == 0 { return true }
         if errno == ENOENT { return false }
         throw Failure(description: "\(path(name)): cannot remove: \(Errno.current)")
+    }
+}
+
+extension Policy {
+    /// A BehaviorModeling policy once its recording is complete: AlwaysAllow, as vArmor switches it.
+    public var afterModeling: Policy {
+        guard spec.policy.mode == .behaviorModeling else { return self }
+        var p = self
+        p.spec.policy.mode = .alwaysAllow
+        return p
     }
 }

@@ -28,9 +28,12 @@ public enum StartIndexPublisher {
         var entries: [StartIndex.Entry] = []
         let models = ModelStore(directory: config.modelDirectory)
         let recorder = NodeFacts.syscallRecorder(pinPath: config.bpfPinPath)
-        for p in DecisionEngine.ordered(policies) where p.spec.target.kind == .container {
-            let enforcers = p.spec.policy.enforcers.intersection(config.enforcers)
-            let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
+        for policy in DecisionEngine.ordered(policies) where policy.spec.target.kind == .container {
+            let enforcers = policy.spec.policy.enforcers.intersection(config.enforcers)
+            let profile = ProfileNaming.profileName(for: policy, clusterNamespace: config.clusterProfileNamespace)
+            // a completed recording: the profile allows everything (as the agent delivers it), also
+            // when `bulwark deliver` builds this index from the files
+            let p = models.modelingCompleted(profile) ? policy.afterModeling : policy
             var model: BehaviorModel?
             var unavailable: String?
             if p.spec.policy.defenseInDepth?.needsModel == true {

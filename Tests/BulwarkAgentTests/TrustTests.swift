@@ -119,8 +119,8 @@ struct SpawnTests {
 struct AppArmorDeliveryTests {
     /// Observation mode (DefenseInDepth with allowViolations, BehaviorModeling) is loaded with
     /// `apparmor_parser -C`: before, the profile was loaded enforcing while the status said
-    /// "loaded (complain)". (The kernel side — complain allows and logs — needs a kernel with
-    /// AppArmor: issue 14's VM tier.)
+    /// "loaded (complain)". (The kernel side — the kernel lists the profile in complain mode and
+    /// lets a denied read through — is `AppArmorKernelTests` in the VM tier.)
     @Test func complainProfilesAreLoadedInComplainMode() throws {
         let policy = PolicyParser.inline(
             "    enforcer: AppArmor\n    mode: BehaviorModeling\n    modelingOptions: {duration: 5}", name: "m")

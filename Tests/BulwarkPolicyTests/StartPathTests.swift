@@ -1,4 +1,5 @@
 import BulwarkDelivery
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkStart
@@ -46,6 +47,43 @@ struct StartPathTests {
             config: config, configPath: "/etc/bulwark/bulwark.yaml",
             stamps: [.init(path: "/etc/bulwark/bulwark.yaml", identity: [1, 2, 3, 4, 5])],
             policies: PolicyParser.parse(text, file: "p.yaml").policies, rejected: [])
+    }
+
+    /// A BehaviorModeling policy records (vArmor's LOG profile where the kernel recorder is not
+    /// pinned); once its model says the window closed, the index — also when `bulwark deliver`
+    /// builds it from the files — allows everything and records nothing.
+    @Test func aCompletedRecordingIsAlwaysAllowInTheIndex() throws {
+        let dir = NSTemporaryDirectory() + "bw-idx-models-\(UUID().uuidString.prefix(6))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = NodeConfig()
+        config.enforcers = [.seccomp]
+        config.bpfPinPath = "/nonexistent/bulwark"
+        config.modelDirectory = dir
+        let policies = PolicyParser.parse(
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorClusterPolicy
+            metadata: {name: learn}
+            spec:
+              target: {kind: Container, selector: {matchLabels: {app: x}}}
+              policy: {enforcer: Seccomp, mode: BehaviorModeling, modelingOptions: {duration: 5}}
+            """, file: "l.yaml"
+        ).policies
+        func entry() throws -> StartIndex.Entry {
+            try #require(
+                StartIndexPublisher.build(
+                    config: config, configPath: "/x.yaml", stamps: [], policies: policies, rejected: []
+                ).entries.first)
+        }
+        let recording = try entry()
+        #expect(recording.recording)
+        #expect(recording.seccompProfile?.object?["defaultAction"] == .string("SCMP_ACT_LOG"))
+        var model = BehaviorModel(name: "varmor-cluster-varmor-learn")
+        RecordingWindow(started: 1, completed: 2).store(in: &model)
+        try ModelStore(directory: dir).save(model)
+        let done = try entry()
+        #expect(!done.recording)
+        #expect(done.seccompProfile?.object?["defaultAction"] == .string("SCMP_ACT_ALLOW"))
     }
 
     @Test func theIndexHoldsStandalonePoliciesAndRoundTrips() throws {
