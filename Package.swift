@@ -163,6 +163,8 @@ let package = Package(
         .executableTarget(
             name: "bulwark-bench-bpf", dependencies: ["BulwarkBPF", "BulwarkProfiles", "BulwarkPolicy"]),
         .executableTarget(
+            name: "bulwark-bench-model", dependencies: ["BulwarkBPF", "BulwarkBPFMaps", "BulwarkModel", "BulwarkOCI"]),
+        .executableTarget(
             name: "bulwark-bench-nri",
             dependencies: ["BulwarkNRI", "BulwarkNRIPlugin", "BulwarkPolicy", "BulwarkSystem", "NRITestPeer", logging]),
         .executableTarget(
