@@ -52,7 +52,7 @@ public final class Modeler: Sendable {
     /// BPF audit records (files, executions, capabilities, network, ptrace, mounts — §7.3).
     func observe(_ event: ViolationEvent) -> Bool {
         let profile = event.container.profileName
-        guard !profile.isEmpty, store.recordingWindows[profile] != nil, let body = event.event.object else {
+        guard !profile.isEmpty, store.isRecording(profile), let body = event.event.object else {
             return false
         }
         state.withLock { s in
@@ -99,7 +99,7 @@ public final class Modeler: Sendable {
         if due {
             harvest(now: now)
             // namespaces whose container is gone, or whose profile's window closed: recorded for good
-            let byHash = Dictionary(windows.keys.map { (FNV1a.hash($0.utf8), $0) }, uniquingKeysWith: { a, _ in a })
+            let byHash = Self.byHash(windows.keys)
             for ns in tracker.recordedNamespaces {
                 let profile =
                     state.withLock { $0.recorded[ns] } ?? tracker.syscalls(namespace: ns).flatMap { byHash[$0.profile] }
@@ -130,8 +130,7 @@ public final class Modeler: Sendable {
         }
         let tracker = state.withLock { $0.tracker }
         // the hook adds a container with its profile's hash, before this agent may have seen it
-        let byHash = Dictionary(
-            store.recordingWindows.keys.map { (FNV1a.hash($0.utf8), $0) }, uniquingKeysWith: { a, _ in a })
+        let byHash = Self.byHash(store.recordingWindows.keys)
         for ns in tracker?.recordedNamespaces ?? [] {
             guard let (numbers, beyond, hash) = tracker?.syscalls(namespace: ns),
                 let profile = state.withLock({ $0.recorded[ns] }) ?? byHash[hash]
@@ -169,6 +168,11 @@ public final class Modeler: Sendable {
                     "cannot update the behaviour model", metadata: ["profile": "\(profile)", "error": "\(error)"])
             }
         }
+    }
+
+    /// Profiles by the FNV-1a 64 of their name, as the hook tags a recorded namespace.
+    static func byHash(_ profiles: some Sequence<String>) -> [UInt64: String] {
+        Dictionary(profiles.map { (FNV1a.hash($0.utf8), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// The modeler's loop (a quarter second per round: a container's namespace is recorded within

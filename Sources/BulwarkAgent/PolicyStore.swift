@@ -187,6 +187,7 @@ public final class PolicyStore: Sendable {
         s.lastReload = Date().timeIntervalSince1970
         let final = s
         state.withLock { $0 = final }
+        recordingAny.store(!final.recording.isEmpty, ordering: .relaxed)
         if let configPath, let stamps {
             let rejectedFiles = s.files.values.filter { !$0.valid }.map(\.path).sorted()
             let index = StartIndexPublisher.build(
@@ -207,6 +208,15 @@ public final class PolicyStore: Sendable {
 
     /// Profiles being recorded (behaviour modeling) → when their window closes.
     public var recordingWindows: [String: Double] { state.withLock { $0.recording } }
+
+    /// True while some profile is being modeled (one atomic load: read for every event).
+    public var isRecording: Bool { recordingAny.load(ordering: .relaxed) }
+    private let recordingAny = Atomic<Bool>(false)
+
+    /// Whether `profile` is being modeled, without copying the windows.
+    public func isRecording(_ profile: String) -> Bool {
+        isRecording && state.withLock { $0.recording[profile] != nil }
+    }
 
     enum Recording {
         case open(until: Double)

@@ -33,7 +33,9 @@ public enum StartIndexPublisher {
             let profile = ProfileNaming.profileName(for: policy, clusterNamespace: config.clusterProfileNamespace)
             // a completed recording: the profile allows everything (as the agent delivers it), also
             // when `bulwark deliver` builds this index from the files
-            let p = models.modelingCompleted(profile) ? policy.afterModeling : policy
+            let p =
+                policy.spec.policy.mode == .behaviorModeling && models.modelingCompleted(profile)
+                ? policy.afterModeling : policy
             var model: BehaviorModel?
             var unavailable: String?
             if p.spec.policy.defenseInDepth?.needsModel == true {
