@@ -79,7 +79,8 @@ public struct SpecPatcher: Sendable {
             }
             notes.append("not confined as \(entry.policy) asks: \(problem) (failure policy Ignore)")
         }
-        if entry.seccomp && !(entry.unavailable != nil && entry.seccompProfile == nil) {
+        // (an unavailable profile with failure policy Ignore has no filter: nothing to merge)
+        if entry.seccomp && (entry.seccompProfile != nil || entry.unavailable == nil) {
             // an entry that asks for seccomp without a filter is not half-applied
             guard let filter = entry.seccompProfile else {
                 throw Refusal(description: "the start index has no seccomp profile for \(entry.policy)")

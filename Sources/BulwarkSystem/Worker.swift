@@ -6,8 +6,9 @@ import Synchronization
 
 /// A loop on its own thread (the kernel interfaces here are blocking or poll-based), stopped by a
 /// flag it checks at least every 200 ms. Waits on a POSIX semaphore, not Dispatch: this module is
-/// linked into the start-path executables (the hook, the runtime wrapper), and linking Dispatch
-/// runs its initialiser in every one of their starts.
+/// linked into the start-path executables (the hook, the runtime wrapper), which need no Dispatch of
+/// their own (measured: no difference in the hook's start time — Swift's concurrency runtime links
+/// libdispatch anyway; the semaphore is simply all this needs).
 public final class Worker: Sendable {
     let name: String
     private let stopFlag = Atomic<Bool>(false)
