@@ -19,6 +19,12 @@
  * address) is checked like connect; capability rules apply to fully privileged tasks too;
  * paths are rebuilt without a component limit (d_path, or a bpf_loop walk); verdicts are the
  * union of all matching rules.
+ *
+ * Allow-list profiles (DefenseInDepth, which vArmor's BPF enforcer lacks): in the classes the
+ * profile names (`allowlist`, BULWARK_ALLOW_*), a requested permission that no allow entry grants
+ * is refused and recorded (DENIED), or in observation mode let through and recorded (ALLOWED).
+ * The allow entries live in the same tables as deny rules (a third mask of the same verdict), so
+ * matching stays one lookup per table; deny and audit rules apply first.
  */
 #include "kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -146,6 +152,7 @@ struct scratch {
 	u8 key_pad[8]; /* the last 8-byte store of a reversed key may run one byte past it */
 	u64 pfx_compound[BULWARK_COMPOUND_WORDS];
 	u64 sfx_compound[BULWARK_COMPOUND_WORDS];
+	struct bulwark_verdict path_out; /* bw_path_verdict's answer */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -273,20 +280,27 @@ static __always_inline void event_submit(struct bulwark_event *e)
 	count(BULWARK_COUNTER_EVENTS);
 }
 
-/* What happens to an operation that requests `requested`, given the verdict of the rules.
- * Returns the action to record (0 = none) and sets *deny. */
-static __always_inline u32 decide(struct subject *s, struct bulwark_verdict v, u32 requested, bool *deny)
+/* What happens to an operation of class `cls` (BULWARK_ALLOW_*) that requests `requested`, given
+ * the verdict of the rules. Returns the action to record (0 = none) and sets *deny. */
+static __always_inline u32 decide(struct subject *s, struct bulwark_verdict v, u32 requested, u32 cls, bool *deny)
 {
 	*deny = false;
-	if (s->profile->mode == BULWARK_PROFILE_COMPLAIN)
+	struct bulwark_profile *p = s->profile;
+	if (p->mode == BULWARK_PROFILE_COMPLAIN)
 		return BULWARK_ACTION_ALLOWED;
-	if (s->profile->mode != BULWARK_PROFILE_ENFORCE)
+	if (p->mode != BULWARK_PROFILE_ENFORCE)
 		return 0;
-	*deny = (v.deny & requested) != 0;
+	bool outside = (p->allowlist & cls) && (requested & ~v.allow) != 0;
+	bool observe = (p->allowlist & BULWARK_ALLOW_OBSERVE) != 0;
+	if (outside)
+		count(BULWARK_COUNTER_OUTSIDE);
+	*deny = (v.deny & requested) != 0 || (outside && !observe);
 	if (*deny)
 		count(BULWARK_COUNTER_DENIALS);
 	if (v.audit & requested)
 		return *deny ? BULWARK_ACTION_DENIED : BULWARK_ACTION_AUDIT;
+	if (outside) /* what an allow-list refuses (or would) is always recorded */
+		return *deny ? BULWARK_ACTION_DENIED : BULWARK_ACTION_ALLOWED;
 	return 0;
 }
 
@@ -418,22 +432,19 @@ static long compound_word(u32 w, struct compound_ctx *c)
 	if (!s || w >= BULWARK_COMPOUND_WORDS)
 		return 1;
 	u64 bits = s->pfx_compound[w] & s->sfx_compound[w];
-	for (int i = 0; i < 64 && bits; i++) {
-		u64 low = bits & -bits;
-		bits &= bits - 1;
-		u32 bit = 0;
-		/* index of the lowest set bit (BPF has no ctz) */
-		if (low & 0xffffffff00000000ULL) bit += 32;
-		if (low & 0xffff0000ffff0000ULL) bit += 16;
-		if (low & 0xff00ff00ff00ff00ULL) bit += 8;
-		if (low & 0xf0f0f0f0f0f0f0f0ULL) bit += 4;
-		if (low & 0xccccccccccccccccULL) bit += 2;
-		if (low & 0xaaaaaaaaaaaaaaaaULL) bit += 1;
-		struct bulwark_compound_key k = { .profile = c->tables, .kind = c->kind, .index = (u16)(w * 64 + bit) };
+	if (!bits)
+		return 0;
+	/* bit by bit: one test per bit keeps the verifier's states few (a lowest-set-bit
+	 * search multiplied them past its limit once verdicts grew an allow mask) */
+	for (int i = 0; i < 64; i++) {
+		if (!((bits >> i) & 1))
+			continue;
+		struct bulwark_compound_key k = { .profile = c->tables, .kind = c->kind, .index = (u16)(w * 64 + i) };
 		struct bulwark_verdict *v = bpf_map_lookup_elem(&bw_compound, &k);
 		if (v) {
 			c->v.deny |= v->deny;
 			c->v.audit |= v->audit;
+			c->v.allow |= v->allow;
 		}
 	}
 	return 0;
@@ -487,6 +498,7 @@ static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len,
 		if (pv) {
 			acc->deny |= pv->verdict.deny;
 			acc->audit |= pv->verdict.audit;
+			acc->allow |= pv->verdict.allow;
 			for (int i = 0; i < BULWARK_COMPOUND_WORDS; i++) {
 				s->pfx_compound[i] = pv->compound[i];
 				if (pv->compound[i])
@@ -511,6 +523,7 @@ static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len,
 		return;
 	acc->deny |= sv->verdict.deny;
 	acc->audit |= sv->verdict.audit;
+	acc->allow |= sv->verdict.allow;
 	if (!any_pfx)
 		return;
 	bool any = false;
@@ -525,16 +538,20 @@ static __always_inline void path_lookup(u32 tables, u8 kind, u32 start, u32 len,
 	bpf_loop(BULWARK_COMPOUND_WORDS, (void *)compound_word, &c, 0);
 	acc->deny |= c.v.deny;
 	acc->audit |= c.v.audit;
+	acc->allow |= c.v.allow;
 }
 
 /* Verdict of the full-path kind and the basename kind for the path [start, start+len), looking
- * only at the tables the profile has (`path_tables`). A global function (verified once);
- * returns deny << 32 | audit. */
-__attribute__((noinline)) u64 bw_path_verdict(u32 tables, u32 exec, u32 start, u32 len, u32 path_tables)
+ * only at the tables the profile has (`path_tables`). A global function (verified once); the
+ * verdict goes to the scratch space's `path_out` (returns 0, or -1 when there is none). */
+__attribute__((noinline)) int bw_path_verdict(u32 tables, u32 exec, u32 start, u32 len, u32 path_tables)
 {
 	struct bulwark_verdict v = {};
 	struct scratch *s = scratch();
-	if (!s || start >= PATH_SPACE || len >= PATH_SPACE)
+	if (!s)
+		return -1;
+	s->path_out = v;
+	if (start >= PATH_SPACE || len >= PATH_SPACE)
 		return 0;
 	u32 kind = exec ? BULWARK_PATH_KIND_EXEC : BULWARK_PATH_KIND_FILE;
 	u32 name_kind = exec ? BULWARK_PATH_KIND_EXEC_NAME : BULWARK_PATH_KIND_FILE_NAME;
@@ -542,8 +559,10 @@ __attribute__((noinline)) u64 bw_path_verdict(u32 tables, u32 exec, u32 start, u
 	if (which)
 		path_lookup(tables, kind, start, len, which, &v);
 	which = (path_tables >> (2 * name_kind)) & 3;
-	if (!which)
-		return ((u64)v.deny << 32) | v.audit;
+	if (!which) {
+		s->path_out = v;
+		return 0;
+	}
 	/* basename: after the last '/' (names are at most 255 bytes) */
 	u32 end = start + len;
 	u32 pos = end;
@@ -553,7 +572,8 @@ __attribute__((noinline)) u64 bw_path_verdict(u32 tables, u32 exec, u32 start, u
 		pos--;
 	}
 	path_lookup(tables, name_kind, pos, end - pos, which, &v);
-	return ((u64)v.deny << 32) | v.audit;
+	s->path_out = v;
+	return 0;
 }
 
 static __always_inline bool has_path_tables(struct bulwark_profile *p, bool exec)
@@ -564,8 +584,12 @@ static __always_inline bool has_path_tables(struct bulwark_profile *p, bool exec
 
 static __always_inline struct bulwark_verdict path_verdict(struct bulwark_profile *p, bool exec, struct span *sp)
 {
-	u64 r = bw_path_verdict(p->tables, exec, sp->start, sp->len, p->path_tables);
-	struct bulwark_verdict v = { .deny = (u32)(r >> 32), .audit = (u32)r };
+	struct bulwark_verdict v = {};
+	if (bw_path_verdict(p->tables, exec, sp->start, sp->len, p->path_tables))
+		return v;
+	struct scratch *s = scratch();
+	if (s)
+		v = s->path_out;
 	return v;
 }
 
@@ -586,7 +610,7 @@ static __always_inline int check_path(struct subject *s, struct span *sp, bool e
 {
 	struct bulwark_verdict v = path_verdict(s->profile, exec, sp);
 	bool deny;
-	u32 action = decide(s, v, requested, &deny);
+	u32 action = decide(s, v, requested, exec ? BULWARK_ALLOW_EXEC : BULWARK_ALLOW_FILE, &deny);
 	if (action) {
 		struct bulwark_event *e = event_begin(action, type, s, requested);
 		if (e) {
@@ -610,7 +634,8 @@ int BPF_PROG(bw_file_open, struct file *file, int ret)
 	struct subject s;
 	if (current_subject(exec, &s))
 		return 0;
-	if (s.profile->mode == BULWARK_PROFILE_ENFORCE && !has_path_tables(s.profile, exec))
+	if (s.profile->mode == BULWARK_PROFILE_ENFORCE && !has_path_tables(s.profile, exec) &&
+	    !(s.profile->allowlist & (exec ? BULWARK_ALLOW_EXEC : BULWARK_ALLOW_FILE)))
 		return 0; /* nothing to match, nothing to record */
 	struct span sp;
 	if (dpath(&file->f_path, &sp)) {
@@ -711,10 +736,11 @@ int BPF_PROG(bw_socket_create, struct socket *sock, int family, int type, int pr
 		if (r) {
 			v.deny |= r->deny;
 			v.audit |= r->audit;
+			v.allow |= r->allow;
 		}
 	}
 	bool deny;
-	u32 action = decide(&s, v, 1, &deny);
+	u32 action = decide(&s, v, 1, BULWARK_ALLOW_NETWORK, &deny);
 	if (action) {
 		struct bulwark_event *e = event_begin(action, BULWARK_EVENT_NETWORK, &s, BULWARK_NET_SOCKET);
 		if (e) {
@@ -815,9 +841,10 @@ static __always_inline int check_address(struct subject *s, void *addr, u32 sub,
 	struct bulwark_verdict v = {
 		.deny = (mode & BULWARK_RULE_DENY) ? 1 : 0,
 		.audit = (mode & BULWARK_RULE_AUDIT) ? 1 : 0,
+		.allow = (mode & BULWARK_RULE_ALLOW) ? 1 : 0,
 	};
 	bool deny;
-	u32 action = decide(s, v, 1, &deny);
+	u32 action = decide(s, v, 1, BULWARK_ALLOW_NETWORK, &deny);
 	if (action) {
 		struct bulwark_event *e = event_begin(action, BULWARK_EVENT_NETWORK, s, sub);
 		if (e) {
@@ -878,9 +905,10 @@ int BPF_PROG(bw_capable, const struct cred *cred, struct user_namespace *ns, int
 	struct bulwark_verdict v = {
 		.deny = (s.profile->cap_deny & bit) ? 1 : 0,
 		.audit = (s.profile->cap_audit & bit) ? 1 : 0,
+		.allow = (s.profile->cap_allow & bit) ? 1 : 0,
 	};
 	bool deny;
-	u32 action = decide(&s, v, 1, &deny);
+	u32 action = decide(&s, v, 1, BULWARK_ALLOW_CAPABILITY, &deny);
 	if (action && !(opts & CAP_OPT_NOAUDIT)) {
 		struct bulwark_event *e = event_begin(action, BULWARK_EVENT_CAPABILITY, &s, cap);
 		if (e)
@@ -895,9 +923,10 @@ static __always_inline int ptrace_side(struct subject *s, u32 perm, bool externa
 	struct bulwark_verdict v = {
 		.deny = (p->ptrace_deny_strict | (external ? p->ptrace_deny_cross : 0)) & perm,
 		.audit = (p->ptrace_audit_strict | (external ? p->ptrace_audit_cross : 0)) & perm,
+		.allow = (p->ptrace_allow_any | (external ? 0 : p->ptrace_allow_inner)) & perm,
 	};
 	bool deny;
-	u32 action = decide(s, v, perm, &deny);
+	u32 action = decide(s, v, perm, BULWARK_ALLOW_PTRACE, &deny);
 	if (action) {
 		struct bulwark_event *e = event_begin(action, BULWARK_EVENT_PTRACE, s, perm);
 		if (e) {
@@ -1027,9 +1056,10 @@ static __always_inline int check_mount(struct subject *s, u32 flags, u32 src_len
 	struct bulwark_verdict v = {
 		.deny = (c.mode & BULWARK_RULE_DENY) ? 1 : 0,
 		.audit = (c.mode & BULWARK_RULE_AUDIT) ? 1 : 0,
+		.allow = (c.mode & BULWARK_RULE_ALLOW) ? 1 : 0,
 	};
 	bool deny;
-	u32 action = decide(s, v, 1, &deny);
+	u32 action = decide(s, v, 1, BULWARK_ALLOW_MOUNT, &deny);
 	if (action) {
 		struct bulwark_event *e = event_begin(action, BULWARK_EVENT_MOUNT, s, flags);
 		if (e) {

@@ -117,11 +117,14 @@ enum LibBPFLog {
         current = sink
         let previous = libbpf_set_print { level, fmt, args in
             guard let fmt, let args, let sink = LibBPFLog.current else { return 0 }
-            var buf = [CChar](repeating: 0, count: 2048)
+            // the verifier's log is one message: whole with BULWARK_LIBBPF_LOG, else its start
+            var buf = [CChar](repeating: 0, count: getenv("BULWARK_LIBBPF_LOG") != nil ? 16 << 20 : 2048)
             let n = vsnprintf(&buf, buf.count, fmt, args)
             let line = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             if level != LIBBPF_DEBUG, !line.isEmpty { sink.lines.append(line) }
+            // BULWARK_LIBBPF_LOG=1: libbpf's messages (the verifier's log of a refused program) on stderr
+            if getenv("BULWARK_LIBBPF_LOG") != nil { FileHandle.standardError.write(Data((line + "\n").utf8)) }
             return n
         }
         defer {

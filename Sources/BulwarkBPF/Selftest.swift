@@ -5,7 +5,8 @@ import CBulwarkABI
 import Foundation
 
 /// `bulwark selftest`: on the running kernel, proves deny, audit and complain for every rule
-/// type with real throwaway mount namespaces, real profiles compiled from vArmor YAML, and the
+/// type — and for allow-lists (DefenseInDepth): refused outside, recorded in observation mode —
+/// with real throwaway mount namespaces, real profiles compiled from vArmor YAML, and the
 /// loaded programs. Each case spawns a probe (`unshare --mount` + the probe executable), binds
 /// its namespace, asks it to perform one act, and checks both the act's errno and the ring-buffer
 /// event.
@@ -26,6 +27,10 @@ public struct Selftest {
         /// errnos that mean "refused" (the hook returns -EPERM; /proc reports a refused ptrace
         /// check as EACCES).
         public var refusal: Set<Int32> = [EPERM]
+        /// An allow-list case: `rules` are the allow entries (`[Q]` = allow) of a DefenseInDepth
+        /// profile and `act` lies outside them (deny: refused, audit: observation mode, let through
+        /// and recorded ALLOWED) — or, `negative`, inside them (neither refused nor recorded).
+        public var allowList = false
     }
 
     public struct Result: Sendable {
@@ -112,6 +117,34 @@ public struct Selftest {
             act: ["umount", "{dir}/mnt"], event: .mount, setup: [["mount", "{dir}/mnt"]]),
         Case(
             name: "capability (root, full set)", rules: "", act: ["chown", "{dir}/plain", "1"], event: .capability),
+        // allow-lists: the same hooks, refusing what no entry allows
+        Case(
+            name: "allow-list: file outside", rules: files("{dir}/plain", "read"), act: ["read", "{dir}/secret"],
+            event: .file, allowList: true),
+        Case(
+            name: "allow-list: file inside", rules: files("{dir}/sub/**", "read"),
+            act: ["read", "{dir}/sub/deep/file"],
+            event: .file, negative: true, allowList: true),
+        Case(
+            name: "allow-list: exec outside", rules: processes("{dir}/sub/**"), act: ["exec", "{dir}/denied-bin"],
+            event: .exec, allowList: true),
+        Case(
+            name: "allow-list: connect outside",
+            rules: "        network:\n          sockets:\n          - {qualifiers: [Q], domains: [inet]}\n"
+                + "          egress:\n            toDestinations:\n            - {qualifiers: [Q], ip: 127.0.0.2}",
+            act: ["connect", "127.0.0.1", "9"], event: .network, allowList: true),
+        Case(
+            name: "allow-list: capability outside", rules: files("{dir}/plain", "read"),
+            act: ["chown", "{dir}/plain", "1"], event: .capability, allowList: true),
+        Case(
+            name: "allow-list: ptrace outside",
+            rules: files("/proc/**", "read")
+                + "\n        ptrace: {qualifiers: [Q], strictMode: true, permissions: [trace]}",
+            act: ["read", "/proc/{host}/environ"], event: .ptrace, refusal: [EPERM, EACCES], allowList: true),
+        Case(
+            name: "allow-list: mount outside",
+            rules: "        mounts:\n        - {qualifiers: [Q], sourcePattern: /nowhere, fstype: proc, flags: [all]}",
+            act: ["mount", "{dir}/mnt"], event: .mount, allowList: true),
     ]
 
     static func files(_ pattern: String, _ perm: String) -> String {
@@ -125,11 +158,24 @@ public struct Selftest {
     }
 
     /// The vArmor `spec.policy` for a case in a mode.
-    static func policyYAML(_ c: Case, _ mode: Mode, dir: String) -> String {
+    public static func policyYAML(_ c: Case, _ mode: Mode, dir: String) -> String {
         var body: String
         switch mode {
         case .complain:
             body = "    mode: BehaviorModeling\n    modelingOptions: {duration: 1}"
+        case .deny where c.allowList, .audit where c.allowList:
+            let rules = c.rules.replacingOccurrences(of: "[Q]", with: "[allow]")
+                .replacingOccurrences(of: "{dir}", with: dir).split(separator: "\n").map { "  " + $0 }
+                .joined(separator: "\n")
+            body = """
+                    mode: DefenseInDepth
+                    defenseInDepth:
+                      allowViolations: \(mode == .audit)
+                      bpf:
+                        profileType: Custom
+                        bpfRawRules:
+                """
+            body += "\n" + rules
         case .deny, .audit:
             let q = mode == .deny ? "deny, audit" : "audit"
             var rules = c.rules.replacingOccurrences(of: "[Q]", with: "[\(q)]")
@@ -176,7 +222,7 @@ public struct Selftest {
         guard parsed.isValid, let policy = parsed.policies.first else {
             throw EnforcerError("selftest policy does not validate: \(parsed.errors.map(\.description))")
         }
-        let profile = BPFCompiler().compile(policy, profileName: profileName)
+        let profile = try BPFCompiler().compile(policy, profileName: profileName)
         try enforcer.apply(profile)
         defer { try? enforcer.remove(profile: profileName) }
 
@@ -213,7 +259,7 @@ public struct Selftest {
         } else {
             switch mode {
             case .deny: passed = refused && action == .denied
-            case .audit: passed = !refused && action == .audit
+            case .audit: passed = !refused && action == (c.allowList ? .allowed : .audit)
             case .complain: passed = !refused && action == .allowed
             }
         }

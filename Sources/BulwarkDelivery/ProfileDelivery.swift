@@ -93,16 +93,25 @@ public struct ProfileDelivery: Sendable {
             if !e.isLoaded {
                 st.bpf = "unavailable: the BPF enforcer is not loaded"
             } else {
-                do {
-                    let r = try e.apply(compileBPF(policy, profile: name))
-                    st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
-                    if !r.skipped.isEmpty {
-                        logger.warning(
-                            "BPF rules skipped", metadata: ["profile": "\(name)", "skipped": "\(r.skipped)"])
+                do throws(ProfileUnavailable) {
+                    if let modelProblem { throw ProfileUnavailable(modelProblem) }
+                    let profile = try compileBPF(policy, profile: name, model: model)
+                    do {
+                        let r = try e.apply(profile)
+                        st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
+                        if !r.skipped.isEmpty {
+                            logger.warning(
+                                "BPF rules skipped", metadata: ["profile": "\(name)", "skipped": "\(r.skipped)"])
+                        }
+                    } catch {
+                        st.bpf = "failed: \(error.message); the previous version stays in force"
+                        logger.error("BPF profile not loaded", metadata: ["profile": "\(name)", "error": "\(error)"])
                     }
                 } catch {
-                    st.bpf = "failed: \(error.message); the previous version stays in force"
-                    logger.error("BPF profile not loaded", metadata: ["profile": "\(name)", "error": "\(error)"])
+                    // new containers of the policy are refused (start index, NRI); containers
+                    // bound to an earlier version keep it
+                    st.bpf = "failed: \(error)"
+                    logger.error("BPF profile unavailable", metadata: ["profile": "\(name)", "error": "\(error)"])
                 }
             }
         }
@@ -114,9 +123,12 @@ public struct ProfileDelivery: Sendable {
         return st
     }
 
-    /// The BPF profile as every caller compiles it (the node's disk devices included).
-    public func compileBPF(_ policy: Policy, profile name: String) -> BPFProfile {
-        BPFCompiler(diskDevices: facts.diskDevices).compile(policy, profileName: name)
+    /// The BPF profile as every caller compiles it (the node's disk devices included); `model`: the
+    /// profile's behaviour model, when the policy's allow-list is made from it.
+    public func compileBPF(_ policy: Policy, profile name: String, model: BehaviorModel?) throws(ProfileUnavailable)
+        -> BPFProfile
+    {
+        try BPFCompiler(diskDevices: facts.diskDevices, model: model).compile(policy, profileName: name)
     }
 
     /// Loads `policy`'s BPF profile unless the enforcer already has one named `name` (the NRI
@@ -127,8 +139,15 @@ public struct ProfileDelivery: Sendable {
         guard e.isLoaded else { return "the BPF enforcer is not loaded" }
         if (try? e.profileID(named: name)) ?? nil != nil { return nil }
         guard let policy else { return "no BPF profile named \(name) is loaded" }
+        let profile: BPFProfile
         do {
-            _ = try e.apply(compileBPF(policy, profile: name))
+            let model = policy.spec.policy.defenseInDepth?.needsModel == true ? try modelStore.load(name) : nil
+            profile = try compileBPF(policy, profile: name, model: model)
+        } catch {
+            return "\(error)"
+        }
+        do {
+            _ = try e.apply(profile)
             return nil
         } catch {
             return error.message

@@ -1,11 +1,13 @@
 import Foundation
 
-/// Reads `enhanceProtect.bpfRawRules` (vArmor §1.4).
+/// Reads `enhanceProtect.bpfRawRules` (vArmor §1.4) and `defenseInDepth.bpf.bpfRawRules`.
 struct BPFRawRulesReader {
     let value: YValue
     /// The mode of a rule written without `qualifiers` (vArmor 0.8, before the field existed):
     /// the policy's auditViolations/allowViolations.
     let legacyQualifiers: Qualifiers
+    /// `allow` is a qualifier (allow-list entries: DefenseInDepth only).
+    let allowQualifier: Bool
 
     func read() -> BPFRawRules {
         var rules = BPFRawRules()
@@ -59,8 +61,19 @@ struct BPFRawRulesReader {
             switch s.lowercased() {
             case "deny": q.insert(.deny)
             case "audit": q.insert(.audit)
-            default: item.error("unknown qualifier \"\(s)\"", hint: "use `deny` and/or `audit`")
+            case "allow" where allowQualifier: q.insert(.allow)
+            case "allow":
+                item.error(
+                    "qualifier `allow` adds to an allow-list: it applies in defenseInDepth.bpf.bpfRawRules only",
+                    hint: "use `deny` and/or `audit`")
+            default:
+                item.error(
+                    "unknown qualifier \"\(s)\"",
+                    hint: allowQualifier ? "use `allow`, `deny` and/or `audit`" : "use `deny` and/or `audit`")
             }
+        }
+        if q.contains(.allow) && q.contains(.deny) {
+            qv.error("a rule cannot both allow and deny", hint: "write two rules, or drop one qualifier")
         }
         if qv.sequence()?.isEmpty == true {
             qv.warning("no qualifiers: the rule neither denies nor logs", hint: "add `deny`, `audit` or both")
@@ -70,8 +83,11 @@ struct BPFRawRulesReader {
 
     static func text(_ q: Qualifiers) -> String {
         "["
-            + [q.contains(.audit) ? "audit" : nil, q.contains(.deny) ? "deny" : nil].compactMap { $0 }.joined(
-                separator: ", ") + "]"
+            + [
+                q.contains(.allow) ? "allow" : nil, q.contains(.audit) ? "audit" : nil,
+                q.contains(.deny) ? "deny" : nil,
+            ]
+            .compactMap { $0 }.joined(separator: ", ") + "]"
     }
 
     func readFileRule(_ item: YValue, processes: Bool) -> FileRule? {

@@ -120,6 +120,8 @@ public struct Qualifiers: OptionSet, Sendable, Hashable, Codable {
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let deny = Qualifiers(rawValue: 0x1)
     public static let audit = Qualifiers(rawValue: 0x2)
+    /// An allow-list entry (`defenseInDepth.bpf.bpfRawRules` only; Bulwark's, not vArmor's).
+    public static let allow = Qualifiers(rawValue: 0x4)
 }
 
 /// A built-in rule as written in the policy, resolved to its catalogue id.
@@ -167,6 +169,15 @@ public struct BPFRawRules: Sendable, Equatable {
     public var isEmpty: Bool {
         files.isEmpty && processes.isEmpty && sockets.isEmpty && destinations.isEmpty && services.isEmpty
             && pods.isEmpty && ptrace == nil && mounts.isEmpty
+    }
+
+    /// Some rule is an allow-list entry.
+    public var hasAllowEntries: Bool {
+        let q: [Qualifiers] =
+            files.map(\.qualifiers) + processes.map(\.qualifiers) + sockets.map(\.qualifiers)
+            + destinations.map(\.qualifiers) + services.map(\.qualifiers) + pods.map(\.qualifiers)
+            + (ptrace.map { [$0.qualifiers] } ?? []) + mounts.map(\.qualifiers)
+        return q.contains { $0.contains(.allow) }
     }
 }
 
@@ -289,10 +300,20 @@ public struct DefenseInDepth: Sendable, Equatable {
         public var source: Source<LinuxSeccomp>
         public var syscallRawRules: [LinuxSyscall]
     }
+    /// `defenseInDepth.bpf` (Bulwark's; vArmor's BPF enforcer has no allow-list): the allow-list is
+    /// the behaviour model's BPF data (`BehaviorModel`) or only the raw rules' `allow` entries
+    /// (`Custom`); `bpfRawRules` add allow entries, and deny/audit rules that take precedence.
+    public struct BPF: Sendable, Equatable {
+        public var source: Source<BPFRawRules>
+        public var rawRules: BPFRawRules
+    }
     public var appArmor: AppArmor?
     public var seccomp: Seccomp?
+    public var bpf: BPF?
     public var allowViolations: Bool
 
     /// An enforcer's allow-list comes from the behaviour model.
-    public var needsModel: Bool { appArmor?.source == .behaviorModel || seccomp?.source == .behaviorModel }
+    public var needsModel: Bool {
+        appArmor?.source == .behaviorModel || seccomp?.source == .behaviorModel || bpf?.source == .behaviorModel
+    }
 }

@@ -68,12 +68,7 @@ struct PolicyBodyReader {
             if didValue == nil {
                 value.error(
                     "mode DefenseInDepth requires `defenseInDepth`",
-                    hint: "add `defenseInDepth:` with appArmor/seccomp profiles")
-            }
-            if enforcers.contains(.bpf) {
-                enforcerValue?.error(
-                    "mode DefenseInDepth is not supported by the BPF enforcer",
-                    hint: "remove BPF from the enforcer, or use mode EnhanceProtect")
+                    hint: "add `defenseInDepth:` with appArmor/seccomp/bpf profiles")
             }
         case .alwaysAllow, .runtimeDefault:
             break
@@ -137,7 +132,7 @@ struct EnhanceProtectReader {
         if let raw = m.value("bpfRawRules") {
             var legacy: Qualifiers = ep.allowViolations ? [] : .deny
             if ep.auditViolations { legacy.insert(.audit) }
-            ep.bpfRawRules = BPFRawRulesReader(value: raw, legacyQualifiers: legacy).read()
+            ep.bpfRawRules = BPFRawRulesReader(value: raw, legacyQualifiers: legacy, allowQualifier: false).read()
             if !enforcers.contains(.bpf) && !ep.bpfRawRules.isEmpty {
                 raw.warning("ignored: the policy does not use the BPF enforcer")
             }
@@ -336,11 +331,12 @@ struct DefenseInDepthReader {
         var did = DefenseInDepth(allowViolations: false)
         let aaValue = m.value("appArmor")
         let scValue = m.value("seccomp")
+        let bpfValue = m.value("bpf")
         if let np = m.value("networkProxy") {
             np.error(PolicyBodyReader.notSupported, hint: "remove defenseInDepth.networkProxy")
         }
         did.allowViolations = m.value("allowViolations")?.bool() ?? false
-        m.finish(known: ["appArmor", "seccomp", "networkProxy", "allowViolations"])
+        m.finish(known: ["appArmor", "seccomp", "bpf", "networkProxy", "allowViolations"])
         if checkRequired && enforcers.contains(.appArmor) && aaValue == nil {
             value.error(
                 "enforcer AppArmor in mode DefenseInDepth requires `defenseInDepth.appArmor`",
@@ -350,6 +346,40 @@ struct DefenseInDepthReader {
             value.error(
                 "enforcer Seccomp in mode DefenseInDepth requires `defenseInDepth.seccomp`",
                 hint: "add `seccomp: {profileType: Custom, customProfile: ...}`")
+        }
+        if checkRequired && enforcers.contains(.bpf) && bpfValue == nil {
+            value.error(
+                "enforcer BPF in mode DefenseInDepth requires `defenseInDepth.bpf`",
+                hint: "add `bpf: {profileType: BehaviorModel}` (the allow-list from the behaviour model)")
+        }
+        if let bpfValue, let bm = bpfValue.mapping() {
+            let rawValue = bm.value("bpfRawRules")
+            let raw =
+                rawValue.map { BPFRawRulesReader(value: $0, legacyQualifiers: .deny, allowQualifier: true).read() }
+                ?? BPFRawRules()
+            if let tv = bm.required("profileType", hint: "set `profileType: BehaviorModel` or `Custom`"),
+                let t = tv.string()
+            {
+                switch t {
+                case "BehaviorModel": did.bpf = .init(source: .behaviorModel, rawRules: raw)
+                case "Custom":
+                    // the allow-list is the raw rules' `allow` entries
+                    if raw.hasAllowEntries {
+                        did.bpf = .init(source: .custom(raw), rawRules: raw)
+                    } else {
+                        tv.error(
+                            "profileType Custom for BPF takes its allow-list from bpfRawRules, and no rule there has `qualifiers: [allow]`: the container could do nothing",
+                            hint: "add allow rules to bpfRawRules, or use profileType BehaviorModel")
+                    }
+                default: tv.error("unknown profileType \"\(t)\"", hint: "use BehaviorModel or Custom")
+                }
+            }
+            if let c = bm.take("customProfile") {
+                c.error(
+                    "the BPF enforcer has no profile text: its allow-list is the behaviour model or the `allow` rules of bpfRawRules",
+                    hint: "remove customProfile; write allow entries as bpfRawRules with `qualifiers: [allow]`")
+            }
+            bm.finish(known: ["profileType", "bpfRawRules"])
         }
         if let aaValue, let am = aaValue.mapping() {
             let type = readProfileType(am, value: aaValue)

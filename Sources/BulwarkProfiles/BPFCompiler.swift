@@ -1,3 +1,4 @@
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 
@@ -35,18 +36,38 @@ public struct EgressInventory: Sendable {
 public struct BPFCompiler: Sendable {
     public var diskDevices: [String]
     public var inventory: EgressInventory
+    /// The behaviour model of the profile (DefenseInDepth with `bpf.profileType: BehaviorModel`).
+    public var model: BehaviorModel?
 
-    public init(diskDevices: [String] = [], inventory: EgressInventory = .none) {
+    public init(diskDevices: [String] = [], inventory: EgressInventory = .none, model: BehaviorModel? = nil) {
         self.diskDevices = diskDevices
         self.inventory = inventory
+        self.model = model
     }
 
-    public func compile(_ policy: Policy, profileName: String) -> BPFProfile {
+    /// Throws when the profile cannot be compiled on this node (a DefenseInDepth allow-list without
+    /// the behaviour model it is made from): nothing is delivered rather than an empty profile.
+    public func compile(_ policy: Policy, profileName: String) throws(ProfileUnavailable) -> BPFProfile {
         var b = Builder(profile: BPFProfile(name: profileName, mode: .enforce))
         let body = policy.spec.policy
         switch body.mode {
-        case .alwaysAllow, .defenseInDepth:
+        case .alwaysAllow:
             break
+        case .defenseInDepth:
+            guard let did = body.defenseInDepth, let bpf = did.bpf else {
+                throw ProfileUnavailable("\(profileName): mode DefenseInDepth without `defenseInDepth.bpf`")
+            }
+            // an allow-list: every class is refused unless an entry allows it; observation mode
+            // records instead (and raw deny rules only record)
+            b.profile.allowList = did.allowViolations ? [.all, .observe] : .all
+            b.observe = did.allowViolations
+            if bpf.source == .behaviorModel {
+                guard let model, model.name == profileName, let m = model.bpf, !m.isEmpty else {
+                    throw .noModel(profileName, "BPF")
+                }
+                ModelProfiles.addBPFAllowList(m, into: &b)
+            }
+            addRaw(bpf.rawRules, privileged: true, into: &b)
         case .behaviorModeling:
             b.profile.mode = .complain
         case .runtimeDefault:
@@ -162,6 +183,8 @@ public struct BPFCompiler: Sendable {
 /// Accumulates rules, then computes the table rows.
 struct Builder {
     var profile: BPFProfile
+    /// Observation mode: deny rules only record (allow-list profiles with `allowViolations`).
+    var observe = false
     private var egressRules: [(IPNetwork, [PortRange], Qualifiers)] = []
     private var podSelf: [(PortRange, Qualifiers)] = []
     private var socketModes: [SocketKey: UInt8] = [:]
@@ -192,15 +215,29 @@ struct Builder {
     }
 
     mutating func addPath(_ p: PathPattern, exec: Bool, verdict: BPFProfile.Verdict) {
-        profile.pathRules.append(.init(exec: exec, pattern: p, verdict: verdict))
+        var v = verdict
+        if observe {
+            v.audit |= v.deny
+            v.deny = 0
+        }
+        profile.pathRules.append(.init(exec: exec, pattern: p, verdict: v))
+    }
+
+    /// A rule's mode as this profile applies it (observation: deny only records).
+    func effective(_ mode: Qualifiers) -> Qualifiers {
+        guard observe, mode.contains(.deny) else { return mode }
+        return mode.subtracting(.deny).union(.audit)
     }
 
     mutating func addMount(_ source: String, _ fstype: String, _ flags: UInt32, _ reverse: UInt32, _ mode: Qualifiers) {
         profile.mounts.append(
-            .init(mode: mode.rawValue, source: source, fstype: fstype, flags: flags, reverseFlags: reverse))
+            .init(mode: effective(mode).rawValue, source: source, fstype: fstype, flags: flags, reverseFlags: reverse))
     }
 
     mutating func addPtrace(_ perms: PtracePermissions, strict: Bool, mode: Qualifiers) {
+        let mode = effective(mode)
+        // an allow entry allows whoever the peer is (`strictMode` narrows deny rules only)
+        if mode.contains(.allow) { profile.ptrace.allowAny |= perms.rawValue }
         if mode.contains(.deny) {
             if strict {
                 profile.ptrace.denyStrict |= perms.rawValue
@@ -221,6 +258,7 @@ struct Builder {
         let ds: [Int?] = domains.isEmpty ? [nil] : domains
         let ts: [Int?] = types.isEmpty ? [nil] : types
         let ps: [Int?] = protocols.isEmpty ? [nil] : protocols
+        let mode = effective(mode)
         for d in ds {
             for t in ts {
                 for p in ps { socketModes[SocketKey(family: d, type: t, proto: p), default: 0] |= mode.rawValue }
@@ -229,11 +267,11 @@ struct Builder {
     }
 
     mutating func addEgress(_ n: IPNetwork, ports: [PortRange], mode: Qualifiers) {
-        egressRules.append((n, ports.isEmpty ? [.all] : ports, mode))
+        egressRules.append((n, ports.isEmpty ? [.all] : ports, effective(mode)))
     }
 
     mutating func addPodSelf(_ ports: [PortRange], mode: Qualifiers) {
-        for r in ports.isEmpty ? [.all] : ports { podSelf.append((r, mode)) }
+        for r in ports.isEmpty ? [.all] : ports { podSelf.append((r, effective(mode))) }
     }
 
     func finish() -> BPFProfile {

@@ -1,29 +1,35 @@
 import BulwarkPolicy
+import CBulwarkABI
 
 /// The BPF enforcer's view of one profile: the rows of every kernel table (layout in
 /// `bulwark_abi.h`), computed by `BPFCompiler`. Codable for `bulwark policy compile --enforcer bpf`.
 public struct BPFProfile: Codable, Sendable, Equatable {
     public enum Mode: String, Codable, Sendable { case enforce, complain }
 
-    /// Rule modes as in the ABI: deny 0x1, audit 0x2.
+    /// Rule modes as in the ABI: deny 0x1, audit 0x2, allow 0x4.
     public struct Verdict: Codable, Sendable, Hashable {
         /// Permissions (file: BULWARK_PERM_*; socket: bit 0) denied.
         public var deny: UInt32 = 0
         /// Permissions that produce an event.
         public var audit: UInt32 = 0
-        public init(deny: UInt32 = 0, audit: UInt32 = 0) {
+        /// Permissions an allow-list grants (allow-list profiles only).
+        public var allow: UInt32 = 0
+        public init(deny: UInt32 = 0, audit: UInt32 = 0, allow: UInt32 = 0) {
             self.deny = deny
             self.audit = audit
+            self.allow = allow
         }
         public init(mode: Qualifiers, permissions: UInt32) {
             deny = mode.contains(.deny) ? permissions : 0
             audit = mode.contains(.audit) ? permissions : 0
+            allow = mode.contains(.allow) ? permissions : 0
         }
         public mutating func formUnion(_ o: Verdict) {
             deny |= o.deny
             audit |= o.audit
+            allow |= o.allow
         }
-        public var isEmpty: Bool { deny == 0 && audit == 0 }
+        public var isEmpty: Bool { deny == 0 && audit == 0 && allow == 0 }
     }
 
     /// `BULWARK_PATH_KIND_*`.
@@ -85,6 +91,24 @@ public struct BPFProfile: Codable, Sendable, Equatable {
         public var denyCross: UInt32 = 0
         public var auditStrict: UInt32 = 0
         public var auditCross: UInt32 = 0
+        /// Allow-list: permissions allowed whoever the peer is / only with a peer in the container.
+        public var allowAny: UInt32 = 0
+        public var allowInner: UInt32 = 0
+    }
+
+    /// `BULWARK_ALLOW_*`: the operation classes this profile refuses unless an allow entry
+    /// matches (DefenseInDepth), with `observe` recording instead of refusing.
+    public struct AllowList: OptionSet, Codable, Sendable, Hashable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let file = AllowList(rawValue: UInt32(BULWARK_ALLOW_FILE))
+        public static let exec = AllowList(rawValue: UInt32(BULWARK_ALLOW_EXEC))
+        public static let network = AllowList(rawValue: UInt32(BULWARK_ALLOW_NETWORK))
+        public static let capability = AllowList(rawValue: UInt32(BULWARK_ALLOW_CAPABILITY))
+        public static let ptrace = AllowList(rawValue: UInt32(BULWARK_ALLOW_PTRACE))
+        public static let mount = AllowList(rawValue: UInt32(BULWARK_ALLOW_MOUNT))
+        public static let all = AllowList(rawValue: UInt32(BULWARK_ALLOW_ALL))
+        public static let observe = AllowList(rawValue: UInt32(BULWARK_ALLOW_OBSERVE))
     }
 
     public struct Mount: Codable, Sendable, Equatable {
@@ -99,6 +123,8 @@ public struct BPFProfile: Codable, Sendable, Equatable {
     public var mode: Mode
     public var capabilityDeny: UInt64 = 0
     public var capabilityAudit: UInt64 = 0
+    public var capabilityAllow: UInt64 = 0
+    public var allowList: AllowList = []
     public var ptrace = Ptrace()
     public var prefixes: [PathEntry] = []
     public var suffixes: [PathEntry] = []

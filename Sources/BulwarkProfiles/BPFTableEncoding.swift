@@ -29,6 +29,7 @@ public enum BPFTableEncoding {
         var v = bulwark_path_value()
         v.verdict.deny = entry.verdict.deny
         v.verdict.audit = entry.verdict.audit
+        v.verdict.allow = entry.verdict.allow
         withUnsafeMutableBytes(of: &v.compound) { buf in
             let words = buf.bindMemory(to: UInt64.self)
             for i in entry.compound where i < Int(BULWARK_COMPOUND_MAX) { words[i / 64] |= 1 << UInt64(i % 64) }
@@ -49,6 +50,10 @@ public enum BPFTableEncoding {
         v.ptrace_deny_cross = p.ptrace.denyCross
         v.ptrace_audit_strict = p.ptrace.auditStrict
         v.ptrace_audit_cross = p.ptrace.auditCross
+        v.ptrace_allow_any = p.ptrace.allowAny
+        v.ptrace_allow_inner = p.ptrace.allowInner
+        v.cap_allow = bulwark_u64(p.capabilityAllow)
+        v.allowlist = p.allowList.rawValue
         v.pod_self_ranges_first = podSelfFirst
         v.pod_self_ranges_count = UInt32(p.podSelfRanges.count)
         v.mount_rules = UInt32(p.mounts.count)
@@ -124,6 +129,7 @@ extension BPFTableEncoding {
             var v = bulwark_verdict()
             v.deny = c.verdict.deny
             v.audit = c.verdict.audit
+            v.allow = c.verdict.allow
             out.compound.append(.init(key: bytes(of: k), value: bytes(of: v)))
         }
         let any = UInt16(BULWARK_SOCKET_ANY)
@@ -136,6 +142,7 @@ extension BPFTableEncoding {
             var v = bulwark_verdict()
             v.deny = s.mode & 1 != 0 ? 1 : 0
             v.audit = s.mode & 2 != 0 ? 1 : 0
+            v.allow = s.mode & 4 != 0 ? 1 : 0
             out.sockets.append(.init(key: bytes(of: k), value: bytes(of: v)))
         }
         for (entries, v6) in [(p.egress4, false), (p.egress6, true)] {

@@ -123,7 +123,9 @@ func profile(rules n: Int) -> BPFProfile {
         """
     let parsed = PolicyParser.inline(body, name: "bench")
     guard parsed.isValid else { fail("bench policy: \(parsed.errors)") }
-    return BPFCompiler().compile(parsed.policies[0], profileName: "bench-\(n)")
+    do { return try BPFCompiler().compile(parsed.policies[0], profileName: "bench-\(n)") } catch {
+        fail("bench policy: \(error)")
+    }
 }
 
 enum Config: CaseIterable, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkDelivery
 import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkSystem
@@ -148,7 +149,15 @@ struct ProfileApply: ParsableCommand {
         var applied = 0
         for (_, p) in policies where p.spec.policy.enforcers.contains(.bpf) {
             let name = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
-            let profile = BPFCompiler(diskDevices: devices).compile(p, profileName: name)
+            let profile: BPFProfile
+            do {
+                let model =
+                    p.spec.policy.defenseInDepth?.needsModel == true
+                    ? try ModelStore(directory: config.modelDirectory).load(name) : nil
+                profile = try BPFCompiler(diskDevices: devices, model: model).compile(p, profileName: name)
+            } catch {
+                throw fail("\(name): \(error)")
+            }
             for n in profile.notes { FileHandle.standardError.write(Data("note: \(name): \(n)\n".utf8)) }
             do {
                 let r = try e.apply(profile)

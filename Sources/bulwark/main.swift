@@ -158,7 +158,9 @@ struct Compile: ParsableCommand {
                 let json = try encoder.encode(profile)
                 artifacts.append((name, ".json", String(decoding: json, as: UTF8.self) + "\n"))
             case .bpf:
-                let profile = BPFCompiler(diskDevices: devices).compile(p, profileName: name)
+                let profile = try reported(name) { () throws(ProfileUnavailable) in
+                    try BPFCompiler(diskDevices: devices, model: model).compile(p, profileName: name)
+                }
                 for n in profile.notes { FileHandle.standardError.write(Data("note: \(name): \(n)\n".utf8)) }
                 let json = try encoder.encode(profile)
                 artifacts.append((name, ".bpf.json", String(decoding: json, as: UTF8.self) + "\n"))

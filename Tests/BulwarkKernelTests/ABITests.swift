@@ -1,6 +1,7 @@
 import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkBPFObject
+import BulwarkPolicy
 import CBulwarkABI
 import CLibBPF
 import Foundation
@@ -21,7 +22,8 @@ struct ABITests {
     }
 
     static let structs: [String: (Int, [Field])] = [
-        "bulwark_verdict": swiftView(bulwark_verdict.self, [("deny", \.deny), ("audit", \.audit)]),
+        "bulwark_verdict": swiftView(
+            bulwark_verdict.self, [("deny", \.deny), ("audit", \.audit), ("allow", \.allow), ("pad", \.pad)]),
         "bulwark_profile": swiftView(
             bulwark_profile.self,
             [
@@ -29,7 +31,9 @@ struct ABITests {
                 ("ptrace_deny_strict", \.ptrace_deny_strict), ("ptrace_deny_cross", \.ptrace_deny_cross),
                 ("ptrace_audit_strict", \.ptrace_audit_strict), ("ptrace_audit_cross", \.ptrace_audit_cross),
                 ("pod_self_ranges_first", \.pod_self_ranges_first), ("pod_self_ranges_count", \.pod_self_ranges_count),
-                ("mount_rules", \.mount_rules), ("tables", \.tables),
+                ("mount_rules", \.mount_rules), ("tables", \.tables), ("allowlist", \.allowlist),
+                ("ptrace_allow_any", \.ptrace_allow_any), ("ptrace_allow_inner", \.ptrace_allow_inner),
+                ("pad", \.pad), ("cap_allow", \.cap_allow),
             ]),
         "bulwark_path_key": swiftView(
             bulwark_path_key.self,
@@ -136,6 +140,23 @@ struct ABITests {
             }
             #expect(Set(names) == Set(Enforcer.programs))
             #expect(sections.allSatisfy { $0.hasPrefix("lsm/") })
+        }
+    }
+}
+
+/// Runs anywhere: every policy `bulwark selftest` loads is valid vArmor YAML (a case whose policy
+/// does not validate would only show as a FAIL on a kernel with BPF LSM).
+@Suite("Selftest policies")
+struct SelftestPolicyTests {
+    @Test func everyCaseInEveryModeValidates() {
+        for c in Selftest.cases {
+            for mode in Selftest.Mode.allCases {
+                let r = PolicyParser.inline(Selftest.policyYAML(c, mode, dir: "/tmp/d"), name: "selftest")
+                #expect(r.isValid, "\(c.name) [\(mode.rawValue)]: \(r.errors.map(\.description))")
+                if c.allowList && mode != .complain {
+                    #expect(r.policies.first?.spec.policy.mode == .defenseInDepth, "\(c.name)")
+                }
+            }
         }
     }
 }

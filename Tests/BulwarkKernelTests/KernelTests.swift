@@ -83,7 +83,7 @@ func compile(_ rules: String, name: String, mode: String = "deny, audit") -> BPF
         """
     let r = PolicyParser.inline(body, name: "k")
     precondition(r.isValid, "\(r.errors)")
-    return BPFCompiler().compile(r.policies[0], profileName: name)
+    return try! BPFCompiler().compile(r.policies[0], profileName: name)  // EnhanceProtect: cannot throw
 }
 
 func fixture() throws -> String {
@@ -294,7 +294,7 @@ struct KernelTests {
                             endPort: 8080
             """, name: "v08")
         #expect(r.isValid && r.diagnostics.contains { $0.message.contains("vArmor 0.8 form") }, "\(r.diagnostics)")
-        let profile = BPFCompiler().compile(try #require(r.policies.first), profileName: "kt-v08")
+        let profile = try BPFCompiler().compile(try #require(r.policies.first), profileName: "kt-v08")
         _ = try e.apply(profile)
         defer { try? e.remove(profile: "kt-v08") }
         let p = try probe()

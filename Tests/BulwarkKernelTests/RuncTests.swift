@@ -96,7 +96,7 @@ struct RuncTests {
 /// Adds the RuntimeDefault BPF base (mount deny-all among others) to a compiled profile.
 func withRuntimeDefaultBase(_ p: BPFProfile) -> BPFProfile {
     let parsed = PolicyParser.inline("    enforcer: BPF\n    mode: RuntimeDefault", name: "rd")
-    let base = BPFCompiler().compile(parsed.policies[0], profileName: p.name)
+    let base = try! BPFCompiler().compile(parsed.policies[0], profileName: p.name)  // RuntimeDefault: cannot throw
     var out = p
     out.mounts += base.mounts
     out.ptrace.denyCross |= base.ptrace.denyCross

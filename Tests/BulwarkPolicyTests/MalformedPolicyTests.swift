@@ -120,12 +120,44 @@ let malformed: [(String, String, String)] = [
         "13:33: error: spec.policy.modelingOptions.duration: 0 is out of range 1...525600"
     ),
     (
-        "defense in depth with bpf",
+        "defense in depth with bpf but no bpf allow-list",
         doc(
             body:
                 "    enforcer: BPFSeccomp\n    mode: DefenseInDepth\n    defenseInDepth: {seccomp: {profileType: Custom, customProfile: '{\"defaultAction\":\"SCMP_ACT_ERRNO\"}'}}"
         ),
-        "11:15: error: spec.policy.enforcer: mode DefenseInDepth is not supported by the BPF enforcer"
+        "13:21: error: spec.policy.defenseInDepth: enforcer BPF in mode DefenseInDepth requires `defenseInDepth.bpf`"
+    ),
+    (
+        "defense in depth bpf custom without allow rules",
+        doc(
+            body:
+                "    enforcer: BPF\n    mode: DefenseInDepth\n    defenseInDepth: {bpf: {profileType: Custom, bpfRawRules: {files: [{pattern: /etc/**, permissions: [write], qualifiers: [deny]}]}}}"
+        ),
+        "13:41: error: spec.policy.defenseInDepth.bpf.profileType: profileType Custom for BPF takes its allow-list from bpfRawRules, and no rule there has `qualifiers: [allow]`: the container could do nothing"
+    ),
+    (
+        "defense in depth bpf custom profile text",
+        doc(
+            body:
+                "    enforcer: BPF\n    mode: DefenseInDepth\n    defenseInDepth: {bpf: {profileType: BehaviorModel, customProfile: x}}"
+        ),
+        "13:71: error: spec.policy.defenseInDepth.bpf.customProfile: the BPF enforcer has no profile text: its allow-list is the behaviour model or the `allow` rules of bpfRawRules"
+    ),
+    (
+        "allow qualifier outside an allow-list",
+        doc(
+            body:
+                "    enforcer: BPF\n    mode: EnhanceProtect\n    enhanceProtect: {bpfRawRules: {files: [{pattern: /etc/**, permissions: [read], qualifiers: [allow]}]}}"
+        ),
+        "13:97: error: spec.policy.enhanceProtect.bpfRawRules.files[0].qualifiers[0]: qualifier `allow` adds to an allow-list: it applies in defenseInDepth.bpf.bpfRawRules only"
+    ),
+    (
+        "allow and deny together",
+        doc(
+            body:
+                "    enforcer: BPF\n    mode: DefenseInDepth\n    defenseInDepth: {bpf: {profileType: Custom, bpfRawRules: {files: [{pattern: /etc/**, permissions: [read], qualifiers: [allow, deny]}]}}}"
+        ),
+        "13:123: error: spec.policy.defenseInDepth.bpf.bpfRawRules.files[0].qualifiers: a rule cannot both allow and deny"
     ),
     (
         "defense in depth unknown profile type",

@@ -195,7 +195,7 @@ struct CompilerTests {
                 - {qualifiers: [deny], pattern: /usr/bin/**, permissions: [exec]}
                 - {qualifiers: [deny], pattern: "**ping", permissions: [exec]}
             """.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
-        let p = BPFCompiler().compile(policy(rules), profileName: "varmor-ns-t")
+        let p = try BPFCompiler().compile(policy(rules), profileName: "varmor-ns-t")
         var probes = [
             "/", "/etc", "/etc/", "/etc/passwd", "/etc/passwd-", "/etc/passwd/x", "/etc/ssl/a.key", "/etc/ssl",
             "/etc/shadow",
@@ -263,7 +263,7 @@ struct CompilerTests {
                             toDestinations:
                 """ + "\n" + lines.map { "    " + $0 }.joined(separator: "\n"), name: "r")
             #expect(policy.isValid, "\(policy.errors)")
-            let p = BPFCompiler().compile(policy.policies[0], profileName: "varmor-r")
+            let p = try BPFCompiler().compile(policy.policies[0], profileName: "varmor-r")
             #expect(p.egress4.count == Set(rules.map(\.0)).count)
             for e in p.egress4 {
                 let n = try #require(IPNetwork.cidr(e.network))
@@ -321,7 +321,7 @@ struct CompilerTests {
         #expect(r.isValid, "\(r.errors)")
         #expect(r.diagnostics.filter { $0.message.contains("vArmor 0.8 form") }.count == 5)
         #expect(r.migrations.count == 5)
-        let p = BPFCompiler().compile(try #require(r.policies.first), profileName: "varmor-demo-v08")
+        let p = try BPFCompiler().compile(try #require(r.policies.first), profileName: "varmor-demo-v08")
         let cidr = try #require(p.egress4.first { $0.network == "192.168.1.0/24" })
         #expect(cidr.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["80-8080:1"])
         #expect(p.egress6.contains { $0.network.hasSuffix("/128") && $0.ranges.map(\.mode) == [1] })
@@ -330,18 +330,18 @@ struct CompilerTests {
         #expect(migrated.contains("- qualifiers: [deny]\n              cidr: 192.168.1.1/24"), "\(migrated)")
         let again = PolicyParser.parse(migrated, file: "v08.yaml")
         #expect(again.isValid && again.migrations.isEmpty)
-        #expect(BPFCompiler().compile(try #require(again.policies.first), profileName: "varmor-demo-v08") == p)
+        #expect(try BPFCompiler().compile(try #require(again.policies.first), profileName: "varmor-demo-v08") == p)
         // auditViolations in 0.8 made every raw rule audited too
         let audited = PolicyParser.parse(
             text.replacingOccurrences(
                 of: "      bpfRawRules:", with: "      auditViolations: true\n      bpfRawRules:"),
             file: "v08.yaml")
-        let pa = BPFCompiler().compile(try #require(audited.policies.first), profileName: "x")
+        let pa = try BPFCompiler().compile(try #require(audited.policies.first), profileName: "x")
         #expect(pa.egress4.first { $0.network == "192.168.1.0/24" }?.ranges.map(\.mode) == [3])
     }
 
     @Test func bpfEgressSocketsCapabilitiesPtrace() throws {
-        let p = BPFCompiler().compile(representative.first { $0.0 == "enhance-all" }!.1, profileName: "varmor-ns-t")
+        let p = try BPFCompiler().compile(representative.first { $0.0 == "enhance-all" }!.1, profileName: "varmor-ns-t")
         let ten = try #require(p.egress4.first { $0.network == "10.0.0.0/8" })
         #expect(ten.ranges.map { "\($0.first)-\($0.last):\($0.mode)" } == ["22-22:1", "8000-9000:1"])
         let host = try #require(p.egress4.first { $0.network == "10.1.2.3/32" })
@@ -367,20 +367,24 @@ struct CompilerTests {
         #expect(p.mounts.count == 2)  // base "deny all mounts" + /proc** bind-like
     }
 
-    @Test func bpfPrivilegedMountsAndModes() {
-        let p = BPFCompiler().compile(representative.first { $0.0 == "observe" }!.1, profileName: "x")
+    @Test func bpfPrivilegedMountsAndModes() throws {
+        let p = try BPFCompiler().compile(representative.first { $0.0 == "observe" }!.1, profileName: "x")
         #expect(p.mounts.contains { $0.source == "/dev/**" && $0.flags == LinuxNames.msBind | LinuxNames.msRec })
         #expect(p.mounts.allSatisfy { $0.source == "/dev/**" || $0.mode == Qualifiers.audit.rawValue })
         #expect(p.capabilityDeny == 0 && p.capabilityAudit == (1 << 41) - 1)
         #expect(
-            BPFCompiler().compile(representative.first { $0.0 == "modeling" }!.1, profileName: "x").mode == .complain)
+            try BPFCompiler().compile(representative.first { $0.0 == "modeling" }!.1, profileName: "x").mode
+                == .complain)
     }
 
     // MARK: ABI
 
     @Test func abiLayoutMatchesTheHeader() {
-        #expect(MemoryLayout<bulwark_verdict>.size == 8)
-        #expect(MemoryLayout<bulwark_profile>.size == 56)
+        #expect(MemoryLayout<bulwark_verdict>.size == 16)
+        #expect(MemoryLayout<bulwark_verdict>.offset(of: \bulwark_verdict.allow) == 8)
+        #expect(MemoryLayout<bulwark_profile>.size == 80)
+        #expect(MemoryLayout<bulwark_profile>.offset(of: \bulwark_profile.allowlist) == 56)
+        #expect(MemoryLayout<bulwark_profile>.offset(of: \bulwark_profile.cap_allow) == 72)
         #expect(MemoryLayout<bulwark_profile>.offset(of: \bulwark_profile.cap_deny) == 8)
         #expect(MemoryLayout<bulwark_profile>.offset(of: \bulwark_profile.ptrace_deny_strict) == 24)
         #expect(MemoryLayout<bulwark_profile>.offset(of: \bulwark_profile.mount_rules) == 48)
@@ -388,8 +392,8 @@ struct CompilerTests {
         #expect(MemoryLayout<bulwark_path_key>.offset(of: \bulwark_path_key.profile) == 4)
         #expect(MemoryLayout<bulwark_path_key>.offset(of: \bulwark_path_key.kind) == 8)
         #expect(MemoryLayout<bulwark_path_key>.offset(of: \bulwark_path_key.path) == 9)
-        #expect(MemoryLayout<bulwark_path_value>.size == 136)
-        #expect(MemoryLayout<bulwark_path_value>.offset(of: \bulwark_path_value.compound) == 8)
+        #expect(MemoryLayout<bulwark_path_value>.size == 144)
+        #expect(MemoryLayout<bulwark_path_value>.offset(of: \bulwark_path_value.compound) == 16)
         #expect(MemoryLayout<bulwark_compound_key>.size == 8)
         #expect(MemoryLayout<bulwark_socket_key>.size == 12)
         #expect(MemoryLayout<bulwark_egress4_key>.size == 12)
@@ -402,7 +406,8 @@ struct CompilerTests {
 
     @Test func pathKeyEncoding() throws {
         let entry = BPFProfile.PathEntry(
-            kind: .file, key: "/etc/passwd", exact: true, verdict: .init(deny: 4, audit: 0), compound: [1, 70])
+            kind: .file, key: "/etc/passwd", exact: true, verdict: .init(deny: 4, audit: 0, allow: 2),
+            compound: [1, 70])
         let key = try #require(BPFTableEncoding.pathKey(profile: 7, entry: entry, reversed: false))
         let bytes = BPFTableEncoding.bytes(of: key)
         #expect(Array(bytes[0..<4]) == [UInt8(32 + 8 + 8 * 12), 0, 0, 0])
@@ -410,7 +415,8 @@ struct CompilerTests {
         #expect(bytes[8] == 1)
         #expect(Array(bytes[9..<21]) == Array("/etc/passwd".utf8) + [0])
         let value = BPFTableEncoding.bytes(of: BPFTableEncoding.pathValue(entry))
-        #expect(value[0] == 4 && value[8] == 0b10 && value[16] == 0b0100_0000)
+        #expect(value[0] == 4 && value[8] == 2)  // deny, audit, allow, pad
+        #expect(value[16] == 0b10 && value[24] == 0b0100_0000)
         let reversed = try #require(
             BPFTableEncoding.pathKey(
                 profile: 7, entry: .init(kind: .file, key: "/sh", exact: false, verdict: .init(), compound: []),

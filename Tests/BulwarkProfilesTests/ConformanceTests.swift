@@ -37,7 +37,8 @@ struct ConformanceTests {
                 #expect(!migrated.diagnostics.contains { $0.message.contains("0.8") })
                 for (a, b) in zip(r.policies, migrated.policies) where a.spec.policy.enforcers.contains(.bpf) {
                     #expect(
-                        BPFCompiler().compile(a, profileName: "p") == BPFCompiler().compile(b, profileName: "p"),
+                        try BPFCompiler().compile(a, profileName: "p")
+                            == (try BPFCompiler().compile(b, profileName: "p")),
                         "\(name)")
                 }
             } else {
@@ -56,7 +57,7 @@ struct ConformanceTests {
                     #expect(SeccompVocabulary.actions.contains(sc.defaultAction))
                 }
                 if e.contains(.bpf) {
-                    let bpf = BPFCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
+                    let bpf = try BPFCompiler(diskDevices: ["vda"]).compile(p, profileName: profile)
                     #expect(bpf.name == profile)
                 }
             }

@@ -22,7 +22,8 @@
  *     non-overlapping list of port ranges with their verdicts (binary search).
  *   - Capabilities and ptrace are per-profile masks (no last-writer-wins).
  *   - Mount rules are a short per-profile array scanned in order (mount is rare and slow).
- * Verdicts are two permission masks (deny, audit): deterministic union of all matching rules.
+ * Verdicts are three permission masks (deny, audit, allow): deterministic union of all
+ * matching rules; `allow` matters only in allow-list profiles (BULWARK_ALLOW_*).
  */
 #ifndef BULWARK_ABI_H
 #define BULWARK_ABI_H
@@ -32,15 +33,29 @@ typedef __UINT16_TYPE__ bulwark_u16;
 typedef __UINT32_TYPE__ bulwark_u32;
 typedef __UINT64_TYPE__ bulwark_u64;
 
-#define BULWARK_ABI_VERSION 2
+#define BULWARK_ABI_VERSION 3
 
 /* Profile modes (vArmor: ENFORCE 1, COMPLAIN 2). */
 #define BULWARK_PROFILE_ENFORCE 0x1
 #define BULWARK_PROFILE_COMPLAIN 0x2
 
-/* Rule modes (vArmor: DENY 1, AUDIT 2). */
+/* Rule modes (vArmor: DENY 1, AUDIT 2). ALLOW: an allow-list entry (DefenseInDepth). */
 #define BULWARK_RULE_DENY 0x1
 #define BULWARK_RULE_AUDIT 0x2
+#define BULWARK_RULE_ALLOW 0x4
+
+/* Allow-list profiles (DefenseInDepth from a behaviour model; vArmor has no BPF allow-list):
+ * `bulwark_profile.allowlist` names the operation classes in which whatever no allow entry
+ * matches is refused (and recorded as DENIED) — or, with BULWARK_ALLOW_OBSERVE, let through and
+ * recorded as ALLOWED. Deny and audit rules still apply first and win over allow entries. */
+#define BULWARK_ALLOW_FILE 0x1       /* file_open, link, rename, symlink */
+#define BULWARK_ALLOW_EXEC 0x2       /* executions (file_open with FMODE_EXEC) */
+#define BULWARK_ALLOW_NETWORK 0x4    /* socket creation, connect and sendmsg destinations */
+#define BULWARK_ALLOW_CAPABILITY 0x8
+#define BULWARK_ALLOW_PTRACE 0x10
+#define BULWARK_ALLOW_MOUNT 0x20     /* mount, move_mount, umount */
+#define BULWARK_ALLOW_ALL 0x3f
+#define BULWARK_ALLOW_OBSERVE 0x80000000
 
 /* Event actions. */
 #define BULWARK_ACTION_DENIED 0x1
@@ -126,8 +141,10 @@ typedef __UINT64_TYPE__ bulwark_u64;
 struct bulwark_verdict {
 	bulwark_u32 deny;  /* requested & deny != 0 => -EPERM */
 	bulwark_u32 audit; /* requested & audit != 0 => event (DENIED if denied, else AUDIT) */
+	bulwark_u32 allow; /* allow-list profiles: requested & ~allow != 0 => outside the allow-list */
+	bulwark_u32 pad;
 };
-_Static_assert(sizeof(struct bulwark_verdict) == 8, "bulwark_verdict");
+_Static_assert(sizeof(struct bulwark_verdict) == 16, "bulwark_verdict");
 
 /* bw_profiles: profile id -> per-profile scalars. */
 struct bulwark_profile {
@@ -146,8 +163,13 @@ struct bulwark_profile {
 	                              * version of the profile. An update writes new tables under a
 	                              * fresh id, then swaps this one value (atomic), then deletes
 	                              * the old rows: bound containers never see half a profile. */
+	bulwark_u32 allowlist;       /* BULWARK_ALLOW_*: classes refused unless an allow entry matches */
+	bulwark_u32 ptrace_allow_any;   /* allow-list: BULWARK_PTRACE_* allowed whoever the peer is */
+	bulwark_u32 ptrace_allow_inner; /* ... allowed only with a peer in the same mount namespace */
+	bulwark_u32 pad;
+	bulwark_u64 cap_allow;       /* allow-list: 1 << CAP_* allowed */
 };
-_Static_assert(sizeof(struct bulwark_profile) == 56, "bulwark_profile");
+_Static_assert(sizeof(struct bulwark_profile) == 80, "bulwark_profile");
 
 /* bw_path_pfx / bw_path_sfx (BPF_MAP_TYPE_LPM_TRIE). prefixlen counts bits of
  * profile + kind + path. Suffix keys hold the path reversed. */
@@ -163,7 +185,7 @@ struct bulwark_path_value {
 	struct bulwark_verdict verdict;               /* merged verdict of plain rules */
 	bulwark_u64 compound[BULWARK_COMPOUND_WORDS]; /* compound rules whose half matches */
 };
-_Static_assert(sizeof(struct bulwark_path_value) == 136, "bulwark_path_value");
+_Static_assert(sizeof(struct bulwark_path_value) == 144, "bulwark_path_value");
 
 /* bw_compound: (table id, kind, index) -> verdict of compound rule `index`. */
 struct bulwark_compound_key {
@@ -326,6 +348,7 @@ _Static_assert(sizeof(struct bulwark_event) == 4192, "bulwark_event");
 #define BULWARK_COUNTER_STALE 3    /* lookups that met a binding of a dead namespace instance */
 #define BULWARK_COUNTER_ARMED 4    /* bindings armed */
 #define BULWARK_COUNTER_TRUNCATED 5 /* paths longer than the walk could rebuild */
+#define BULWARK_COUNTER_OUTSIDE 6  /* operations outside an allow-list (refused or observed) */
 #define BULWARK_COUNTERS 8
 
 /* The process tracker (bpf/tracker.bpf.c): which mount namespace each process is in, kept after
