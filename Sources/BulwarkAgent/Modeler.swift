@@ -72,12 +72,17 @@ public final class Modeler: Sendable {
     /// map is pinned; here the rest), and a harvest when due.
     func tick(now: Double = Date().timeIntervalSince1970) {
         let windows = store.recordingWindows
-        guard let tracker = state.withLock({ $0.tracker }) else { return }
-        do { try tracker.setRecorder(!windows.isEmpty) } catch {
-            logger.error("cannot attach the syscall recorder", metadata: ["error": "\(error.message)"])
-        }
         let records = registry.records
+        // without the tracker (a kernel without BTF tracepoints) no syscalls are recorded, but the
+        // AppArmor and BPF records still reach the model
+        let tracker = state.withLock({ $0.tracker })
+        if let tracker {
+            do { try tracker.setRecorder(!windows.isEmpty) } catch {
+                logger.error("cannot attach the syscall recorder", metadata: ["error": "\(error.message)"])
+            }
+        }
         for r in records where windows[r.profile] != nil {
+            guard let tracker else { break }
             let known = state.withLock { $0.recorded[r.namespace] != nil }
             if known { continue }
             do {
@@ -100,7 +105,8 @@ public final class Modeler: Sendable {
             harvest(now: now)
             // namespaces whose container is gone, or whose profile's window closed: recorded for good
             let byHash = Self.byHash(windows.keys)
-            for ns in tracker.recordedNamespaces {
+            for ns in tracker?.recordedNamespaces ?? [] {
+                guard let tracker else { break }
                 let profile =
                     state.withLock { $0.recorded[ns] } ?? tracker.syscalls(namespace: ns).flatMap { byHash[$0.profile] }
                 if live.contains(ns), let profile, let end = windows[profile], now < end { continue }

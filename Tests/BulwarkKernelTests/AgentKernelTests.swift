@@ -1,6 +1,8 @@
 import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkClient
+import BulwarkDelivery
+import BulwarkModel
 import BulwarkOCI
 import BulwarkTestSupport
 import Foundation
@@ -164,5 +166,96 @@ struct AgentKernelTests {
         #expect(second["policyName"] == .string("kt-agent"))
         #expect(second["action"] == .string("DENIED"))
         #expect(agent.stop() == 0, "\(agent.output)")
+    }
+
+    /// Learn, then enforce, on the BPF enforcer: a BehaviorModeling policy's complain-mode records
+    /// become the model (through the agent's modeler, not the violation log); the same policy as
+    /// DefenseInDepth from that model (a BPF allow-list) lets the same workload run and refuses
+    /// what it never did, naming it in a DENIED event.
+    @Test func aRecordedModelBecomesABPFAllowListThatConfines() throws {
+        guard let e = kernelOrSkip(), var s = try WrapperKernelTests.setup(e, runtime: "runc") else { return }
+        s.dir = try fixture()
+        try FileManager.default.createDirectory(atPath: s.dir + "/policies", withIntermediateDirectories: true)
+        func policy(_ body: String) -> String {
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorClusterPolicy
+            metadata: {name: kt-learn}
+            spec:
+              target:
+                kind: Container
+                selector: {matchLabels: {bulwark.io/policy: kt-learn}}
+              policy:
+                enforcer: BPF
+            \(body)
+            """
+        }
+        let policyFile = s.dir + "/policies/kt-learn.yaml"
+        try policy("    mode: BehaviorModeling\n    modelingOptions: {duration: 30}")
+            .write(toFile: policyFile, atomically: true, encoding: .utf8)
+        let profile = "varmor-cluster-varmor-kt-learn"
+        defer { _ = try? e.remove(profile: profile) }
+        let socket = s.dir + "/run/bulwark.sock"
+        let config = s.dir + "/bulwark.yaml"
+        try """
+        policyDirectories: [\(s.dir)/policies]
+        runtime: \(s.runtimePath)
+        bpfPinPath: \(e.pinPath)
+        enforcers: [BPF]
+        socketPath: \(socket)
+        containerStateDirectory: \(s.dir)/run/containers
+        modelDirectory: \(s.dir)/models
+        eventLogFile: \(s.dir)/log/violations.log
+        metricsAddress: ""
+        kernelLog: ""
+
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        var env = s.environment
+        env["BULWARK_CONFIG"] = config
+        env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+        let agent = try Agent(config: config)
+        defer { _ = agent.stop() }
+        #expect(Self.waitFor { Self.call(socket, "status") != nil }, "\(agent.output)")
+        let annotations = ["bulwark.io/policy": "kt-learn"]
+        func run(_ tag: String, _ args: [String]) throws -> (Int32, String) {
+            let b = try WrapperKernelTests.bundle(in: s.dir, args: args, annotations: annotations)
+            return try capture(
+                bulwarkDirectory() + "/bulwark-runtime", ["run", "--bundle", b, "bw-kt-learn-\(tag)-\(getpid())"],
+                environment: env)
+        }
+        // 1. record
+        let (recorded, rout) = try run("record", ["/bin/cat", "/etc/motd"])
+        #expect(recorded == 0 && rout.contains("motd"), "\(rout)")
+        let store = ModelStore(directory: s.dir + "/models")
+        var model: BehaviorModel?
+        #expect(
+            Self.waitFor(30) {
+                model = try? store.load(profile)
+                return model?.bpf?.files["/etc/motd"] != nil
+            }, "the model has no /etc/motd: \(String(describing: model)); agent:\n\(agent.output)")
+        #expect(model?.bpf?.files["/etc/motd"]?.permissions == ["read"])
+        #expect(model?.bpf?.executions.isEmpty == false)
+        #expect(model?.bpf?.files["/etc/shadow"] == nil)
+        // the recording's records went to the model, not the violation log
+        let log = (try? String(contentsOfFile: s.dir + "/log/violations.log", encoding: .utf8)) ?? ""
+        #expect(!log.contains("/etc/motd"), "\(log)")
+
+        // 2. enforce the model
+        try policy("    mode: DefenseInDepth\n    defenseInDepth: {bpf: {profileType: BehaviorModel}}")
+            .write(toFile: policyFile, atomically: true, encoding: .utf8)
+        #expect(
+            Self.waitFor {
+                let p = Self.call(socket, "profiles")?["profiles"]?.array?.first?.object
+                return p?["mode"] == .string("DefenseInDepth") && p?["bpf"]?.string?.hasPrefix("loaded") == true
+            }, "\(String(describing: Self.call(socket, "profiles"))); agent:\n\(agent.output)")
+        let (again, aout) = try run("again", ["/bin/cat", "/etc/motd"])
+        #expect(again == 0 && aout.contains("motd"), "the learned workload was refused: \(aout)")
+        let id = "bw-kt-learn-other-\(getpid())"
+        let events = try Self.subscribe(socket, container: id)
+        let (other, oout) = try run("other", ["/bin/cat", "/etc/shadow"])
+        #expect(other != 0 && oout.lowercased().contains("operation not permitted"), "\(oout)")
+        let denied = try #require(Self.event(events, path: "/etc/shadow"), "no event; agent:\n\(agent.output)")
+        #expect(denied["action"] == .string("DENIED"))
+        #expect(denied["policyName"] == .string("kt-learn"))
     }
 }
