@@ -83,6 +83,7 @@ public final class Agent: Sendable {
             store: store, registry: registry, models: ModelStore(directory: config.modelDirectory), logger: logger)
         self.modeler = modeler
         pipeline.use(recorder: { event in modeler.observe(event) })
+        hub.observeLosses { source, n in modeler.sourceLost(source, n) }
         let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         let store = store

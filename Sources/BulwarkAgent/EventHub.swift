@@ -99,9 +99,16 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// Told of every loss a source reports (the modeler: a model being recorded may miss them).
+    private let lossObserver = Mutex<(@Sendable (String, UInt64) -> Void)?>(nil)
+    public func observeLosses(_ observer: (@Sendable (String, UInt64) -> Void)?) {
+        lossObserver.withLock { $0 = observer }
+    }
+
     public func countSourceDrops(_ source: String, _ n: UInt64) {
         guard n > 0 else { return }
         state.withLock { $0.counts.sourceDrops[source, default: 0] += n }
+        lossObserver.withLock { $0 }?(source, n)
         Counter(label: "bulwark_source_dropped_events_total", dimensions: [("source", source)]).increment(by: Int64(n))
     }
 

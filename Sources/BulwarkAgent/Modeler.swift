@@ -32,6 +32,8 @@ public final class Modeler: Sendable {
         var beyond: [UInt32: UInt64] = [:]
         /// what recorded events showed, per profile, not yet in the model file
         var pending: [String: BehaviorModel] = [:]
+        /// records an event source lost while profiles were recorded, per profile, not yet in the model
+        var pendingLost: [String: UInt64] = [:]
         /// generalises recorded paths (this node's overlay directories, refreshed every harvest)
         var generaliser = PathGeneraliser()
         var lastHarvest = 0.0
@@ -65,6 +67,17 @@ public final class Modeler: Sendable {
             s.pending[profile] = m
         }
         return true
+    }
+
+    /// An event source lost `n` records (ring buffer or audit queue full, kernel log overwritten):
+    /// which profile they belonged to is unknown, so every model being recorded says it may miss them.
+    func sourceLost(_ source: String, _ n: UInt64) {
+        let recording = store.recordingWindows.keys
+        guard !recording.isEmpty else { return }
+        state.withLock { s in for p in recording { s.pendingLost[p, default: 0] += n } }
+        logger.warning(
+            "event records lost while recording behaviour models",
+            metadata: ["source": "\(source)", "records": "\(n)", "profiles": "\(recording.sorted())"])
     }
 
     /// One round: the recorder attached while any profile is modeled, every container of a
@@ -126,14 +139,16 @@ public final class Modeler: Sendable {
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
         var lost: [String: UInt64] = [:]
         var additions: [String: Set<String>] = [:]
-        let pending = state.withLock { s -> [String: BehaviorModel] in
+        let (pending, sourceLost) = state.withLock { s -> ([String: BehaviorModel], [String: UInt64]) in
             defer {
                 s.pending = [:]
+                s.pendingLost = [:]
                 s.lastHarvest = now
                 s.generaliser = PathGeneraliser(overlayPrefixes: PathGeneraliser.overlayPrefixes(mounts: mounts))
             }
-            return s.pending
+            return (s.pending, s.pendingLost)
         }
+        lost.merge(sourceLost, uniquingKeysWith: +)
         let tracker = state.withLock { $0.tracker }
         // the hook adds a container with its profile's hash, before this agent may have seen it
         let byHash = Self.byHash(store.recordingWindows.keys)

@@ -42,6 +42,7 @@ extension Enforcer {
     public static let counterNames: [(String, Int32)] = [
         ("events", BULWARK_COUNTER_EVENTS), ("drops", BULWARK_COUNTER_DROPS), ("denials", BULWARK_COUNTER_DENIALS),
         ("stale", BULWARK_COUNTER_STALE), ("armed", BULWARK_COUNTER_ARMED), ("truncated", BULWARK_COUNTER_TRUNCATED),
+        ("outside", BULWARK_COUNTER_OUTSIDE),
     ]
 
     public func counters() -> [String: UInt64] {

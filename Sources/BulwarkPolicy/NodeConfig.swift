@@ -57,9 +57,11 @@ public struct NodeConfig: Sendable, Equatable {
     /// Size at which the violation log is rotated, and how many old files are kept.
     public var eventLogMaxBytes = 10 * 1024 * 1024
     public var eventLogBackups = 3
-    /// Kernel audit source for AppArmor and seccomp records: `/dev/kmsg`, or an audit/kernel log
-    /// file that is followed (`/var/log/audit/audit.log`); empty = off.
-    public var kernelLog = "/dev/kmsg"
+    /// Kernel audit source for AppArmor and seccomp records: `audit` (the kernel audit's netlink
+    /// multicast: lossless, not rate-limited, with or without auditd; `/dev/kmsg` when it cannot be
+    /// joined), `/dev/kmsg`, or an audit/kernel log file that is followed
+    /// (`/var/log/audit/audit.log`); empty = off.
+    public var kernelLog = "audit"
     /// `host:port` of the Prometheus endpoint (`/metrics`); empty = off.
     public var metricsAddress = "127.0.0.1:9464"
     /// Events queued per node-socket subscriber before further events are dropped (and counted).
@@ -188,8 +190,12 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("eventLogBackups"), let n = positiveInt(v, minimum: 0, maximum: 100) {
                 config.eventLogBackups = n
             }
-            if let v = m.value("kernelLog"), let s = absolutePathOrOff(v, "use /dev/kmsg or an audit log path") {
-                config.kernelLog = s
+            if let v = m.value("kernelLog") {
+                if v.string() == "audit" {
+                    config.kernelLog = "audit"
+                } else if let s = absolutePathOrOff(v, "use audit, /dev/kmsg or an audit log path") {
+                    config.kernelLog = s
+                }
             }
             if let v = m.value("metricsAddress"), let s = v.string() {
                 if s.isEmpty || Self.hostPort(s) != nil {

@@ -258,3 +258,55 @@ struct KernelLogTests {
         #expect(mkdir.pid > 1 && mkdir.epoch > 1_600_000_000 && mkdir.exe == "/bin/mkdir")
     }
 }
+
+@Suite("Audit netlink datagrams")
+struct AuditNetlinkTests {
+    /// One `nlmsghdr` + text, as the kernel sends it (host byte order, padded to 4 bytes).
+    static func message(type: UInt16, _ text: String, nul: Bool = true) -> [UInt8] {
+        let payload = Array(text.utf8) + (nul ? [0] : [])
+        var length = UInt32(16 + payload.count)
+        var t = type
+        var out = withUnsafeBytes(of: &length) { Array($0) } + withUnsafeBytes(of: &t) { Array($0) }
+        out += [UInt8](repeating: 0, count: 10) + payload
+        while out.count % 4 != 0 { out.append(0) }
+        return out
+    }
+
+    static let avc =
+        #"audit(1764700000.123:42): apparmor="ALLOWED" operation="open" class="file" profile="varmor-a" name="/etc/motd" pid=7 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#
+
+    @Test func recordsBecomeKernelLogLinesThatTheSameParserReads() {
+        let d =
+            Self.message(type: 1400, Self.avc) + Self.message(type: 1300, "audit(1.2:3): arch=c000003e syscall=2")
+            + Self.message(
+                type: 1326, "audit(1764700000.5:43): auid=0 uid=0 pid=9 comm=\"sh\" syscall=83 code=0x7ffc0000")
+        let lines = AuditNetlink.lines(d)
+        #expect(lines.count == 2)  // SYSCALL (1300) is not read
+        #expect(lines.first == "type=1400 " + Self.avc)
+        guard case .appArmor(_, let action) = KernelLogLine(lines[0]) else {
+            Issue.record("not read as AppArmor: \(lines[0])")
+            return
+        }
+        #expect(action == "ALLOWED")
+        guard case .seccomp(let r) = KernelLogLine(lines[1]) else {
+            Issue.record("not read as seccomp: \(lines[1])")
+            return
+        }
+        #expect(r.pid == 9 && r.syscall == 83)
+    }
+
+    @Test func aMalformedHeaderEndsTheDatagram() {
+        let good = Self.message(type: 1400, Self.avc)
+        var lying = Self.message(type: 1400, Self.avc)
+        lying[0] = 0xff  // claims more bytes than there are
+        lying[1] = 0xff
+        #expect(AuditNetlink.lines(good + lying).count == 1)
+        var short = Self.message(type: 1400, Self.avc)
+        short[0] = 8  // shorter than its own header
+        short[1] = 0
+        #expect(AuditNetlink.lines(short + good).isEmpty)
+        #expect(AuditNetlink.lines(Array(good.prefix(15))).isEmpty)
+        #expect(AuditNetlink.lines(Self.message(type: 1400, "")).isEmpty)
+        #expect(AuditNetlink.lines(Self.message(type: 1400, Self.avc, nul: false)).count == 1)
+    }
+}
