@@ -27,7 +27,15 @@ run() {
     [ -n "${BULWARK_FUZZ_SEED:-}" ] && seed=(-seed="$BULWARK_FUZZ_SEED")
     if ! BULWARK_FUZZ=$h "$bin" "${seed[@]}" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/"$h"- "$corpus" >"$log" 2>&1; then
+        grep -E "Fatal error|invariant:|ERROR: AddressSanitizer|SUMMARY" "$log" | head -5 || true
         tail -40 "$log"
+        # the input itself, so a CI log is enough to replay it (base64 -d > FILE; bulwark-fuzz NAME FILE)
+        for a in .build/fuzz-artifacts/"$h"-crash-* .build/fuzz-artifacts/"$h"-timeout-* .build/fuzz-artifacts/"$h"-oom-*; do
+            [ -f "$a" ] || continue
+            echo "input $a ($(wc -c <"$a") bytes), base64:"
+            head -c 65536 "$a" | base64 -w 0
+            echo
+        done
         echo "fuzz $h: FAILED (input in .build/fuzz-artifacts/$h-*; log $log)"
         return 1
     fi

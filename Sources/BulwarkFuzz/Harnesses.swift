@@ -1,3 +1,4 @@
+import BulwarkCluster
 import BulwarkEvents
 import BulwarkNRI
 import BulwarkOCI
@@ -7,7 +8,7 @@ import BulwarkPolicy
 /// checks an invariant of its input's reader (a violation traps, which libFuzzer reports).
 /// `scripts/fuzz.sh NAME [SECONDS]` runs one under libFuzzer; the test suite replays the seeds.
 public enum Harness: String, CaseIterable, Sendable {
-    /// Policy files (YAML and JSON documents) and the node config.
+    /// Policy files (YAML and JSON documents), the node config and the inventory file.
     case policy
     /// The OCI spec reader/writer: a parsed document written and parsed again is byte-identical.
     case ociJSON = "oci-json"
@@ -45,8 +46,14 @@ public enum Harness: String, CaseIterable, Sendable {
         if r.isValid && !r.migrations.isEmpty {
             let again = PolicyParser.parse(TextInsertion.apply(r.migrations, to: text), file: "fuzz.yaml")
             check(again.isValid, "migrated text does not validate: \(again.errors)")
+            check(again.migrations.isEmpty, "migrated text still needs migrating")
+            check(
+                again.policies.count == r.policies.count
+                    && zip(again.policies, r.policies).allSatisfy { $0.sameMeaning(as: $1) },
+                "migrated text reads as other policies")
         }
         _ = try? NodeConfig.parse(text, file: "bulwark.yaml")
+        _ = try? InventoryFile.parse(text, file: "inventory.yaml")
     }
 
     static func ociJSON(_ data: [UInt8]) {

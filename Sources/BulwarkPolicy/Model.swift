@@ -34,6 +34,13 @@ public struct Policy: Sendable, Equatable {
 
     /// `namespace/name` or `name`, for messages.
     public var displayName: String { namespace.map { "\($0)/\(name)" } ?? name }
+
+    /// The same policy wherever it was read from (`policy migrate` checks what it writes).
+    public func sameMeaning(as other: Policy) -> Bool {
+        var a = self
+        a.source = other.source
+        return a == other
+    }
 }
 
 public struct PolicySpec: Sendable, Equatable {

@@ -42,22 +42,48 @@ public struct TextInsertion: Sendable, Equatable {
     public var column: Int
     public var field: String
 
-    /// `text` with every insertion applied (last first, so earlier positions stay valid).
+    /// `text` with every insertion applied (last first, so earlier positions stay valid). Lines and
+    /// columns are counted as libyaml counts them (its marks are what the positions come from):
+    /// a line ends at LF, CR LF, CR, NEL, LS or PS, a column is a Unicode scalar, a leading byte
+    /// order mark is not counted. The inserted line break is the one that ends the line.
     public static func apply(_ insertions: [TextInsertion], to text: String) -> String {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var s = Array(text.unicodeScalars)
+        let bom = s.first == "\u{FEFF}" ? 1 : 0
+        // (start, end of content, line break) of every line
+        var lines: [(start: Int, end: Int, newline: [Unicode.Scalar])] = []
+        var start = bom
+        var i = bom
+        while i < s.count {
+            switch s[i] {
+            case "\r" where i + 1 < s.count && s[i + 1] == "\n":
+                lines.append((start, i, ["\r", "\n"]))
+                i += 2
+                start = i
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}":
+                lines.append((start, i, [s[i]]))
+                i += 1
+                start = i
+            default:
+                i += 1
+            }
+        }
+        lines.append((start, s.count, ["\n"]))
         for ins in insertions.sorted(by: { ($0.line, $0.column) > ($1.line, $1.column) }) {
             guard ins.line >= 1, ins.line <= lines.count else { continue }
-            var chars = Array(lines[ins.line - 1])
-            let at = min(max(ins.column - 1, 0), chars.count)
-            if at < chars.count && chars[at] == "{" {
-                let rest = chars[(at + 1)...].drop { $0 == " " }
-                chars.insert(contentsOf: ins.field + (rest.first == "}" ? "" : ", "), at: at + 1)
+            let line = lines[ins.line - 1]
+            let column = min(max(ins.column - 1, 0), line.end - line.start)
+            let at = line.start + column
+            if at < line.end && s[at] == "{" {
+                let rest = s[(at + 1)..<line.end].drop { $0 == " " }
+                s.insert(contentsOf: (ins.field + (rest.first == "}" ? "" : ", ")).unicodeScalars, at: at + 1)
             } else {
-                chars.insert(contentsOf: ins.field + "\n" + String(repeating: " ", count: at), at: at)
+                let indent = Array(repeating: Unicode.Scalar(" "), count: column)
+                s.insert(contentsOf: Array(ins.field.unicodeScalars) + line.newline + indent, at: at)
             }
-            lines[ins.line - 1] = String(chars)
         }
-        return lines.joined(separator: "\n")
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: s)
+        return String(out)
     }
 }
 
@@ -352,7 +378,9 @@ enum YAMLLoader {
             var out: [Node] = []
             // `.basic`: no implicit tag resolution (the readers type scalars themselves); the default
             // resolver compiles its regular expressions at first use, a measurable cost at every start.
-            let parser = try Parser(yaml: text, resolver: .basic)
+            // a byte order mark (editors on Windows write one) is not part of the document
+            let body = text.unicodeScalars.first == "\u{FEFF}" ? String(text.unicodeScalars.dropFirst()) : text
+            let parser = try Parser(yaml: body, resolver: .basic)
             while let node = try parser.nextRoot() {
                 out.append(node)
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BulwarkCluster
 import BulwarkDelivery
 import BulwarkModel
 import BulwarkOCI
@@ -98,9 +99,21 @@ struct Migrate: ParsableCommand {
         let r = PolicyParser.parse(text, file: file)
         for d in r.errors { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
         if !r.isValid { throw Failure() }
+        let migrated = TextInsertion.apply(r.migrations, to: text)
+        // what is printed must read as the same policies, in the current form
+        let again = PolicyParser.parse(migrated, file: file)
+        guard again.isValid, again.migrations.isEmpty, again.policies.count == r.policies.count,
+            zip(again.policies, r.policies).allSatisfy({ $0.sameMeaning(as: $1) })
+        else {
+            FileHandle.standardError.write(
+                Data(
+                    "\(file): the migrated text does not read as the same policies; nothing printed (please report this file)\n"
+                        .utf8))
+            throw Failure()
+        }
         FileHandle.standardError.write(
             Data("\(file): \(r.migrations.count) rule(s) migrated\n".utf8))
-        print(TextInsertion.apply(r.migrations, to: text), terminator: text.hasSuffix("\n") ? "" : "\n")
+        print(migrated, terminator: text.hasSuffix("\n") ? "" : "\n")
     }
 }
 
@@ -122,9 +135,21 @@ struct Compile: ParsableCommand {
             "Behaviour models for DefenseInDepth profileType BehaviorModel: a model directory, or a model file (default: modelDirectory of the node config)."
     )
     var models: String?
+    @Option(
+        help:
+            "Pods, Services and EndpointSlices for toPods/toServices and the service built-ins, as `kubectl get -o yaml` prints them (default: inventoryFile of the node config)."
+    )
+    var inventory: String?
 
     func run() throws {
         let config = try common.nodeConfig()
+        var egress = EgressInventory.none
+        switch InventorySource.read(inventory ?? config.inventoryFile) {
+        case .success(let i): egress = i?.egress ?? .none
+        case .failure(let e):
+            FileHandle.standardError.write(Data("\(e)\n".utf8))
+            throw Failure()
+        }
         let policies = try loadPolicies(
             files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true)
         let devices = (diskDevices ?? "").split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
@@ -159,9 +184,19 @@ struct Compile: ParsableCommand {
                 artifacts.append((name, ".json", String(decoding: json, as: UTF8.self) + "\n"))
             case .bpf:
                 let profile = try reported(name) { () throws(ProfileUnavailable) in
-                    try BPFCompiler(diskDevices: devices, model: model).compile(p, profileName: name)
+                    try BPFCompiler(
+                        diskDevices: devices, inventory: egress, model: model,
+                        serviceEgressControl: config.serviceEgressControl, podEgressControl: config.podEgressControl
+                    ).compile(p, profileName: name)
                 }
                 for n in profile.notes { FileHandle.standardError.write(Data("note: \(name): \(n)\n".utf8)) }
+                for u in profile.unresolved {
+                    let effect =
+                        u.refusesProfile
+                        ? " (the agent refuses this profile: its rule would be missing)"
+                        : " (loaded; reported at run time)"
+                    FileHandle.standardError.write(Data("unresolved: \(name): \(u)\(effect)\n".utf8))
+                }
                 let json = try encoder.encode(profile)
                 artifacts.append((name, ".bpf.json", String(decoding: json, as: UTF8.self) + "\n"))
             }

@@ -331,6 +331,16 @@ struct CompilerTests {
         let again = PolicyParser.parse(migrated, file: "v08.yaml")
         #expect(again.isValid && again.migrations.isEmpty)
         #expect(try BPFCompiler().compile(try #require(again.policies.first), profileName: "varmor-demo-v08") == p)
+        // positions count as libyaml counts them: CR LF line breaks, a byte order mark
+        for variant in [
+            text.replacingOccurrences(of: "\n", with: "\r\n"),
+            "\u{FEFF}" + text,
+        ] {
+            let v = PolicyParser.parse(variant, file: "v08.yaml")
+            #expect(!v.migrations.isEmpty)
+            let again = PolicyParser.parse(TextInsertion.apply(v.migrations, to: variant), file: "v08.yaml")
+            #expect(again.migrations.isEmpty && again.policies.count == 1, "\(again.errors)")
+        }
         // auditViolations in 0.8 made every raw rule audited too
         let audited = PolicyParser.parse(
             text.replacingOccurrences(
