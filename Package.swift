@@ -52,6 +52,8 @@ let package = Package(
         // Behaviour models (vArmor's ArmorProfileModel data): the format, merging, path generalisation.
         .target(name: "BulwarkModel", dependencies: ["BulwarkOCI", "BulwarkPolicy"]),
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkModel", "BulwarkOCI", "CBulwarkABI"]),
+        // Kubernetes objects and the cluster's addresses for egress rules (pure: no I/O)
+        .target(name: "BulwarkCluster", dependencies: ["BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", yams]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
             name: "BulwarkEvents",
@@ -91,8 +93,8 @@ let package = Package(
         .target(
             name: "BulwarkDelivery",
             dependencies: [
-                "BulwarkBPF", "BulwarkModel", "CBulwarkABI", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
-                "BulwarkStart",
+                "BulwarkBPF", "BulwarkCluster", "BulwarkModel", "CBulwarkABI", "BulwarkOCI", "BulwarkPolicy",
+                "BulwarkProfiles", "BulwarkStart",
                 "BulwarkSystem", logging,
             ]),
         // The pinned enforcer state: maps, bindings, profile names (what the hook needs; no loader,
@@ -111,7 +113,8 @@ let package = Package(
         .target(
             name: "BulwarkAgent",
             dependencies: [
-                "BulwarkBPF", "BulwarkClient", "BulwarkDelivery", "BulwarkEvents", "BulwarkNRI", "BulwarkNRIPlugin",
+                "BulwarkBPF", "BulwarkClient", "BulwarkCluster", "BulwarkDelivery", "BulwarkEvents", "BulwarkNRI",
+                "BulwarkNRIPlugin",
                 "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkHook", "BulwarkStart", "BulwarkSystem",
                 "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
                 prometheus, lifecycle, unixSignals, protobuf,
@@ -132,7 +135,8 @@ let package = Package(
         .executableTarget(
             name: "bulwark",
             dependencies: [
-                "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF", "BulwarkClient",
+                "BulwarkCluster", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF",
+                "BulwarkClient",
                 "BulwarkDelivery", "BulwarkModel", "BulwarkNRIPlugin", "BulwarkStart", argumentParser, logging, yams,
             ]
         ),
@@ -155,7 +159,9 @@ let package = Package(
         // corpus replayer in ordinary builds (-DFUZZING with -sanitize=fuzzer drops its main).
         .target(
             name: "BulwarkFuzz",
-            dependencies: ["BulwarkPolicy", "BulwarkOCI", "BulwarkEvents", "BulwarkNRI", "BulwarkProfiles"]),
+            dependencies: [
+                "BulwarkPolicy", "BulwarkOCI", "BulwarkEvents", "BulwarkNRI", "BulwarkProfiles", "BulwarkCluster",
+            ]),
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "bulwark-fuzz", dependencies: ["BulwarkFuzz", "CFuzzDriver"]),
 
@@ -197,6 +203,11 @@ let package = Package(
         .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
         .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
         .testTarget(
+            name: "BulwarkClusterTests",
+            dependencies: [
+                "BulwarkCluster", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkDelivery", logging,
+            ]),
+        .testTarget(
             name: "BulwarkModelTests", dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkDelivery"],
             exclude: ["Fixtures"]),
         .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkStart", "BulwarkTestSupport"]),
@@ -225,6 +236,7 @@ let package = Package(
 if ProcessInfo.processInfo.environment["BULWARK_FUZZ_BUILD"] == "1" {
     let instrumented: Set<String> = [
         "BulwarkFuzz", "bulwark-fuzz", "BulwarkPolicy", "BulwarkOCI", "BulwarkEvents", "BulwarkNRI", "BulwarkProfiles",
+        "BulwarkCluster",
     ]
     for target in package.targets where instrumented.contains(target.name) {
         target.swiftSettings =

@@ -111,7 +111,9 @@ public final class Agent: Sendable {
         let watcher =
             watch
             ? EventSources.policyWatcher(
-                directories: config.policyDirectories + [config.modelDirectory], logger: logger
+                directories: config.policyDirectories + [config.modelDirectory]
+                    + (config.inventoryFile.isEmpty ? [] : [Paths.directory(of: config.inventoryFile)]),
+                logger: logger
             ) { [self] in
                 self.reload()
             } : nil
@@ -255,6 +257,8 @@ public final class Agent: Sendable {
             let containers = Gauge(label: "bulwark_containers")
             let bindings = Gauge(label: "bulwark_bpf_bindings")
             let profiles = Gauge(label: "bulwark_profiles")
+            // egress references (toServices, toPods, service built-ins) resolving to no address
+            let unresolved = Gauge(label: "bulwark_egress_unresolved_references")
             let logFailures = Counter(label: "bulwark_event_log_write_failures_total")
             let enforcer = Enforcer(pinPath: pinPath)
             var failuresSeen = 0
@@ -262,7 +266,9 @@ public final class Agent: Sendable {
                 registry.rescanIfChanged()
                 containers.record(registry.records.count)
                 bindings.record(enforcer.bindings().count)
-                profiles.record(store.profiles.count)
+                let list = store.profiles
+                profiles.record(list.count)
+                unresolved.record(list.reduce(0) { $0 + $1.unresolved.count })
                 // the violation log cannot be written (disk full …): enforcement and the socket go
                 // on; say so in the log, to notice subscribers and in the metrics
                 if let failures = hub.file?.failures, failures > failuresSeen {
@@ -453,8 +459,9 @@ public final class Agent: Sendable {
     func profiles() -> [ProfileStatus] {
         store.profiles.map {
             ProfileStatus(
-                name: $0.name, policy: $0.policy, mode: $0.mode, seccomp: $0.seccomp, appArmor: $0.appArmor, bpf: $0.bpf
-            )
+                name: $0.name, policy: $0.policy, mode: $0.mode, seccomp: $0.seccomp, appArmor: $0.appArmor,
+                bpf: $0.bpf,
+                unresolved: $0.unresolved)
         }
     }
 }

@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkCluster
 import BulwarkDelivery
 import BulwarkModel
 import BulwarkOCI
@@ -47,6 +48,16 @@ public final class PolicyStore: Sendable {
         var models: [String: [Int64]] = [:]
         /// profiles whose behaviour-modeling window is open → when it closes (wall clock)
         var recording: [String: Double] = [:]
+        /// The inventory file's last good contents (`inventoryFile`), its identity when read, and a
+        /// generation that moves when its contents change
+        var inventory: ClusterInventory?
+        var inventoryIdentity: [Int64]?
+        var inventoryRead = false
+        var inventoryGeneration = 0
+        var inventoryError: String?
+        /// profile name → the inventory generation it was compiled with (profiles whose BPF rules
+        /// name cluster addresses): compiled again, and swapped live, when addresses change
+        var compiledWith: [String: Int] = [:]
         var reloads = 0
         var lastReload = 0.0
     }
@@ -151,7 +162,10 @@ public final class PolicyStore: Sendable {
         }
         var applied = 0
         var removed = 0
-        let delivery = ProfileDelivery(config: config, logger: logger)  // node facts once a reload
+        readInventory(&s)
+        // node facts once a reload; the inventory's last good version
+        let delivery = ProfileDelivery(
+            config: config, inventory: s.inventory?.egress ?? EgressInventory.none, logger: logger)
         s.recording = [:]
         for (name, policy) in wanted where policy.spec.policy.mode == .behaviorModeling {
             switch recordingWindow(name, policy, models: delivery.modelStore) {
@@ -166,10 +180,14 @@ public final class PolicyStore: Sendable {
             let model =
                 policy.spec.policy.defenseInDepth?.needsModel == true
                 ? Paths.identity(delivery.modelStore.path(name)) ?? [] : nil
-            guard s.applied[name] != policy || s.models[name] != model else { continue }
+            let inventory = BPFCompiler.referencesClusterAddresses(policy) ? s.inventoryGeneration : nil
+            guard s.applied[name] != policy || s.models[name] != model || s.compiledWith[name] != inventory else {
+                continue
+            }
             s.profiles[name] = delivery.deliver(policy, profile: name)
             s.applied[name] = policy
             s.models[name] = model
+            s.compiledWith[name] = inventory
             applied += 1
         }
         for name in s.applied.keys.sorted() where wanted[name] == nil {
@@ -180,6 +198,7 @@ public final class PolicyStore: Sendable {
             s.applied[name] = nil
             s.profiles[name] = nil
             s.models[name] = nil
+            s.compiledWith[name] = nil
             removed += 1
         }
         if applied > 0 || removed > 0 { s.index = PolicyIndex(Array(s.applied.values)) }
@@ -205,6 +224,51 @@ public final class PolicyStore: Sendable {
             ])
         return (applied, removed, rejected)
     }
+
+    /// Reads `inventoryFile` when it changed; a file that does not read keeps the last good
+    /// inventory (as a rejected policy file keeps its last good version).
+    private func readInventory(_ s: inout State) {
+        guard !config.inventoryFile.isEmpty else { return }
+        let identity = Paths.identity(config.inventoryFile)
+        guard !s.inventoryRead || identity != s.inventoryIdentity else { return }
+        s.inventoryRead = true
+        s.inventoryIdentity = identity
+        switch InventorySource.read(config.inventoryFile) {
+        case .success(let inventory):
+            s.inventoryError = nil
+            if inventory != s.inventory {
+                s.inventory = inventory
+                s.inventoryGeneration += 1
+                let c = inventory?.counts
+                logger.info(
+                    "inventory read",
+                    metadata: [
+                        "file": "\(config.inventoryFile)", "pods": "\(c?.pods ?? 0)", "services": "\(c?.services ?? 0)",
+                        "endpointSlices": "\(c?.endpointSlices ?? 0)",
+                    ])
+            }
+        case .failure(let error):
+            s.inventoryError = error.description
+            let kept = s.inventory != nil
+            logger.error(
+                "inventory file rejected",
+                metadata: [
+                    "file": "\(config.inventoryFile)", "error": "\(error)",
+                    "kept":
+                        "\(kept ? "the last good version stays in use" : "no inventory: toServices/toPods policies are refused")",
+                ])
+            notice(
+                .object(
+                    JSONObject([
+                        ("level", .string("error")), ("message", .string("inventory file rejected")),
+                        ("file", .string(config.inventoryFile)), ("errors", .array([.string(error.description)])),
+                        ("keptLastGood", .bool(kept)),
+                    ])))
+        }
+    }
+
+    /// Why the inventory file is not in use as written (nil: read, or none configured).
+    public var inventoryError: String? { state.withLock { $0.inventoryError } }
 
     /// Profiles being recorded (behaviour modeling) → when their window closes.
     public var recordingWindows: [String: Double] { state.withLock { $0.recording } }

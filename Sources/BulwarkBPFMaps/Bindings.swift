@@ -66,6 +66,37 @@ extension Enforcer {
             instance: 0)
     }
 
+    /// Binds with the pod's addresses as text (`PodSandbox.ips`, the `bulwark.io/pod-ips`
+    /// annotation): the first IPv4 and the first IPv6 address are the pod's own for `pod-self`.
+    @discardableResult
+    public func bind(pid: Int32, profile: String, arming: Arming, podIPs: [String]) throws(EnforcerError) -> Binding {
+        let a = Self.podAddresses(podIPs)
+        return try bind(pid: pid, profile: profile, arming: arming, podIPv4: a.v4, podIPv6: a.v6)
+    }
+
+    /// The first IPv4 and the first IPv6 address of a list (IPv4-mapped IPv6 counts as IPv4, as
+    /// the enforcer compares); what is not an address is ignored.
+    public static func podAddresses(_ list: [String]) -> (v4: [UInt8]?, v6: [UInt8]?) {
+        var v4: [UInt8]?
+        var v6: [UInt8]?
+        for text in list {
+            let s = String(text.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+            var a4 = in_addr()
+            var a6 = in6_addr()
+            if inet_pton(AF_INET, s, &a4) == 1 {
+                if v4 == nil { v4 = withUnsafeBytes(of: &a4) { Array($0) } }
+            } else if inet_pton(AF_INET6, s, &a6) == 1 {
+                let bytes = withUnsafeBytes(of: &a6) { Array($0) }
+                if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+                    if v4 == nil { v4 = Array(bytes[12..<16]) }
+                } else if v6 == nil {
+                    v6 = bytes
+                }
+            }
+        }
+        return (v4, v6)
+    }
+
     /// Removes the binding of a namespace inode. Returns false if there was none.
     @discardableResult
     public func unbind(namespace: UInt32) throws(EnforcerError) -> Bool {

@@ -384,13 +384,19 @@ public struct ProfileStatus: Sendable, Equatable {
     public var seccomp: String
     public var appArmor: String
     public var bpf: String
-    public init(name: String, policy: String, mode: String, seccomp: String, appArmor: String, bpf: String) {
+    /// Egress references to cluster addresses not resolved (`reference: reason`).
+    public var unresolved: [String]
+    public init(
+        name: String, policy: String, mode: String, seccomp: String, appArmor: String, bpf: String,
+        unresolved: [String] = []
+    ) {
         self.name = name
         self.policy = policy
         self.mode = mode
         self.seccomp = seccomp
         self.appArmor = appArmor
         self.bpf = bpf
+        self.unresolved = unresolved
     }
 
     public var json: JSONValue {
@@ -398,6 +404,7 @@ public struct ProfileStatus: Sendable, Equatable {
             JSONObject([
                 ("name", .string(name)), ("policy", .string(policy)), ("mode", .string(mode)),
                 ("seccomp", .string(seccomp)), ("appArmor", .string(appArmor)), ("bpf", .string(bpf)),
+                ("unresolved", .array(unresolved.map(JSONValue.string))),
             ]))
     }
 
@@ -409,6 +416,7 @@ public struct ProfileStatus: Sendable, Equatable {
         seccomp = try r.string("seccomp")
         appArmor = try r.string("appArmor")
         bpf = try r.string("bpf")
+        unresolved = try r.strings("unresolved")
     }
 }
 

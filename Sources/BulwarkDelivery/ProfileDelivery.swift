@@ -1,5 +1,6 @@
 import BulwarkBPF
 import BulwarkBPFMaps
+import BulwarkCluster
 import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
@@ -27,15 +28,32 @@ public struct ProfileDelivery: Sendable {
         public var seccomp: String
         public var appArmor: String
         public var bpf: String
+        /// Egress references to cluster addresses that resolve to nothing (yet), or are not
+        /// resolved on this node (`reference: reason`).
+        public var unresolved: [String] = []
     }
 
     public let config: NodeConfig
     public let facts: NodeFacts
+    /// Cluster addresses for `toServices`/`toPods`: the agent's current inventory, else the node
+    /// config's `inventoryFile` read now.
+    public let inventory: EgressInventory
     let logger: Logger
 
-    public init(config: NodeConfig, facts: NodeFacts? = nil, logger: Logger) {
+    public init(config: NodeConfig, facts: NodeFacts? = nil, inventory: EgressInventory? = nil, logger: Logger) {
         self.config = config
         self.facts = facts ?? .read(pinPath: config.bpfPinPath)
+        if let inventory {
+            self.inventory = inventory
+        } else {
+            switch InventorySource.read(config.inventoryFile) {
+            case .success(let i): self.inventory = i?.egress ?? .none
+            case .failure(let e):
+                // unreadable: nothing resolves, so profiles that need it are refused, not loaded short
+                logger.error("inventory file unreadable", metadata: ["error": "\(e)"])
+                self.inventory = .none
+            }
+        }
         self.logger = logger
     }
 
@@ -96,6 +114,11 @@ public struct ProfileDelivery: Sendable {
                 do throws(ProfileUnavailable) {
                     if let modelProblem { throw ProfileUnavailable(modelProblem) }
                     let profile = try compileBPF(policy, profile: name, model: model)
+                    st.unresolved = profile.unresolved.map(\.description)
+                    for u in profile.unresolved {
+                        logger.warning(
+                            "egress reference not resolved", metadata: ["profile": "\(name)", "reference": "\(u)"])
+                    }
                     do {
                         let r = try e.apply(profile)
                         st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
@@ -125,10 +148,23 @@ public struct ProfileDelivery: Sendable {
 
     /// The BPF profile as every caller compiles it (the node's disk devices included); `model`: the
     /// profile's behaviour model, when the policy's allow-list is made from it.
+    /// A rule the user wrote that cannot be resolved here (no inventory, feature off) refuses the
+    /// profile: loading it without the rule would leave that egress open while the policy says
+    /// otherwise. A reference that resolves to no address yet loads, and is reported.
     public func compileBPF(_ policy: Policy, profile name: String, model: BehaviorModel?) throws(ProfileUnavailable)
         -> BPFProfile
     {
-        try BPFCompiler(diskDevices: facts.diskDevices, model: model).compile(policy, profileName: name)
+        let profile = try BPFCompiler(
+            diskDevices: facts.diskDevices, inventory: inventory, model: model,
+            serviceEgressControl: config.serviceEgressControl, podEgressControl: config.podEgressControl
+        ).compile(policy, profileName: name)
+        let refused = profile.unresolved.filter(\.refusesProfile)
+        guard refused.isEmpty else {
+            throw ProfileUnavailable(
+                "\(name): egress rules cannot be resolved on this node: "
+                    + refused.map(\.description).joined(separator: "; "))
+        }
+        return profile
     }
 
     /// Loads `policy`'s BPF profile unless the enforcer already has one named `name` (the NRI

@@ -59,7 +59,8 @@ public struct Hook {
         guard let pid = state.pid else { return try refuse("the runtime gave no pid") }
         let binding: Enforcer.Binding
         do {
-            binding = try enforcer.bind(pid: pid, profile: profile, arming: .exec)
+            let podIPs = (state.annotations[DecisionAnnotations.podIPs] ?? "").split(separator: ",").map(String.init)
+            binding = try enforcer.bind(pid: pid, profile: profile, arming: .exec, podIPs: podIPs)
         } catch {
             return try refuse(error.message + (error.hint.map { " (\($0))" } ?? ""))
         }

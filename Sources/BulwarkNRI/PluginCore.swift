@@ -137,6 +137,8 @@ public struct PluginCore: Sendable {
         if enforcers.contains(.bpf) {
             adjust.annotations[DecisionAnnotations.bpfProfile] = profile
             adjust.annotations[DecisionAnnotations.failurePolicy] = config.failurePolicy(for: decision.policy).rawValue
+            // the hook binds with them (pod-self); always written, so no other value stands
+            adjust.annotations[DecisionAnnotations.podIPs] = pod.ips.joined(separator: ",")
         }
         if let explicitAppArmor = Self.explicitAppArmorProfile(pod: pod, container: container.name) {
             adjust.annotations[DecisionAnnotations.appArmorProfile] = explicitAppArmor

@@ -13,8 +13,9 @@ public protocol NRIBPFSide: Sendable {
     /// Whether a running container's process can be bound and is already: nil when it cannot be
     /// (no enforcer loaded, the process or its namespace is gone).
     func isBound(pid: UInt32) -> Bool?
-    /// Binds the process's mount namespace, armed at its first use (the process already runs).
-    func bind(pid: UInt32, profile: String) throws(EnforcerError)
+    /// Binds the process's mount namespace, armed at its first use (the process already runs),
+    /// with the pod's addresses (`PodSandbox.ips`) for `pod-self`.
+    func bind(pid: UInt32, profile: String, podIPs: [String]) throws(EnforcerError)
     /// Removes the bindings that belong to this process.
     func unbind(pid: UInt32)
 }
@@ -43,8 +44,8 @@ public struct PinnedBPF: NRIBPFSide {
         return b.pid == pid || b.armed
     }
 
-    public func bind(pid: UInt32, profile: String) throws(EnforcerError) {
-        _ = try enforcer.bind(pid: Int32(bitPattern: pid), profile: profile, arming: .firstUse)
+    public func bind(pid: UInt32, profile: String, podIPs: [String]) throws(EnforcerError) {
+        _ = try enforcer.bind(pid: Int32(bitPattern: pid), profile: profile, arming: .firstUse, podIPs: podIPs)
     }
 
     public func unbind(pid: UInt32) {

@@ -532,7 +532,7 @@ public final class NRIPlugin: Sendable {
             if let problem = bpf.ensure(policy: decision.policy, profile: profile) {
                 throw EnforcerError(problem)
             }
-            try bpf.bind(pid: pid, profile: profile)
+            try bpf.bind(pid: pid, profile: profile, podIPs: pod.ips)
             logger.info(
                 "NRI: bound a running container",
                 metadata: ["container": "\(pod.namespace)/\(pod.name)/\(container.name)", "profile": "\(profile)"])

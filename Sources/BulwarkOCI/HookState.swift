@@ -61,6 +61,10 @@ public enum DecisionAnnotations {
     /// `syscalls`: the profile is being modeled (BehaviorModeling); the hook adds the container's
     /// namespace to the syscall recorder before its first instruction.
     public static let record = "bulwark.io/record"
+    /// The pod's addresses, comma-separated (the first IPv4 and the first IPv6 count): set by the
+    /// NRI plugin from `PodSandbox.ips` (empty when the pod has none, so a value written by anyone
+    /// else never stands); the hook binds with them, and `pod-self` egress rules match them.
+    public static let podIPs = "bulwark.io/pod-ips"
 }
 
 /// Who a container is, from the annotations its runtime writes into the OCI spec (containerd's

@@ -43,8 +43,16 @@ public struct NodeConfig: Sendable, Equatable {
     public var modelDirectory = "/var/lib/bulwark/models"
     /// bpffs directory of the pinned enforcer state.
     public var bpfPinPath = "/sys/fs/bpf/bulwark"
-    /// Static inventory of Service/Pod IPs for `toServices`/`toPods` on standalone hosts.
+    /// Pods, Services and EndpointSlices for `toServices`/`toPods` and the service built-ins on a
+    /// host without an API server: the objects as `kubectl get -o yaml` prints them (docs/policy.md);
+    /// re-read when it changes. Empty = none.
     public var inventoryFile = ""
+    /// vArmor's `--enableServiceEgressControl` (its chart turns it on): `toServices` and the service
+    /// built-ins resolve to cluster addresses. Off: a policy with `toServices` is refused.
+    public var serviceEgressControl = true
+    /// vArmor's `--enablePodEgressControl` (off in its chart: it watches every pod): `toPods`
+    /// resolves to pod addresses. Off: a policy with `toPods` is refused.
+    public var podEgressControl = false
 
     // MARK: Node agent (bulwarkd)
 
@@ -79,7 +87,8 @@ public struct NodeConfig: Sendable, Equatable {
         "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
         "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
         "modelDirectory",
-        "bpfPinPath", "inventoryFile", "socketGroup", "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
+        "bpfPinPath", "inventoryFile", "serviceEgressControl", "podEgressControl", "socketGroup",
+        "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
         "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit", "nri", "nriSocketPath",
         "nriPluginIndex",
     ]
@@ -176,7 +185,11 @@ public struct NodeConfig: Sendable, Equatable {
             }
             if let v = m.value("modelDirectory"), let s = absolutePath(v) { config.modelDirectory = s }
             if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
-            if let v = m.value("inventoryFile"), let s = absolutePath(v) { config.inventoryFile = s }
+            if let v = m.value("inventoryFile"), let s = absolutePathOrOff(v, "write a path starting with /") {
+                config.inventoryFile = s
+            }
+            if let v = m.value("serviceEgressControl"), let b = v.bool() { config.serviceEgressControl = b }
+            if let v = m.value("podEgressControl"), let b = v.bool() { config.podEgressControl = b }
             if let v = m.value("socketGroup"), let s = v.string() { config.socketGroup = s }
             if let v = m.value("containerStateDirectory"), let s = absolutePath(v) {
                 config.containerStateDirectory = s

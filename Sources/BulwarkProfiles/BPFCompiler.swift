@@ -38,11 +38,20 @@ public struct BPFCompiler: Sendable {
     public var inventory: EgressInventory
     /// The behaviour model of the profile (DefenseInDepth with `bpf.profileType: BehaviorModel`).
     public var model: BehaviorModel?
+    /// vArmor's manager flags `--enableServiceEgressControl` / `--enablePodEgressControl`, as the
+    /// node config's `serviceEgressControl` / `podEgressControl`.
+    public var serviceEgressControl: Bool
+    public var podEgressControl: Bool
 
-    public init(diskDevices: [String] = [], inventory: EgressInventory = .none, model: BehaviorModel? = nil) {
+    public init(
+        diskDevices: [String] = [], inventory: EgressInventory = .none, model: BehaviorModel? = nil,
+        serviceEgressControl: Bool = true, podEgressControl: Bool = true
+    ) {
         self.diskDevices = diskDevices
         self.inventory = inventory
         self.model = model
+        self.serviceEgressControl = serviceEgressControl
+        self.podEgressControl = podEgressControl
     }
 
     /// Throws when the profile cannot be compiled on this node (a DefenseInDepth allow-list without
@@ -82,14 +91,16 @@ public struct BPFCompiler: Sendable {
                 + ep.attackProtectionRules.filter { $0.targets.isEmpty }.flatMap { $0.rules }
             for ref in refs {
                 guard let rule = BuiltinRule.lookup(ref.id) else { continue }
-                for r in rule.bpf { add(r, mode: mode, privileged: ep.privileged, into: &b) }
+                for r in rule.bpf { add(r, mode: mode, privileged: ep.privileged, builtin: rule.id, into: &b) }
             }
             addRaw(ep.bpfRawRules, privileged: ep.privileged, into: &b)
         }
         return b.finish()
     }
 
-    private func add(_ r: BuiltinRule.BPFRule, mode: Qualifiers, privileged: Bool, into b: inout Builder) {
+    private func add(
+        _ r: BuiltinRule.BPFRule, mode: Qualifiers, privileged: Bool, builtin: String, into b: inout Builder
+    ) {
         switch r {
         case .file(let p, let perms):
             b.addPath(p, exec: false, verdict: .init(mode: mode, permissions: perms.rawValue))
@@ -119,20 +130,50 @@ public struct BPFCompiler: Sendable {
         case .egress(let addresses):
             for a in addresses { if let n = IPNetwork.host(a) { b.addEgress(n, ports: [], mode: mode) } }
         case .service(let ns, let name):
-            resolveService(ns, name, nil, mode: mode, into: &b)
+            resolveService(ns, name, nil, mode: mode, builtin: builtin, into: &b)
         }
     }
 
     private func resolveService(
-        _ ns: String?, _ name: String?, _ sel: LabelSelector?, mode: Qualifiers, into b: inout Builder
+        _ ns: String?, _ name: String?, _ sel: LabelSelector?, mode: Qualifiers, builtin: String? = nil,
+        into b: inout Builder
     ) {
-        guard let endpoints = inventory.services(ns, name, sel) else {
-            let what = name.map { "\(ns ?? "")/\($0)" } ?? "selector in \(ns ?? "all namespaces")"
-            b.profile.notes.append(
-                "service \(what) not resolved: no inventory (rules are added when its IPs are known)")
-            return
+        var what = "toServices " + (name.map { "\(ns ?? "")/\($0)" } ?? "\(ns ?? "*") \(Self.describe(sel))")
+        if let builtin { what = "built-in \(builtin): service \(ns ?? "")/\(name ?? "")" }
+        func unresolved(_ r: BPFProfile.UnresolvedEgress.Reason) {
+            b.profile.unresolved.append(.init(reference: what, reason: r, builtin: builtin != nil))
         }
+        guard serviceEgressControl else { return unresolved(.serviceEgressControlOff) }
+        guard let endpoints = inventory.services(ns, name, sel) else { return unresolved(.noInventory) }
+        if endpoints.isEmpty { unresolved(.noMatch) }
         for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: e.ports, mode: mode) } }
+    }
+
+    /// The policy's BPF profile depends on cluster addresses (`toServices`, `toPods`, a service
+    /// built-in): it is compiled again when they change.
+    public static func referencesClusterAddresses(_ policy: Policy) -> Bool {
+        let body = policy.spec.policy
+        guard body.enforcers.contains(.bpf) else { return false }
+        for raw in [body.enhanceProtect?.bpfRawRules, body.defenseInDepth?.bpf?.rawRules].compactMap({ $0 })
+        where !raw.services.isEmpty || !raw.pods.isEmpty {
+            return true
+        }
+        guard body.mode == .enhanceProtect, let ep = body.enhanceProtect else { return false }
+        let refs =
+            ep.hardeningRules + ep.vulMitigationRules + ep.attackProtectionRules.flatMap { $0.rules }
+        return refs.contains { ref in
+            BuiltinRule.lookup(ref.id)?.bpf.contains {
+                if case .service = $0 { return true }
+                return false
+            } ?? false
+        }
+    }
+
+    static func describe(_ sel: LabelSelector?) -> String {
+        guard let sel else { return "{}" }
+        let labels = sel.matchLabels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let exprs = sel.matchExpressions.map { "\($0.key) \($0.op.rawValue) (\($0.values.joined(separator: ",")))" }
+        return "{" + (labels + exprs).joined(separator: ", ") + "}"
     }
 
     private func addRaw(_ raw: BPFRawRules, privileged: Bool, into b: inout Builder) {
@@ -165,9 +206,17 @@ public struct BPFCompiler: Sendable {
         }
         for s in raw.services { resolveService(s.namespace, s.name, s.selector, mode: s.qualifiers, into: &b) }
         for p in raw.pods {
-            guard let endpoints = inventory.pods(p.namespace, p.selector) else {
-                b.profile.notes.append("toPods in \(p.namespace ?? "all namespaces") not resolved: no inventory")
+            let what = "toPods \(p.namespace ?? "*") \(Self.describe(p.selector))"
+            guard podEgressControl else {
+                b.profile.unresolved.append(.init(reference: what, reason: .podEgressControlOff, builtin: false))
                 continue
+            }
+            guard let endpoints = inventory.pods(p.namespace, p.selector) else {
+                b.profile.unresolved.append(.init(reference: what, reason: .noInventory, builtin: false))
+                continue
+            }
+            if endpoints.isEmpty {
+                b.profile.unresolved.append(.init(reference: what, reason: .noMatch, builtin: false))
             }
             for e in endpoints {
                 if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: p.ports, mode: p.qualifiers) }

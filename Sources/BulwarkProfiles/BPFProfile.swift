@@ -134,8 +134,33 @@ public struct BPFProfile: Codable, Sendable, Equatable {
     public var egress6: [EgressEntry] = []
     public var podSelfRanges: [PortRangeMode] = []
     public var mounts: [Mount] = []
-    /// Things the compiler could not express or resolve (e.g. services without an inventory).
+    /// Things the compiler could not express (patterns widened, rules dropped).
     public var notes: [String] = []
+    /// Egress references to cluster addresses (`toServices`, `toPods`, the service built-ins)
+    /// that did not resolve to every address they name: shown at run time (status, metric,
+    /// node-socket notice), and refused by delivery where a rule would silently be missing.
+    public var unresolved: [UnresolvedEgress] = []
+
+    public struct UnresolvedEgress: Codable, Sendable, Equatable, CustomStringConvertible {
+        public enum Reason: String, Codable, Sendable {
+            /// No inventory on this node (no `inventoryFile`, no API server).
+            case noInventory = "no inventory on this node (node config: inventoryFile or kubeconfig)"
+            /// The node config turns the feature off (vArmor's manager flags).
+            case serviceEgressControlOff = "serviceEgressControl is off in the node config"
+            case podEgressControlOff = "podEgressControl is off in the node config"
+            /// Resolved, to no address yet: rules appear when addresses do.
+            case noMatch = "matches no address yet"
+        }
+        /// `toServices ns/name`, `toPods ns selector`, `built-in block-access-to-kube-apiserver: …`.
+        public var reference: String
+        public var reason: Reason
+        /// From a built-in rule (vArmor adds nothing for those when it cannot resolve them).
+        public var builtin: Bool
+
+        public var description: String { "\(reference): \(reason.rawValue)" }
+        /// A rule the user wrote would be missing from the kernel: the profile must not load.
+        public var refusesProfile: Bool { !builtin && reason != .noMatch }
+    }
 
     /// Source path rules, kept for explanation and as the test oracle's input.
     public var pathRules: [PathRuleSource] = []

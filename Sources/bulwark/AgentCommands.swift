@@ -111,6 +111,10 @@ struct ProfilesCommand: ParsableCommand {
             table(
                 ["PROFILE", "POLICY", "MODE", "SECCOMP", "APPARMOR", "BPF"],
                 list.map { [$0.name, $0.policy, $0.mode, $0.seccomp, $0.appArmor, $0.bpf] }))
+        // what a policy names but the kernel does not hold: never only a compile-time note
+        for p in list where !p.unresolved.isEmpty {
+            print("\(p.name): unresolved egress: \(p.unresolved.joined(separator: "; "))")
+        }
     }
 }
 

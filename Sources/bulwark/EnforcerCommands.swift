@@ -6,6 +6,7 @@ import BulwarkPolicy
 import BulwarkProfiles
 import BulwarkSystem
 import Foundation
+import Logging
 
 // The BPF LSM enforcer: `bulwark enforcer`, `profile`, `bind`, `unbind`, `selftest`.
 
@@ -154,11 +155,15 @@ struct ProfileApply: ParsableCommand {
                 let model =
                     p.spec.policy.defenseInDepth?.needsModel == true
                     ? try ModelStore(directory: config.modelDirectory).load(name) : nil
-                profile = try BPFCompiler(diskDevices: devices, model: model).compile(p, profileName: name)
+                // as the agent compiles it (inventory, egress switches, refusal of unresolvable rules)
+                profile = try ProfileDelivery(
+                    config: config, facts: NodeFacts(diskDevices: devices), logger: Logger(label: "bulwark")
+                ).compileBPF(p, profile: name, model: model)
             } catch {
                 throw fail("\(name): \(error)")
             }
             for n in profile.notes { FileHandle.standardError.write(Data("note: \(name): \(n)\n".utf8)) }
+            for u in profile.unresolved { FileHandle.standardError.write(Data("unresolved: \(name): \(u)\n".utf8)) }
             do {
                 let r = try e.apply(profile)
                 for s in r.skipped { FileHandle.standardError.write(Data("warning: \(name): \(s)\n".utf8)) }

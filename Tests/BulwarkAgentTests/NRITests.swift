@@ -185,9 +185,9 @@ struct NRITests {
             }
         }
         func isBound(pid: UInt32) -> Bool? { state.withLock { $0.bound[pid] != nil } }
-        func bind(pid: UInt32, profile: String) throws(EnforcerError) {
+        func bind(pid: UInt32, profile: String, podIPs: [String]) throws(EnforcerError) {
             state.withLock { s in
-                s.calls.append("bind \(pid) \(profile)")
+                s.calls.append("bind \(pid) \(profile)" + (podIPs.isEmpty ? "" : " " + podIPs.joined(separator: ",")))
                 s.bound[pid] = profile
             }
         }
@@ -209,7 +209,7 @@ struct NRITests {
         defer { s.stop() }
         let session = try s.peer.accept()
         _ = try session.configure(runtime: "containerd", version: "2.3.1", nriVersion: "v0.12.0")
-        let web = nriPod(name: "web-1", namespace: "shop", labels: ["app": "web"])
+        let web = nriPod(name: "web-1", namespace: "shop", labels: ["app": "web"], ips: ["10.244.1.5", "fd00::5"])
         let db = nriPod(name: "db-0", namespace: "shop", labels: ["app": "db"])
         _ = try session.synchronize(
             pods: [web, db],
@@ -219,11 +219,24 @@ struct NRITests {
                 nriContainer(pod: web, name: "side", pid: 0, state: .containerCreated),
             ], more: false)
         #expect(bpf.state.withLock { $0.bound } == [101: "varmor-shop-web"])
-        #expect(bpf.state.withLock { $0.calls } == ["ensure varmor-shop-web", "bind 101 varmor-shop-web"])
+        // the pod's addresses go with the binding (pod-self)
+        #expect(
+            bpf.state.withLock { $0.calls } == [
+                "ensure varmor-shop-web", "bind 101 varmor-shop-web 10.244.1.5,fd00::5",
+            ])
 
-        // created with hooks (the hook would bind); at start the binding is missing: the plugin binds
-        let web2 = nriPod(name: "web-2", namespace: "shop", labels: ["app": "web"])
-        _ = try session.createContainer(pod: web2, container: nriContainer(pod: web2, name: "app"))
+        // created with hooks (the hook would bind, with the pod's addresses from the annotation the
+        // plugin writes — always, so a value from anyone else never stands); at start the binding
+        // is missing: the plugin binds
+        let web2 = nriPod(
+            name: "web-2", namespace: "shop", labels: ["app": "web"],
+            annotations: ["bulwark.io/pod-ips": "6.6.6.6"], ips: ["10.244.1.6"])
+        let created = try session.createContainer(pod: web2, container: nriContainer(pod: web2, name: "app"))
+        #expect(created.adjust.annotations["bulwark.io/pod-ips"] == "10.244.1.6")
+        let noIPs = try session.createContainer(
+            pod: nriPod(name: "web-9", namespace: "shop", labels: ["app": "web"]),
+            container: nriContainer(pod: nriPod(name: "web-9", namespace: "shop"), name: "app"))
+        #expect(noIPs.adjust.annotations["bulwark.io/pod-ips"] == "")
         var start = Nri_Pkg_Api_V1alpha1_StartContainerRequest()
         start.pod = web2
         start.container = nriContainer(pod: web2, name: "app", pid: 201, state: .containerRunning)
@@ -501,5 +514,20 @@ struct PluginCoreTests {
         #expect(!C(nriVersion: "", runtimeName: "cri-o", runtimeVersion: "1.33.2").seccompAdjustment)
         #expect(C(nriVersion: "v0.12.1", runtimeName: "", runtimeVersion: "").perEventCalls)
         #expect(!C(nriVersion: "v0.11.0", runtimeName: "", runtimeVersion: "").perEventCalls)
+    }
+}
+
+@Suite("Pod addresses")
+struct PodAddressTests {
+    /// The first IPv4 and the first IPv6 address are the pod's own (IPv4-mapped IPv6 is IPv4, as
+    /// the enforcer compares); anything else is ignored.
+    @Test func theFirstAddressOfEachFamilyIsThePods() {
+        let a = Enforcer.podAddresses(["junk", "fd00::5", " 10.244.1.5", "10.244.1.6", "fd00::6"])
+        #expect(a.v4 == [10, 244, 1, 5])
+        #expect(a.v6 == [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5])
+        let mapped = Enforcer.podAddresses(["::ffff:192.0.2.1"])
+        #expect(mapped.v4 == [192, 0, 2, 1] && mapped.v6 == nil)
+        let none = Enforcer.podAddresses(["", "10.0.0.256"])
+        #expect(none.v4 == nil && none.v6 == nil)
     }
 }

@@ -136,6 +136,49 @@ struct CLITests {
         #expect(try bulwark(["policy", "compile", path, "--enforcer", "bpf", "--disk-devices", "/dev/sda"]).code == 1)
     }
 
+    /// `policy compile --inventory`: what toServices resolves to before anything is loaded, what
+    /// does not resolve and what the agent would do about it; a bad inventory is refused with its
+    /// place.
+    @Test func compileResolvesServicesFromAnInventory() throws {
+        let policy = try tempFile(
+            good.replacingOccurrences(
+                of: "      hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]",
+                with: [
+                    "      bpfRawRules:", "        network:", "          egress:", "            toServices:",
+                    "            - {qualifiers: [deny], namespace: nginx, name: nginx}",
+                    "            - {qualifiers: [deny], namespace: nginx, name: gone}",
+                ].joined(separator: "\n")))
+        let inventory = try tempFile(
+            """
+            kind: Service
+            apiVersion: v1
+            metadata: {name: nginx, namespace: nginx}
+            spec: {clusterIPs: [10.96.1.2, "fd00::1:2"]}
+            ---
+            kind: EndpointSlice
+            apiVersion: discovery.k8s.io/v1
+            metadata: {name: nginx-1, namespace: nginx, labels: {kubernetes.io/service-name: nginx}}
+            endpoints: [{addresses: [10.244.0.9]}]
+            ports: [{port: 8080}]
+            """, name: "inventory.yaml")
+        let r = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--inventory", inventory])
+        #expect(r.code == 0, "\(r.err)")
+        for net in ["10.96.1.2/32", "10.244.0.9/32", "fd00:0:0:0:0:0:1:2/128"] {
+            #expect(r.out.contains(net), "\(net)")
+        }
+        #expect(
+            r.err.contains(
+                "unresolved: varmor-shop-web: toServices nginx/gone: matches no address yet (loaded; reported at run time)"
+            ),
+            "\(r.err)")
+        let none = try bulwark(["policy", "compile", policy, "--enforcer", "bpf"])
+        #expect(none.err.contains("toServices nginx/nginx: no inventory on this node"), "\(none.err)")
+        #expect(none.err.contains("the agent refuses this profile"))
+        let bad = try tempFile("kind: Pod\nmetadata: {namespace: x}\n", name: "inventory.yaml")
+        let refused = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--inventory", bad])
+        #expect(refused.code == 1 && refused.err.contains("\(bad):1:1: error: Pod is not readable"), "\(refused.err)")
+    }
+
     @Test func explainSaysWhy() throws {
         let path = try tempFile(good)
         let hit = try bulwark([

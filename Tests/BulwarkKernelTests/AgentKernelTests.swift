@@ -171,6 +171,109 @@ struct AgentKernelTests {
         #expect(agent.stop() == 0, "\(agent.output)")
     }
 
+    /// toServices from the node's inventory file, live: bulwarkd resolves a Service to its cluster IP
+    /// (all ports) and its EndpointSlice's addresses (the slice's ports); when the file says the
+    /// endpoint moved, the profile's egress table is swapped live for the bound container — the new
+    /// address is refused and the old one is not — and `profiles` names what resolves to nothing.
+    @Test func aServiceEndpointMoveReachesTheKernelLive() throws {
+        guard let e = kernelOrSkip() else { return }
+        let dir = try fixture()
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorPolicy
+        metadata: {name: kt-svc, namespace: shop}
+        spec:
+          target: {kind: Pod, selector: {matchLabels: {app: kt-svc}}}
+          policy:
+            enforcer: BPF
+            mode: EnhanceProtect
+            enhanceProtect:
+              bpfRawRules:
+                network:
+                  egress:
+                    toServices:
+                    - {qualifiers: [deny], namespace: nginx, name: nginx}
+                    - {qualifiers: [deny], namespace: nginx, name: not-yet}
+
+        """.write(toFile: dir + "/policies/kt-svc.yaml", atomically: true, encoding: .utf8)
+        defer { _ = try? e.remove(profile: "varmor-shop-kt-svc") }
+        func inventory(endpoint: String) -> String {
+            """
+            apiVersion: v1
+            kind: List
+            items:
+            - apiVersion: v1
+              kind: Service
+              metadata: {name: nginx, namespace: nginx}
+              spec: {clusterIP: 127.0.0.8, clusterIPs: [127.0.0.8]}
+            - apiVersion: discovery.k8s.io/v1
+              kind: EndpointSlice
+              metadata: {name: nginx-x1, namespace: nginx, labels: {kubernetes.io/service-name: nginx}}
+              addressType: IPv4
+              endpoints: [{addresses: [\(endpoint)]}]
+              ports: [{port: 8080, protocol: TCP}]
+
+            """
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/cluster", withIntermediateDirectories: true)
+        let inventoryPath = dir + "/cluster/inventory.yaml"
+        try inventory(endpoint: "127.0.0.7").write(toFile: inventoryPath, atomically: true, encoding: .utf8)
+        let socket = dir + "/run/bulwark.sock"
+        let config = dir + "/bulwark.yaml"
+        try """
+        policyDirectories: [\(dir)/policies]
+        bpfPinPath: \(e.pinPath)
+        enforcers: [BPF]
+        socketPath: \(socket)
+        containerStateDirectory: \(dir)/run/containers
+        modelDirectory: \(dir)/models
+        eventLogFile: ""
+        metricsAddress: ""
+        kernelLog: ""
+        inventoryFile: \(inventoryPath)
+
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let agent = try Agent(config: config)
+        defer { _ = agent.stop() }
+        #expect(Self.waitFor { Self.call(socket, "status") != nil }, "\(agent.output)")
+        let profile = (Self.call(socket, "profiles")?["profiles"]?.array ?? []).compactMap(\.object).first {
+            $0["name"] == .string("varmor-shop-kt-svc")
+        }
+        #expect(profile?["bpf"]?.string?.hasPrefix("loaded as id") == true, "\(String(describing: profile))")
+        #expect(
+            profile?["unresolved"] == .array([.string("toServices nginx/not-yet: matches no address yet")]),
+            "\(String(describing: profile))")
+
+        // "a container of the pod": a process in a mount namespace of its own, bound to the profile
+        let (sleeper, _) = try containerLikeProcess()
+        defer { sleeper.terminate() }
+        try e.bind(pid: sleeper.processIdentifier, profile: "varmor-shop-kt-svc", arming: .firstUse)
+        func refused(_ host: String, _ port: Int) -> Bool {
+            connect(from: sleeper.processIdentifier, host, port).contains("operation not permitted")
+        }
+        #expect(refused("127.0.0.8", 443), "the cluster IP, every port")
+        #expect(refused("127.0.0.7", 8080), "the endpoint, the slice's port")
+        #expect(!refused("127.0.0.7", 8081))
+        #expect(!refused("127.0.0.9", 8080))
+
+        // the endpoint moves: the file is replaced as an editor or a sync job would
+        let moved = Date()
+        try inventory(endpoint: "127.0.0.9").write(toFile: inventoryPath, atomically: true, encoding: .utf8)
+        #expect(Self.waitFor(10) { refused("127.0.0.9", 8080) }, "\(agent.output)")
+        let latency = Date().timeIntervalSince(moved)
+        print("RESULT inventory_change_to_kernel_seconds=\(String(format: "%.3f", latency))")
+        #expect(latency < 2, "the move reached the kernel after \(latency) s")
+        #expect(!refused("127.0.0.7", 8080), "the old address is released")
+        #expect(refused("127.0.0.8", 80))
+
+        // an inventory that does not read keeps the last good one (and the rules)
+        try "kind: List\nitems: 3\n".write(toFile: inventoryPath, atomically: true, encoding: .utf8)
+        usleep(1_000_000)
+        #expect(refused("127.0.0.9", 8080))
+        #expect(agent.output.contains("inventory file rejected"))
+    }
+
     /// The modeling loop on every enforcer — record → model → DefenseInDepth (enforce) → observe →
     /// suggest → merge → enforce — with bulwarkd, the wrapper, the hook and runc. A BehaviorModeling
     /// policy's records become the model through the agent's modeler, not the violation log (BPF from

@@ -86,6 +86,32 @@ func compile(_ rules: String, name: String, mode: String = "deny, audit") -> BPF
     return try! BPFCompiler().compile(r.policies[0], profileName: name)  // EnhanceProtect: cannot throw
 }
 
+/// "A running container": `sleep 60` in a mount namespace of its own, and that namespace's inode.
+func containerLikeProcess() throws -> (process: Process, namespace: UInt64) {
+    let sleeper = Process()
+    sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+    sleeper.arguments = ["--mount", "--propagation", "private", "--", "/bin/sleep", "60"]
+    try sleeper.run()
+    for _ in 0..<50 {
+        if let n = Enforcer.namespaceInode(pid: sleeper.processIdentifier),
+            n != Enforcer.namespaceInode(pid: getpid())
+        {
+            return (sleeper, n)
+        }
+        usleep(100_000)
+    }
+    sleeper.terminate()
+    throw EnforcerError("the process did not get its own mount namespace")
+}
+
+/// A TCP connect from `pid`'s mount namespace (where its binding applies), as bash's `/dev/tcp`
+/// does it; bash's message, lower-cased ("operation not permitted" when the enforcer refused it).
+func connect(from pid: Int32, _ host: String, _ port: Int) -> String {
+    let out = try? capture(
+        "/usr/bin/nsenter", ["-t", "\(pid)", "-m", "--", "/bin/bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"])
+    return out?.1.lowercased() ?? "nsenter failed"
+}
+
 func fixture() throws -> String {
     var template = Array("/tmp/bulwark-kt.XXXXXX".utf8CString)
     guard mkdtemp(&template) != nil else { throw EnforcerError("mkdtemp failed") }

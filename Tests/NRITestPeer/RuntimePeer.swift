@@ -262,9 +262,11 @@ public final class RuntimePeer: @unchecked Sendable {
 
 /// A pod as the runtime describes it.
 public func nriPod(
-    name: String, namespace: String, labels: [String: String] = [:], annotations: [String: String] = [:]
+    name: String, namespace: String, labels: [String: String] = [:], annotations: [String: String] = [:],
+    ips: [String] = []
 ) -> NRIPod {
     var p = NRIPod()
+    p.ips = ips
     p.id = "sandbox-\(namespace)-\(name)"
     p.name = name
     p.namespace = namespace

@@ -1,0 +1,114 @@
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+
+/// The cluster's addresses as far as egress rules need them: Pods, Services and EndpointSlices,
+/// indexed by namespace. A value: the agent builds a new one when an object changes and compiles
+/// from a snapshot. Resolution follows vArmor's manager (`internal/profile/bpf/custom.go`,
+/// `generateRawNetworkEgressRuleForServices`/`…ForPods`):
+/// - a Service becomes every cluster IP (both families) for all ports, plus every address of the
+///   EndpointSlices labelled `kubernetes.io/service-name: NAME` with the slice's ports (target
+///   ports); a headless Service (`None`) has endpoint addresses only; endpoint conditions are not
+///   read (an endpoint that is not ready yet is still denied);
+/// - a service selector selects Services by label and, as in vArmor, EndpointSlices by the same
+///   selector on the slices' own labels; no namespace = all namespaces;
+/// - a pod selector becomes every `status.podIPs` address of the matching pods with the rule's
+///   ports; host-network pods are included as vArmor includes them (their address is the node's:
+///   a deny to such a pod denies the node's address on those ports — documented in policy.md).
+public struct ClusterInventory: Sendable, Equatable {
+    public private(set) var pods: [String: [String: KubeObjects.Pod]] = [:]
+    public private(set) var services: [String: [String: KubeObjects.Service]] = [:]
+    public private(set) var slices: [String: [String: KubeObjects.EndpointSlice]] = [:]
+
+    public init() {}
+
+    public var counts: (pods: Int, services: Int, endpointSlices: Int) {
+        (
+            pods.values.reduce(0) { $0 + $1.count }, services.values.reduce(0) { $0 + $1.count },
+            slices.values.reduce(0) { $0 + $1.count }
+        )
+    }
+
+    public mutating func upsert(_ p: KubeObjects.Pod) {
+        pods[p.metadata.namespace ?? "default", default: [:]][p.metadata.name] = p
+    }
+    public mutating func upsert(_ s: KubeObjects.Service) {
+        services[s.metadata.namespace ?? "default", default: [:]][s.metadata.name] = s
+    }
+    public mutating func upsert(_ e: KubeObjects.EndpointSlice) {
+        slices[e.metadata.namespace ?? "default", default: [:]][e.metadata.name] = e
+    }
+    public mutating func removePod(namespace: String, name: String) { pods[namespace]?[name] = nil }
+    public mutating func removeService(namespace: String, name: String) { services[namespace]?[name] = nil }
+    public mutating func removeEndpointSlice(namespace: String, name: String) { slices[namespace]?[name] = nil }
+
+    private func namespaces<T>(_ table: [String: [String: T]], _ ns: String?) -> [[String: T]] {
+        guard let ns else { return table.keys.sorted().compactMap { table[$0] } }
+        return table[ns].map { [$0] } ?? []
+    }
+
+    /// `toServices` (and the service built-ins): by name (with its namespace) or by selector.
+    public func resolveServices(namespace: String?, name: String?, selector: LabelSelector?)
+        -> [EgressInventory.Endpoint]
+    {
+        var out: [EgressInventory.Endpoint] = []
+        var chosen: [KubeObjects.Service] = []
+        var chosenSlices: [KubeObjects.EndpointSlice] = []
+        if let name {
+            let ns = namespace ?? "default"
+            if let s = services[ns]?[name] { chosen.append(s) }
+            chosenSlices = (slices[ns] ?? [:]).values.filter { $0.serviceName == name }
+        } else {
+            let sel = selector ?? LabelSelector()
+            for table in namespaces(services, namespace) {
+                chosen += table.values.filter { sel.matches($0.metadata.labels ?? [:]) }
+            }
+            for table in namespaces(slices, namespace) {
+                chosenSlices += table.values.filter {
+                    $0.serviceName != nil && sel.matches($0.metadata.labels ?? [:])
+                }
+            }
+        }
+        for s in chosen {
+            for ip in s.clusterIPs where IPNetwork.host(ip) != nil { out.append(.init(ip: ip)) }
+        }
+        for e in chosenSlices {
+            let ports = (e.ports ?? []).compactMap(\.port).filter { (0...65535).contains($0) }.map {
+                PortRange(UInt16($0), UInt16($0))
+            }
+            for ep in e.endpoints ?? [] {
+                for ip in ep.addresses where IPNetwork.host(ip) != nil {
+                    out.append(.init(ip: ip, ports: ports.sorted()))
+                }
+            }
+        }
+        return Self.canonical(out)
+    }
+
+    /// `toPods`: the addresses of the pods the selector matches (the rule carries the ports).
+    public func resolvePods(namespace: String?, selector: LabelSelector) -> [EgressInventory.Endpoint] {
+        var out: [EgressInventory.Endpoint] = []
+        for table in namespaces(pods, namespace) {
+            for p in table.values where selector.matches(p.metadata.labels ?? [:]) {
+                for ip in p.ips where IPNetwork.host(ip) != nil { out.append(.init(ip: ip)) }
+            }
+        }
+        return Self.canonical(out)
+    }
+
+    /// Sorted and without duplicates: the same cluster state always compiles to the same rows.
+    static func canonical(_ list: [EgressInventory.Endpoint]) -> [EgressInventory.Endpoint] {
+        var seen = Set<String>()
+        return list.filter { seen.insert("\($0.ip)|\($0.ports)").inserted }.sorted { a, b in
+            a.ip != b.ip ? a.ip < b.ip : a.ports.lexicographicallyPrecedes(b.ports)
+        }
+    }
+
+    /// The compiler's view of this snapshot.
+    public var egress: EgressInventory {
+        let snapshot = self
+        return EgressInventory(
+            services: { ns, name, sel in snapshot.resolveServices(namespace: ns, name: name, selector: sel) },
+            pods: { ns, sel in snapshot.resolvePods(namespace: ns, selector: sel) })
+    }
+}

@@ -1,0 +1,186 @@
+import BulwarkCluster
+import BulwarkDelivery
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkProfiles
+import Logging
+import Testing
+
+/// Objects as `kubectl get pods,services,endpointslices -A -o yaml` prints them (trimmed of the
+/// fields Bulwark does not read only where noted; unknown fields stay to show they are ignored).
+let kubectlDump = """
+    apiVersion: v1
+    kind: List
+    items:
+    - apiVersion: v1
+      kind: Pod
+      metadata:
+        name: demo-3-7c9f
+        namespace: demo
+        labels: {app: demo-3, pod-template-hash: 7c9f}
+        resourceVersion: "4711"
+        uid: 0b1e3c7e-8d36-4f0e-9a53-5d9f4c0e7a11
+      spec:
+        containers: [{name: c, image: nginx}]
+        nodeName: node-1
+      status:
+        phase: Running
+        podIP: 10.244.1.7
+        podIPs: [{ip: 10.244.1.7}, {ip: "fd00:10:244:1::7"}]
+    - apiVersion: v1
+      kind: Pod
+      metadata: {name: other, namespace: demo, labels: {app: other}}
+      status: {podIP: 10.244.1.8, podIPs: [{ip: 10.244.1.8}]}
+    - apiVersion: v1
+      kind: Pod
+      metadata: {name: pending, namespace: demo, labels: {app: demo-3}}
+      status: {phase: Pending}
+    - apiVersion: v1
+      kind: Service
+      metadata: {name: nginx, namespace: nginx, labels: {app: nginx}}
+      spec:
+        clusterIP: 10.96.12.34
+        clusterIPs: [10.96.12.34, "fd00:10:96::1234"]
+        ipFamilies: [IPv4, IPv6]
+        ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+    - apiVersion: v1
+      kind: Service
+      metadata: {name: headless, namespace: nginx, labels: {app: nginx}}
+      spec: {clusterIP: None, clusterIPs: [None]}
+    - apiVersion: v1
+      kind: Service
+      metadata: {name: kubernetes, namespace: default, labels: {component: apiserver}}
+      spec: {clusterIP: 10.96.0.1, clusterIPs: [10.96.0.1]}
+    - apiVersion: discovery.k8s.io/v1
+      kind: EndpointSlice
+      metadata:
+        name: nginx-abcde
+        namespace: nginx
+        labels: {app: nginx, kubernetes.io/service-name: nginx, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}
+      addressType: IPv4
+      endpoints:
+      - addresses: [10.244.2.5]
+        conditions: {ready: true}
+      - addresses: [10.244.2.6]
+        conditions: {ready: false}
+      ports: [{name: http, port: 8080, protocol: TCP}]
+    - apiVersion: discovery.k8s.io/v1
+      kind: EndpointSlice
+      metadata:
+        name: kubernetes
+        namespace: default
+        labels: {kubernetes.io/service-name: kubernetes}
+      addressType: IPv4
+      endpoints: [{addresses: [192.168.49.2]}]
+      ports: [{name: https, port: 8443, protocol: TCP}]
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: ignored, namespace: demo}
+    metadata: {resourceVersion: ""}
+    """
+
+@Suite("Cluster inventory")
+struct InventoryTests {
+    @Test func aKubectlDumpReadsAsTheInventory() throws {
+        let inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        #expect(inv.counts.pods == 3 && inv.counts.services == 3 && inv.counts.endpointSlices == 2)
+        // a pod selector: both families, the pod without an address adds nothing
+        let pods = inv.resolvePods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "demo-3"]))
+        #expect(pods.map(\.ip) == ["10.244.1.7", "fd00:10:244:1::7"])
+        #expect(pods.allSatisfy { $0.ports.isEmpty })
+        #expect(inv.resolvePods(namespace: "other-ns", selector: LabelSelector(matchLabels: ["app": "demo-3"])).isEmpty)
+        #expect(inv.resolvePods(namespace: nil, selector: LabelSelector()).count == 3)
+    }
+
+    /// vArmor: cluster IPs for all ports, endpoint addresses with the slice's (target) ports,
+    /// endpoints that are not ready included, `None` skipped.
+    @Test func aServiceResolvesAsVArmorResolvesIt() throws {
+        let inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        let byName = inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil)
+        #expect(
+            byName.map { "\($0.ip) \($0.ports.map { "\($0.first)-\($0.last)" })" } == [
+                "10.244.2.5 [\"8080-8080\"]", "10.244.2.6 [\"8080-8080\"]", "10.96.12.34 []", "fd00:10:96::1234 []",
+            ])
+        // by selector: every service with the label (the headless one adds no cluster IP) and the
+        // slices with the same label
+        let bySelector = inv.resolveServices(
+            namespace: nil, name: nil, selector: LabelSelector(matchLabels: ["app": "nginx"]))
+        #expect(bySelector == byName)
+        #expect(inv.resolveServices(namespace: "nginx", name: "missing", selector: nil).isEmpty)
+        let api = inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)
+        #expect(api.map(\.ip) == ["10.96.0.1", "192.168.49.2"])
+    }
+
+    @Test func badInventoriesAreRefusedWithThePlace() {
+        func error(_ text: String) -> String {
+            do {
+                _ = try InventoryFile.parse(text, file: "inv.yaml")
+                return ""
+            } catch { return error.description }
+        }
+        #expect(
+            error("kind: Pod\nmetadata: {namespace: x}\n").contains(
+                "inv.yaml:1:1: error: Pod is not readable: `metadata.name` is missing"))
+        #expect(error("kind: List\nitems: 3\n").contains("`items` of a List is not a list"))
+        #expect(error("- a\n- b\n").contains("not a Kubernetes object"))
+        #expect(error("kind: Service\nmetadata: {name: s}\nspec: {clusterIPs: 3}\n").contains("clusterIPs"))
+        #expect(error("kind: [\n").contains("invalid YAML"))
+        // typed lists (`PodList`) leave `kind` out of their items
+        #expect(error("kind: PodList\nitems: [{metadata: {name: p, namespace: n}, status: {podIP: 10.0.0.1}}]\n") == "")
+    }
+
+    /// The compiler's view: rules from the inventory; a reference to nothing is reported; without
+    /// an inventory an explicit rule refuses the profile while a built-in only reports.
+    @Test func unresolvedReferencesAreReportedAndRefuseWhereARuleWouldBeMissing() throws {
+        let text = """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorPolicy
+            metadata: {name: egress, namespace: demo}
+            spec:
+              target: {kind: Deployment, selector: {matchLabels: {app: demo}}}
+              policy:
+                enforcer: BPF
+                mode: EnhanceProtect
+                enhanceProtect:
+                  attackProtectionRules: [{rules: [block-access-to-kube-apiserver]}]
+                  bpfRawRules:
+                    network:
+                      egress:
+                        toServices:
+                        - {qualifiers: [deny], namespace: nginx, name: nginx}
+                        - {qualifiers: [deny], namespace: nginx, name: not-there}
+                        toPods:
+                        - {qualifiers: [deny], namespace: demo, podSelector: {matchLabels: {app: demo-3}}, ports: [{port: 80}]}
+
+            """
+        let policy = try #require(PolicyParser.parse(text, file: "p.yaml").policies.first)
+        let inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        let p = try BPFCompiler(inventory: inv.egress).compile(policy, profileName: "x")
+        let nets = Set((p.egress4 + p.egress6).map(\.network))
+        for ip in ["10.96.12.34/32", "10.244.2.5/32", "10.96.0.1/32", "192.168.49.2/32", "10.244.1.7/32"] {
+            #expect(nets.contains(ip), "\(ip) in \(nets.sorted())")
+        }
+        #expect(p.egress4.first { $0.network == "10.244.1.7/32" }?.ranges.map { "\($0.first)-\($0.last)" } == ["80-80"])
+        #expect(p.unresolved.map(\.description) == ["toServices nginx/not-there: matches no address yet"])
+        #expect(!p.unresolved[0].refusesProfile)
+
+        let none = try BPFCompiler().compile(policy, profileName: "x")
+        #expect(none.unresolved.filter(\.refusesProfile).count == 3)
+        #expect(
+            none.unresolved.contains { $0.builtin && !$0.refusesProfile && $0.reference.contains("kube-apiserver") })
+        let off = try BPFCompiler(inventory: inv.egress, podEgressControl: false).compile(policy, profileName: "x")
+        #expect(off.unresolved.map(\.reason).contains(.podEgressControlOff))
+        #expect(!off.egress4.contains { $0.network == "10.244.1.7/32" })
+
+        // delivery refuses the profile rather than load it without the rules
+        var config = NodeConfig()
+        config.podEgressControl = true
+        let delivery = ProfileDelivery(
+            config: config, facts: NodeFacts(diskDevices: []), inventory: EgressInventory.none,
+            logger: Logger(label: "t"))
+        #expect(throws: ProfileUnavailable.self) { try delivery.compileBPF(policy, profile: "x", model: nil) }
+        let withInventory = ProfileDelivery(
+            config: config, facts: NodeFacts(diskDevices: []), inventory: inv.egress, logger: Logger(label: "t"))
+        #expect(try withInventory.compileBPF(policy, profile: "x", model: nil).unresolved.count == 1)
+    }
+}
