@@ -23,6 +23,8 @@ let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift
 let lifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
 let protobuf: Target.Dependency = .product(name: "SwiftProtobuf", package: "swift-protobuf")
+let httpClient: Target.Dependency = .product(name: "AsyncHTTPClient", package: "async-http-client")
+let nioSSL: Target.Dependency = .product(name: "NIOSSL", package: "swift-nio-ssl")
 
 let package = Package(
     name: "bulwark",
@@ -41,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // MARK: Pure logic
@@ -108,6 +112,12 @@ let package = Package(
                 "BulwarkBPFMaps", "BulwarkProfiles", "BulwarkPolicy", "BulwarkBPFObject", "CLibBPF", "CBulwarkABI",
             ]
         ),
+
+        // The Kubernetes API client: list/watch over HTTPS (async-http-client, swift-nio-ssl), the
+        // in-cluster and kubeconfig credentials; the bookkeeping is BulwarkCluster's (pure).
+        .target(
+            name: "BulwarkKube",
+            dependencies: ["BulwarkCluster", "BulwarkOCI", "BulwarkSystem", httpClient, nioSSL, nio, nioHTTP, logging]),
 
         // The node agent: policy store, event pipeline, node socket, metrics (bulwarkd).
         .target(
@@ -199,13 +209,18 @@ let package = Package(
         ),
         // Process helpers shared by the test targets that run the built executables.
         .target(name: "BulwarkTestSupport", dependencies: ["CBulwarkSpawn"], path: "Tests/BulwarkTestSupport"),
+        // A stand-in for the Kubernetes API server on the wire (tests, benchmark).
+        .target(
+            name: "KubeTestServer", dependencies: ["BulwarkOCI", nio, nioPosix, nioHTTP, nioSSL],
+            path: "Tests/KubeTestServer"),
         // The runtime side of NRI in Swift (tests, benchmark).
         .target(name: "NRITestPeer", dependencies: ["BulwarkNRI", protobuf], path: "Tests/NRITestPeer"),
         .testTarget(name: "BulwarkNRITests", dependencies: ["BulwarkNRI", protobuf]),
         .testTarget(
             name: "BulwarkClusterTests",
             dependencies: [
-                "BulwarkCluster", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkDelivery", logging,
+                "BulwarkCluster", "BulwarkKube", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkDelivery",
+                "KubeTestServer", logging,
             ]),
         .testTarget(
             name: "BulwarkModelTests", dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkDelivery"],

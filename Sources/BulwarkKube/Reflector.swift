@@ -1,0 +1,69 @@
+import BulwarkCluster
+import BulwarkOCI
+import Logging
+
+/// Keeps one resource's objects current: performs what `ListWatch` asks for (list pages, watch,
+/// back off) until the task is cancelled, and hands every change to `onChange` with the full set.
+public enum Reflector {
+    public static func run(
+        client: KubeClient, resource: KubeResource, pageSize: Int = 500, watchSeconds: Int = 300,
+        logger: Logger,
+        onChange: @Sendable ([ListWatch.Change], [String: JSONValue]) -> Void,
+        onError: @Sendable (KubeAPIError) -> Void = { _ in }
+    ) async {
+        var lw = ListWatch(resource: resource, pageSize: pageSize, watchSeconds: watchSeconds)
+        var action = lw.start()
+        let path = resource.path()
+        func handle(_ o: ListWatch.Outcome) -> ListWatch.Action? {
+            if !o.changes.isEmpty { onChange(o.changes, lw.objects) }
+            if let e = o.error {
+                logger.warning("kubernetes API", metadata: ["resource": "\(resource)", "error": "\(e)"])
+                onError(e)
+            }
+            return o.next
+        }
+        func failed(_ status: Int?, _ verb: String, _ detail: String) -> ListWatch.Action? {
+            handle(lw.failed(status: status, verb: verb, body: detail, jitter: Double.random(in: 0.5...1)))
+        }
+        while !Task.isCancelled {
+            switch action {
+            case .list(let query):
+                var next: ListWatch.Action?
+                do {
+                    let (status, body) = try await client.get(path, query: query)
+                    next =
+                        status == 200
+                        ? handle(lw.listed(body))
+                        : failed(status, "list", String(decoding: body.prefix(300), as: UTF8.self))
+                } catch {
+                    next = failed(nil, "list", "\(error)")
+                }
+                action = next ?? lw.watchEnded()
+            case .watch(let query):
+                var next: ListWatch.Action?
+                do {
+                    let (status, body) = try await client.stream(
+                        path, query: query, timeout: Int64(watchSeconds) + 30
+                    ) { lines in
+                        for line in lines {
+                            if let n = handle(lw.watchLine(line)) {
+                                next = n
+                                return false
+                            }
+                        }
+                        return true
+                    }
+                    if status != 200 {
+                        next = failed(status, "watch", String(decoding: body.prefix(300), as: UTF8.self))
+                    }
+                } catch {
+                    next = failed(nil, "watch", "\(error)")
+                }
+                action = next ?? lw.watchEnded()
+            case .wait(let seconds):
+                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                action = lw.resume()
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+import BulwarkOCI
+import Foundation
+internal import NIOCore
+internal import NIOHTTP1
+internal import NIOPosix
+internal import NIOSSL
+import Synchronization
+
+/// A stand-in for the Kubernetes API server (none can be installed on the build machines) that
+/// behaves as the real one does on the wire for what Bulwark uses: HTTPS with a bearer token (401
+/// without it), RBAC refusals (403 with a `Status` body naming the verb and resource), lists in
+/// pages (`limit`, `continue`; an expired token is `410 Gone`), watches as chunked streams of JSON
+/// lines from a `resourceVersion` (`ADDED`/`MODIFIED`/`DELETED`, `BOOKMARK` when asked, an `ERROR`
+/// event with a 410 `Status` when the version was compacted away, the stream ends after
+/// `timeoutSeconds`), one cluster-wide `resourceVersion` counter as etcd's, and Event creation.
+public final class KubeTestServer: @unchecked Sendable {
+    public struct TLSFiles: Sendable {
+        public var caPEM: String
+        public var certPEM: String
+        public var keyPEM: String
+    }
+
+    struct Watcher {
+        let id: Int
+        let path: String
+        let send: @Sendable (String, JSONValue, Int) -> Void
+    }
+
+    struct Store {
+        /// list path (`/api/v1/pods`) → key → (object, its resourceVersion)
+        var objects: [String: [String: (JSONValue, Int)]] = [:]
+        var log: [(rv: Int, path: String, type: String, object: JSONValue)] = []
+        var revision = 100
+        var compactedBelow = 0
+        var watchers: [Watcher] = []
+        var nextWatcher = 0
+        var forbidden: Set<String> = []
+        var events: [JSONValue] = []
+        var requests: [String] = []
+    }
+
+    let store = Mutex(Store())
+    public let token: String
+    public let tls: TLSFiles
+    let group: MultiThreadedEventLoopGroup
+    var channel: (any Channel)?
+    public private(set) var port = 0
+    /// Bookmark interval for watches that allow them.
+    public var bookmarkSeconds = 1.0
+
+    public init(token: String = "test-token", tls: TLSFiles) throws {
+        self.token = token
+        self.tls = tls
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let cert = try NIOSSLCertificate.fromPEMBytes(Array(tls.certPEM.utf8))
+        let key = try NIOSSLPrivateKey(bytes: Array(tls.keyPEM.utf8), format: .pem)
+        let context = try NIOSSLContext(
+            configuration: .makeServerConfiguration(
+                certificateChain: cert.map { .certificate($0) }, privateKey: .privateKey(key)))
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    try ch.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try ch.pipeline.syncOperations.addHandler(Handler(server: self))
+                }
+            }
+        channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
+        port = channel?.localAddress?.port ?? 0
+    }
+
+    public var server: String { "https://127.0.0.1:\(port)" }
+
+    public func stop() {
+        try? channel?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    /// A self-signed CA and a server certificate for 127.0.0.1, made with openssl(1).
+    public static func makeTLS(in dir: String) throws -> TLSFiles {
+        func run(_ args: [String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            p.arguments = args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { throw NSError(domain: "openssl \(args.first ?? "")", code: 1) }
+        }
+        try run([
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=kube-test-ca", "-keyout", dir + "/ca.key", "-out", dir + "/ca.crt",
+        ])
+        try run([
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=kube-apiserver",
+            "-keyout", dir + "/server.key", "-out", dir + "/server.csr",
+        ])
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(
+            toFile: dir + "/san.ext", atomically: true, encoding: .utf8)
+        try run([
+            "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.crt", "-CAkey", dir + "/ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", dir + "/san.ext", "-out", dir + "/server.crt",
+        ])
+        func read(_ f: String) throws -> String { try String(contentsOfFile: dir + "/" + f, encoding: .utf8) }
+        return TLSFiles(caPEM: try read("ca.crt"), certPEM: try read("server.crt"), keyPEM: try read("server.key"))
+    }
+
+    // MARK: The cluster's state
+
+    static func withVersion(_ o: JSONValue, _ rv: Int) -> JSONValue {
+        guard case .object(var obj) = o, case .object(var meta)? = obj["metadata"] else { return o }
+        meta["resourceVersion"] = .string(String(rv))
+        obj["metadata"] = .object(meta)
+        return .object(obj)
+    }
+
+    /// Creates or replaces an object (`path`: the resource's cluster-wide list path).
+    public func apply(_ path: String, _ object: JSONValue) {
+        change(path, object, delete: false)
+    }
+
+    public func delete(_ path: String, _ object: JSONValue) {
+        change(path, object, delete: true)
+    }
+
+    private func change(_ path: String, _ object: JSONValue, delete: Bool) {
+        let watchers = store.withLock { s -> [(Watcher, String, JSONValue, Int)] in
+            s.revision += 1
+            let k = Self.fullKey(object)
+            let existed = s.objects[path]?[k] != nil
+            let o = Self.withVersion(object, s.revision)
+            let type = delete ? "DELETED" : (existed ? "MODIFIED" : "ADDED")
+            if delete { s.objects[path]?[k] = nil } else { s.objects[path, default: [:]][k] = (o, s.revision) }
+            s.log.append((s.revision, path, type, o))
+            return s.watchers.filter { $0.path == path }.map { ($0, type, o, s.revision) }
+        }
+        for (w, type, o, rv) in watchers { w.send(type, o, rv) }
+    }
+
+    static func fullKey(_ o: JSONValue) -> String {
+        let m = o.object?["metadata"]?.object
+        let name = m?["name"]?.string ?? ""
+        return (m?["namespace"]?.string).map { "\($0)/\(name)" } ?? name
+    }
+
+    /// Forgets the change log below the current version: older watches get 410. `advancing`: the
+    /// revision moves first as writes to other resources move etcd's.
+    public func compact(advancing: Int = 0) {
+        store.withLock {
+            $0.revision += advancing
+            $0.compactedBelow = $0.revision
+            $0.log = []
+        }
+    }
+
+    /// RBAC: refuse every request on this resource (`pods`, `varmorpolicies`).
+    public func forbid(_ plural: String) { store.withLock { _ = $0.forbidden.insert(plural) } }
+
+    public var events: [JSONValue] { store.withLock { $0.events } }
+    public var requests: [String] { store.withLock { $0.requests } }
+    public var watchers: Int { store.withLock { $0.watchers.count } }
+
+    // MARK: HTTP
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let server: KubeTestServer
+        var head: HTTPRequestHead?
+        var body: [UInt8] = []
+        var watcherID: Int?
+
+        init(server: KubeTestServer) { self.server = server }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                head = h
+                body = []
+            case .body(var b):
+                body += b.readBytes(length: b.readableBytes) ?? []
+            case .end:
+                if let h = head { server.handle(h, body: body, context: context, handler: self) }
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            if let id = watcherID { server.store.withLock { $0.watchers.removeAll { $0.id == id } } }
+        }
+    }
+
+    static func status(_ code: Int, _ reason: String, _ message: String) -> JSONValue {
+        .object(
+            JSONObject([
+                ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object(JSONObject())),
+                ("status", .string("Failure")), ("message", .string(message)), ("reason", .string(reason)),
+                ("code", .number(code)),
+            ]))
+    }
+
+    func respond(_ context: ChannelHandlerContext, _ code: Int, _ body: JSONValue) {
+        let bytes = body.serialized()
+        var h = HTTPHeaders()
+        h.add(name: "Content-Type", value: "application/json")
+        h.add(name: "Content-Length", value: String(bytes.count))
+        context.write(
+            NIOAny(HTTPServerResponsePart.head(.init(version: .http1_1, status: .init(statusCode: code), headers: h))),
+            promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+    }
+
+    func handle(_ head: HTTPRequestHead, body: [UInt8], context: ChannelHandlerContext, handler: Handler) {
+        let parts = head.uri.split(separator: "?", maxSplits: 1)
+        let path = String(parts.first ?? "")
+        var query: [String: String] = [:]
+        for kv in (parts.count > 1 ? parts[1] : "").split(separator: "&") {
+            let p = kv.split(separator: "=", maxSplits: 1)
+            query[String(p[0])] = p.count > 1 ? String(p[1]).removingPercentEncoding ?? String(p[1]) : ""
+        }
+        store.withLock { $0.requests.append("\(head.method.rawValue) \(head.uri)") }
+        guard head.headers["Authorization"].first == "Bearer \(token)" else {
+            return respond(context, 401, Self.status(401, "Unauthorized", "Unauthorized"))
+        }
+        let plural = String(path.split(separator: "/").last ?? "")
+        let verb = head.method == .POST ? "create" : (query["watch"] == "1" ? "watch" : "list")
+        if store.withLock({ $0.forbidden.contains(plural) }) {
+            return respond(
+                context, 403,
+                Self.status(
+                    403, "Forbidden",
+                    "\(plural) is forbidden: User \"system:serviceaccount:bulwark:bulwark\" cannot \(verb) resource \"\(plural)\" at the cluster scope"
+                ))
+        }
+        if head.method == .POST {
+            guard let o = try? JSONValue.parse(body) else {
+                return respond(context, 400, Self.status(400, "BadRequest", "not JSON"))
+            }
+            store.withLock { $0.events.append(o) }
+            return respond(context, 201, o)
+        }
+        if verb == "watch" { return watch(path, query, context, handler) }
+        list(path, query, context)
+    }
+
+    func list(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext) {
+        let limit = Int(query["limit"] ?? "") ?? Int.max
+        let (items, rv, compacted) = store.withLock { s in
+            ((s.objects[path] ?? [:]).sorted { $0.key < $1.key }, s.revision, s.compactedBelow)
+        }
+        var start = 0
+        var listRV = rv
+        if let token = query["continue"], !token.isEmpty {
+            // the token: "RV:OFFSET"; a token from before a compaction has expired
+            let p = token.split(separator: ":")
+            guard p.count == 2, let trv = Int(p[0]), let off = Int(p[1]), trv >= compacted else {
+                return respond(
+                    context, 410,
+                    Self.status(
+                        410, "Expired",
+                        "The provided continue parameter is too old to display a consistent list result."))
+            }
+            start = off
+            listRV = trv
+        }
+        let page = Array(items.dropFirst(start).prefix(limit))
+        var meta = JSONObject([("resourceVersion", .string(String(listRV)))])
+        if start + page.count < items.count { meta["continue"] = .string("\(listRV):\(start + page.count)") }
+        let kind = (path.split(separator: "/").last.map(String.init) ?? "") + "List"
+        respond(
+            context, 200,
+            .object(
+                JSONObject([
+                    ("kind", .string(kind)), ("apiVersion", .string("v1")), ("metadata", .object(meta)),
+                    ("items", .array(page.map { $0.value.0 })),
+                ])))
+    }
+
+    func watch(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext, _ handler: Handler) {
+        let from = Int(query["resourceVersion"] ?? "") ?? 0
+        let bookmarks = query["allowWatchBookmarks"] == "true"
+        let seconds = Double(query["timeoutSeconds"] ?? "") ?? 300
+        var h = HTTPHeaders()
+        h.add(name: "Content-Type", value: "application/json")
+        h.add(name: "Transfer-Encoding", value: "chunked")
+        context.writeAndFlush(
+            NIOAny(HTTPServerResponsePart.head(.init(version: .http1_1, status: .ok, headers: h))), promise: nil)
+        let loop = context.eventLoop
+        let ctx = NIOLoopBound(context, eventLoop: loop)
+        // the stream's state, touched on the event loop only: nothing is written after its end
+        // (the connection may carry the client's next request then)
+        final class Stream: @unchecked Sendable {
+            var ended = false
+            var bookmarks: RepeatedTask?
+        }
+        let stream = Stream()
+        @Sendable func send(_ type: String, _ object: JSONValue) {
+            let line =
+                JSONValue.object(JSONObject([("type", .string(type)), ("object", object)])).serialized() + [0x0A]
+            loop.execute {
+                guard !stream.ended, ctx.value.channel.isActive else { return }
+                ctx.value.writeAndFlush(
+                    NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: line)))), promise: nil)
+            }
+        }
+        let (backlog, compacted, id) = store.withLock { s -> ([(String, JSONValue)], Bool, Int) in
+            s.nextWatcher += 1
+            let id = s.nextWatcher
+            s.watchers.append(Watcher(id: id, path: path, send: { type, o, _ in send(type, o) }))
+            return (
+                s.log.filter { $0.path == path && $0.rv > from }.map { ($0.type, $0.object) }, from < s.compactedBelow,
+                id
+            )
+        }
+        handler.watcherID = id
+        if compacted {
+            send("ERROR", Self.status(410, "Expired", "too old resource version: \(from)"))
+        } else {
+            for (t, o) in backlog { send(t, o) }
+        }
+        loop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { [weak self] in
+            guard !stream.ended else { return }
+            stream.ended = true
+            stream.bookmarks?.cancel()
+            self?.store.withLock { $0.watchers.removeAll { $0.id == id } }
+            if ctx.value.channel.isActive {
+                ctx.value.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+            }
+        }
+        if bookmarks {
+            let every = TimeAmount.milliseconds(Int64(bookmarkSeconds * 1000))
+            let kind = path.split(separator: "/").last.map(String.init) ?? ""
+            stream.bookmarks = loop.scheduleRepeatedTask(initialDelay: every, delay: every) { [weak self] _ in
+                guard let self else { return }
+                let rv = self.store.withLock { $0.revision }
+                send(
+                    "BOOKMARK",
+                    .object(
+                        JSONObject([
+                            ("kind", .string(kind)), ("apiVersion", .string("v1")),
+                            ("metadata", .object(JSONObject([("resourceVersion", .string(String(rv)))]))),
+                        ])))
+            }
+        }
+    }
+}
