@@ -123,8 +123,8 @@ let package = Package(
         .target(
             name: "BulwarkAgent",
             dependencies: [
-                "BulwarkBPF", "BulwarkClient", "BulwarkCluster", "BulwarkDelivery", "BulwarkEvents", "BulwarkNRI",
-                "BulwarkNRIPlugin",
+                "BulwarkBPF", "BulwarkClient", "BulwarkCluster", "BulwarkDelivery", "BulwarkEvents", "BulwarkKube",
+                "BulwarkNRI", "BulwarkNRIPlugin",
                 "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "BulwarkHook", "BulwarkStart", "BulwarkSystem",
                 "CAppArmor", "CSeccomp", nio, nioPosix, nioHTTP, logging, metrics,
                 prometheus, lifecycle, unixSignals, protobuf,
@@ -184,6 +184,9 @@ let package = Package(
             name: "bulwark-bench-nri",
             dependencies: ["BulwarkNRI", "BulwarkNRIPlugin", "BulwarkPolicy", "BulwarkSystem", "NRITestPeer", logging]),
         .executableTarget(
+            name: "bulwark-bench-cluster",
+            dependencies: ["BulwarkCluster", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles", "KubeTestServer"]),
+        .executableTarget(
             name: "bulwark-bench-events",
             dependencies: [
                 "BulwarkAgent", "BulwarkEvents", "BulwarkClient", "BulwarkHook", "BulwarkOCI", "CBulwarkABI", logging,
@@ -220,7 +223,7 @@ let package = Package(
             name: "BulwarkClusterTests",
             dependencies: [
                 "BulwarkCluster", "BulwarkKube", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkDelivery",
-                "KubeTestServer", logging,
+                "KubeTestServer", logging, yams,
             ]),
         .testTarget(
             name: "BulwarkModelTests", dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkDelivery"],
@@ -231,7 +234,7 @@ let package = Package(
             dependencies: [
                 "BulwarkAgent", "BulwarkClient", "BulwarkEvents", "BulwarkOCI", "BulwarkPolicy", "BulwarkProfiles",
                 "BulwarkHook", "BulwarkDelivery", "BulwarkStart", "CBulwarkABI", "BulwarkTestSupport", "BulwarkNRI",
-                "BulwarkNRIPlugin", "NRITestPeer", "BulwarkBPFMaps", "BulwarkModel",
+                "BulwarkNRIPlugin", "NRITestPeer", "BulwarkBPFMaps", "BulwarkModel", "KubeTestServer",
                 "BulwarkSystem", logging, protobuf, prometheus,
             ]
         ),
@@ -240,7 +243,7 @@ let package = Package(
             dependencies: [
                 "BulwarkBPF", "BulwarkBPFObject", "BulwarkProfiles", "BulwarkPolicy", "CBulwarkABI", "CLibBPF",
                 "BulwarkClient", "BulwarkOCI", "BulwarkTestSupport", "BulwarkNRI", "BulwarkNRIPlugin", "NRITestPeer",
-                "BulwarkSystem", logging,
+                "BulwarkSystem", "KubeTestServer", logging,
             ]
         ),
     ]

@@ -19,6 +19,8 @@ stage "format" swift format lint --strict --recursive --configuration .swift-for
 stage "shellcheck" shellcheck scripts/*.sh .ci/run
 # the committed protobuf code is what proto/ generates
 stage "protobuf" scripts/generate-proto.sh --check
+# the DaemonSet, RBAC, CRDs and the Helm chart (rendered) against the Kubernetes schemas
+stage "manifests" python3 scripts/check-manifests.py
 stage "build" swift build --build-tests -Xswiftc -warnings-as-errors
 if [ "$(id -u)" = 0 ]; then export BULWARK_REQUIRE_TOOLS=1; fi
 host_tests() {

@@ -4,6 +4,7 @@ import BulwarkClient
 import BulwarkDelivery
 import BulwarkEvents
 import BulwarkHook
+import BulwarkKube
 import BulwarkNRIPlugin
 import BulwarkOCI
 import BulwarkPolicy
@@ -84,8 +85,11 @@ public final class Agent: Sendable {
         self.modeler = modeler
         pipeline.use(recorder: { event in modeler.observe(event) })
         hub.observeLosses { source, n in modeler.sourceLost(source, n) }
-        let executables = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            .deletingLastPathComponent().path
+        // where the runtime finds the hook: the node's path when the agent runs in a container
+        let executables =
+            config.hookDirectory.isEmpty
+            ? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+            : config.hookDirectory
         let store = store
         if let launched = NRIPlugin.Settings.launched(
             environment: ProcessInfo.processInfo.environment, executableDirectory: executables)
@@ -203,6 +207,9 @@ public final class Agent: Sendable {
                 })
         }
         parts.append(WorkerComponent("gauges") { [self] in self.gauges() })
+        if !config.kubeconfig.isEmpty || ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"] != nil {
+            parts.append(clusterWatch())
+        }
         parts.append(WorkerComponent("modeler") { [modeler] in modeler.worker() })
         if let nri = nriPlugin {
             parts.append(WorkerComponent("NRI plugin", interrupt: { nri.stop() }) { nri.worker() })
@@ -243,6 +250,18 @@ public final class Agent: Sendable {
         }
         running.withLock { $0.components = started }
         logger.info("bulwarkd started", metadata: ["parts": "\(started.map(\.name).joined(separator: ", "))"])
+    }
+
+    /// The Kubernetes API watch; a kubeconfig or a CA that cannot be used stops the agent from
+    /// starting (it says which and why).
+    func clusterWatch() -> any AgentComponent {
+        let (config, store, logger, node) = (config, store, logger, pipeline.nodeName)
+        return LazyComponent("kubernetes API") {
+            guard let endpoint = try ClusterWatch.endpoint(config) else { return nil }
+            let client = try KubeClient(endpoint: endpoint)
+            let watch = ClusterWatch(client: client, store: store, config: config, nodeName: node, logger: logger)
+            return TaskComponent("kubernetes API") { await watch.run() }
+        }
     }
 
     /// Once a second: new container records (for the hook-latency metric) and the gauges.

@@ -58,6 +58,14 @@ public final class PolicyStore: Sendable {
         /// profile name → the inventory generation it was compiled with (profiles whose BPF rules
         /// name cluster addresses): compiled again, and swapped live, when addresses change
         var compiledWith: [String: Int] = [:]
+        /// The inventory comes from the API server (`inventoryFile` is then not read)
+        var inventoryFromAPI = false
+        /// Policies from the API server: `api:KIND/NAMESPACE/NAME` → its last good policies, and
+        /// the resourceVersion last parsed
+        var apiGood: [String: [Policy]] = [:]
+        var apiVersions: [String: String] = [:]
+        /// `api:…` id → the object's uid (for Events about it)
+        var apiUIDs: [String: String] = [:]
         var reloads = 0
         var lastReload = 0.0
     }
@@ -148,8 +156,10 @@ public final class PolicyStore: Sendable {
         }
         // profile name → policy; the first file (sorted path order) wins a duplicate name
         var wanted: [String: Policy] = [:]
-        for path in s.good.keys.sorted() {
-            for p in s.good[path] ?? [] {
+        // files before API objects ("/…" sorts before "api:…"): a node's policy file wins over an
+        // object that defines the same profile (docs/kubernetes.md)
+        for path in (Array(s.good.keys) + Array(s.apiGood.keys)).sorted() {
+            for p in s.good[path] ?? s.apiGood[path] ?? [] {
                 let name = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
                 if let other = wanted[name], other != p {
                     logger.warning(
@@ -182,6 +192,12 @@ public final class PolicyStore: Sendable {
                 ? Paths.identity(delivery.modelStore.path(name)) ?? [] : nil
             let inventory = BPFCompiler.referencesClusterAddresses(policy) ? s.inventoryGeneration : nil
             guard s.applied[name] != policy || s.models[name] != model || s.compiledWith[name] != inventory else {
+                continue
+            }
+            if s.applied[name] == policy && s.models[name] == model, let previous = s.profiles[name] {
+                // only cluster addresses moved: the BPF tables, live, if their rows changed
+                s.profiles[name] = delivery.refreshBPF(policy, profile: name, previous: previous)
+                s.compiledWith[name] = inventory
                 continue
             }
             s.profiles[name] = delivery.deliver(policy, profile: name)
@@ -228,7 +244,7 @@ public final class PolicyStore: Sendable {
     /// Reads `inventoryFile` when it changed; a file that does not read keeps the last good
     /// inventory (as a rejected policy file keeps its last good version).
     private func readInventory(_ s: inout State) {
-        guard !config.inventoryFile.isEmpty else { return }
+        guard !config.inventoryFile.isEmpty, !s.inventoryFromAPI else { return }
         let identity = Paths.identity(config.inventoryFile)
         guard !s.inventoryRead || identity != s.inventoryIdentity else { return }
         s.inventoryRead = true
@@ -264,6 +280,131 @@ public final class PolicyStore: Sendable {
                         ("file", .string(config.inventoryFile)), ("errors", .array([.string(error.description)])),
                         ("keptLastGood", .bool(kept)),
                     ])))
+        }
+    }
+
+    /// The cluster's addresses from the API server (replaces `inventoryFile`); the profiles that
+    /// name cluster addresses are refreshed at the next `reload()`.
+    public func setClusterInventory(_ inventory: ClusterInventory) {
+        state.withLock { s in
+            s.inventoryFromAPI = true
+            if s.inventory != inventory {
+                s.inventory = inventory
+                s.inventoryGeneration += 1
+            }
+        }
+    }
+
+    /// The VarmorPolicy or VarmorClusterPolicy objects the API server has now (`namespace/name` →
+    /// object): each is read as a policy file is (same validation; a rejected version keeps the
+    /// last good one). Call `reload()` to deliver.
+    public func setAPIObjects(_ kind: PolicyKind, _ objects: [String: JSONValue]) {
+        let prefix = "api:\(kind.rawValue)/"
+        let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
+        state.withLock { s in
+            var seen = Set<String>()
+            for (key, object) in objects {
+                let id = prefix + key
+                seen.insert(id)
+                let meta = object.object?["metadata"]?.object
+                let version = meta?["resourceVersion"]?.string ?? ""
+                if s.apiVersions[id] == version && !version.isEmpty { continue }
+                s.apiVersions[id] = version
+                s.apiUIDs[id] = meta?["uid"]?.string
+                // list items carry no kind/apiVersion
+                var o = object.object ?? JSONObject()
+                o["apiVersion"] = .string("crd.varmor.org/v1beta1")
+                o["kind"] = .string(kind.rawValue)
+                let file = PolicyParser.parse(
+                    String(decoding: JSONValue.object(o).serialized(), as: UTF8.self), file: id, options: options)
+                if file.isValid {
+                    s.apiGood[id] = file.policies
+                    s.files[id] = FileStatus(
+                        path: id, valid: true, policies: file.policies.map(\.displayName), errors: [],
+                        keptLastGood: false)
+                } else {
+                    let errors = file.errors.map(\.description)
+                    let kept = s.apiGood[id] != nil
+                    s.files[id] = FileStatus(
+                        path: id, valid: false, policies: (s.apiGood[id] ?? []).map(\.displayName), errors: errors,
+                        keptLastGood: kept)
+                    logger.error(
+                        "policy object rejected",
+                        metadata: [
+                            "object": "\(id)", "errors": "\(errors.joined(separator: "; "))",
+                            "kept": "\(kept ? "the last good version stays active" : "nothing from it is active")",
+                        ])
+                }
+            }
+            for id in Array(s.files.keys) where id.hasPrefix(prefix) && !seen.contains(id) {
+                s.apiGood[id] = nil
+                s.files[id] = nil
+                s.apiVersions[id] = nil
+                s.apiUIDs[id] = nil
+            }
+        }
+    }
+
+    /// What this node did with each policy object of the API server, for Events on the object.
+    public struct ObjectOutcome: Sendable, Equatable {
+        public var kind: String
+        public var namespace: String?
+        public var name: String
+        public var uid: String?
+        /// `Loaded`, `Rejected`, `Overridden`, `Unresolved`, `Failed`
+        public var reason: String
+        public var warning: Bool
+        public var message: String
+    }
+
+    public var objectOutcomes: [ObjectOutcome] {
+        state.withLock { s in
+            var out: [ObjectOutcome] = []
+            for (id, status) in s.files where id.hasPrefix("api:") {
+                let parts = id.dropFirst(4).split(separator: "/").map(String.init)
+                guard parts.count >= 2 else { continue }
+                let kind = parts[0]
+                let namespace = parts.count == 3 ? parts[1] : nil
+                let name = parts[parts.count - 1]
+                var o = ObjectOutcome(
+                    kind: kind, namespace: namespace, name: name, uid: s.apiUIDs[id], reason: "Loaded", warning: false,
+                    message: "")
+                if !status.valid {
+                    o.reason = "Rejected"
+                    o.warning = true
+                    o.message =
+                        "rejected: \(status.errors.joined(separator: "; "))"
+                        + (status.keptLastGood ? " (the last good version stays in force)" : "")
+                    out.append(o)
+                    continue
+                }
+                for p in s.apiGood[id] ?? [] {
+                    let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
+                    if let applied = s.applied[profile], applied.source.file != id {
+                        o.reason = "Overridden"
+                        o.warning = true
+                        o.message =
+                            "not in force: the policy file \(applied.source.file) on this node defines profile \(profile)"
+                    } else if let st = s.profiles[profile] {
+                        let states = [("BPF", st.bpf), ("AppArmor", st.appArmor), ("seccomp", st.seccomp)]
+                            .filter { $0.1 != "not requested" }
+                        let failed = states.filter { $0.1.hasPrefix("failed") || $0.1.hasPrefix("unavailable") }
+                        if !failed.isEmpty {
+                            o.reason = "Failed"
+                            o.warning = true
+                        } else if !st.unresolved.isEmpty {
+                            o.reason = "Unresolved"
+                            o.warning = true
+                        }
+                        o.message =
+                            "profile \(profile): " + states.map { "\($0.0) \($0.1)" }.joined(separator: "; ")
+                            + (st.unresolved.isEmpty
+                                ? "" : "; unresolved egress: " + st.unresolved.joined(separator: "; "))
+                    }
+                }
+                out.append(o)
+            }
+            return out.sorted { ($0.kind, $0.namespace ?? "", $0.name) < ($1.kind, $1.namespace ?? "", $1.name) }
         }
     }
 

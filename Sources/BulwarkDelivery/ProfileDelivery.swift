@@ -31,6 +31,9 @@ public struct ProfileDelivery: Sendable {
         /// Egress references to cluster addresses that resolve to nothing (yet), or are not
         /// resolved on this node (`reference: reason`).
         public var unresolved: [String] = []
+        /// The BPF profile as loaded (kept for profiles that name cluster addresses: an address
+        /// change that leaves the rows as they are writes nothing).
+        public var loadedBPF: BPFProfile?
     }
 
     public let config: NodeConfig
@@ -121,6 +124,7 @@ public struct ProfileDelivery: Sendable {
                     }
                     do {
                         let r = try e.apply(profile)
+                        st.loadedBPF = BPFCompiler.referencesClusterAddresses(policy) ? profile : nil
                         st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
                         if !r.skipped.isEmpty {
                             logger.warning(
@@ -148,6 +152,35 @@ public struct ProfileDelivery: Sendable {
 
     /// The BPF profile as every caller compiles it (the node's disk devices included); `model`: the
     /// profile's behaviour model, when the policy's allow-list is made from it.
+    /// The BPF profile of `policy` compiled again with the current cluster addresses, swapped in
+    /// live when its rows differ from what `previous` loaded (AppArmor and seccomp do not depend on
+    /// addresses and are left alone).
+    public func refreshBPF(_ policy: Policy, profile name: String, previous: Status) -> Status {
+        var st = previous
+        let e = enforcer
+        guard policy.spec.policy.enforcers.intersection(config.enforcers).contains(.bpf), e.isLoaded else { return st }
+        do throws(ProfileUnavailable) {
+            let model = policy.spec.policy.defenseInDepth?.needsModel == true ? try? modelStore.load(name) : nil
+            let profile = try compileBPF(policy, profile: name, model: model)
+            st.unresolved = profile.unresolved.map(\.description)
+            if profile == previous.loadedBPF { return st }
+            do {
+                let r = try e.apply(profile)
+                st.loadedBPF = profile
+                st.bpf = "loaded as id \(r.id) (\(r.rows) rows, replaced live)"
+                logger.info("cluster addresses changed: BPF profile replaced live", metadata: ["profile": "\(name)"])
+            } catch {
+                st.bpf = "failed: \(error.message); the previous version stays in force"
+                logger.error("BPF profile not loaded", metadata: ["profile": "\(name)", "error": "\(error)"])
+            }
+        } catch {
+            st.bpf = "failed: \(error)"
+            st.loadedBPF = nil
+            logger.error("BPF profile unavailable", metadata: ["profile": "\(name)", "error": "\(error)"])
+        }
+        return st
+    }
+
     /// A rule the user wrote that cannot be resolved here (no inventory, feature off) refuses the
     /// profile: loading it without the rule would leave that egress open while the policy says
     /// otherwise. A reference that resolves to no address yet loads, and is reported.

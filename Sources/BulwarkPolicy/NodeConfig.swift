@@ -47,6 +47,13 @@ public struct NodeConfig: Sendable, Equatable {
     /// host without an API server: the objects as `kubectl get -o yaml` prints them (docs/policy.md);
     /// re-read when it changes. Empty = none.
     public var inventoryFile = ""
+    /// Where `bulwark-hook` and `bulwark-runtime` are on the node, as the container runtime runs
+    /// them (the NRI plugin's hooks point there); empty = beside `bulwarkd`. In the DaemonSet the
+    /// agent runs in a container and installs them with `bulwark install --to` this directory.
+    public var hookDirectory = ""
+    /// The Kubernetes API server (policies, pods, services, Events): a kubeconfig file; empty = the
+    /// pod's service account when `KUBERNETES_SERVICE_HOST` is set (in-cluster), else no API.
+    public var kubeconfig = ""
     /// vArmor's `--enableServiceEgressControl` (its chart turns it on): `toServices` and the service
     /// built-ins resolve to cluster addresses. Off: a policy with `toServices` is refused.
     public var serviceEgressControl = true
@@ -87,7 +94,8 @@ public struct NodeConfig: Sendable, Equatable {
         "nodeName", "policyDirectories", "socketPath", "auditEventMetadata", "runtime", "enforcers",
         "failurePolicy", "clusterProfileNamespace", "appArmorProfileDirectory", "seccompProfileDirectory",
         "modelDirectory",
-        "bpfPinPath", "inventoryFile", "serviceEgressControl", "podEgressControl", "socketGroup",
+        "bpfPinPath", "inventoryFile", "kubeconfig", "hookDirectory", "serviceEgressControl", "podEgressControl",
+        "socketGroup",
         "containerStateDirectory", "eventLogFile", "eventLogMaxBytes",
         "eventLogBackups", "kernelLog", "metricsAddress", "subscriberQueueLimit", "nri", "nriSocketPath",
         "nriPluginIndex",
@@ -187,6 +195,12 @@ public struct NodeConfig: Sendable, Equatable {
             if let v = m.value("bpfPinPath"), let s = absolutePath(v) { config.bpfPinPath = s }
             if let v = m.value("inventoryFile"), let s = absolutePathOrOff(v, "write a path starting with /") {
                 config.inventoryFile = s
+            }
+            if let v = m.value("hookDirectory"), let s = absolutePathOrOff(v, "write a path starting with /") {
+                config.hookDirectory = s
+            }
+            if let v = m.value("kubeconfig"), let s = absolutePathOrOff(v, "write a path starting with /") {
+                config.kubeconfig = s
             }
             if let v = m.value("serviceEgressControl"), let b = v.bool() { config.serviceEgressControl = b }
             if let v = m.value("podEgressControl"), let b = v.bool() { config.podEgressControl = b }

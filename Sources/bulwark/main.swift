@@ -19,6 +19,7 @@ struct Bulwark: ParsableCommand {
             SelftestCommand.self, SelftestProbeCommand.self, StatusCommand.self, ContainersCommand.self,
             ProfilesCommand.self,
             EventsCommand.self, ReloadCommand.self, NRICommand.self, DeliverCommand.self, ModelCommand.self,
+            InstallCommand.self,
         ])
 }
 

@@ -13,6 +13,9 @@ import Testing
 /// pages, chunked watch streams with bookmarks, 410 after compaction, 401 and 403.
 @Suite("Kubernetes API client (against the stand-in API server)", .serialized)
 struct KubeClientTests {
+    /// The client's tasks run here, off the cooperative pool (see `DedicatedExecutor`).
+    static let executor = DedicatedExecutor("kube-client-tests")
+
     static func server() throws -> KubeTestServer {
         let dir = NSTemporaryDirectory() + "kube-tls-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -36,13 +39,14 @@ struct KubeClientTests {
         let objects = Mutex<[String: JSONValue]>([:])
         let errors = Mutex<[String]>([])
         let replaced = Mutex(0)
-        func wait(_ seconds: Double = 10, _ condition: ([String: JSONValue]) -> Bool) -> Bool {
+        /// Waits without blocking a thread of the cooperative pool (the client runs on it).
+        func wait(_ seconds: Double = 30, _ condition: ([String: JSONValue]) -> Bool) async -> Bool {
             let end = Date().addingTimeInterval(seconds)
             while Date() < end {
                 if objects.withLock({ condition($0) }) { return true }
-                usleep(20_000)
+                try? await Task.sleep(for: .milliseconds(20))
             }
-            return false
+            return objects.withLock { condition($0) }
         }
     }
 
@@ -51,7 +55,7 @@ struct KubeClientTests {
     > {
         var logger = Logger(label: "kube-test")
         logger.logLevel = .critical
-        return Task {
+        return Task(executorPreference: executor) {
             await Reflector.run(
                 client: client, resource: .pods, pageSize: pageSize, watchSeconds: watchSeconds, logger: logger,
                 onChange: { changes, all in
@@ -66,27 +70,31 @@ struct KubeClientTests {
     /// A list in pages, then a watch: objects added, changed and deleted after the list arrive; a
     /// watch the server ends is resumed from the last version (nothing missed, nothing twice).
     @Test func listsInPagesAndFollowsTheWatch() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await listsInPagesAndFollowsTheWatchBody() }
+    }
+
+    func listsInPagesAndFollowsTheWatchBody() async throws {
         let s = try Self.server()
         defer { s.stop() }
         for i in 0..<5 { s.apply("/api/v1/pods", Self.pod("p\(i)", ip: "10.0.0.\(i)")) }
         let client = try KubeClient(endpoint: Self.endpoint(s))
         let seen = Seen()
         let task = Self.reflect(client, seen, pageSize: 2, watchSeconds: 1)
-        #expect(seen.wait { $0.count == 5 })
+        #expect(await seen.wait { $0.count == 5 })
         #expect(s.requests.filter { $0.contains("limit=2") }.count == 3, "\(s.requests)")
         #expect(s.requests.contains { $0.contains("continue=") })
         s.apply("/api/v1/pods", Self.pod("p5", ip: "10.0.0.5"))
         s.apply("/api/v1/pods", Self.pod("p0", ip: "10.0.1.0"))
         s.delete("/api/v1/pods", Self.pod("p1", ip: ""))
         #expect(
-            seen.wait {
+            await seen.wait {
                 $0.count == 5 && $0["demo/p5"] != nil && $0["demo/p1"] == nil
                     && $0["demo/p0"]?.object?["status"]?.object?["podIP"] == .string("10.0.1.0")
             })
         // the server ends each watch after a second: resumed from the last version, no relist
         try await Task.sleep(for: .milliseconds(2500))
         s.apply("/api/v1/pods", Self.pod("p6", ip: "10.0.0.6"))
-        #expect(seen.wait { $0["demo/p6"] != nil })
+        #expect(await seen.wait { $0["demo/p6"] != nil })
         #expect(seen.replaced.withLock { $0 } == 1, "a resumed watch must not list again")
         #expect(s.requests.filter { $0.contains("watch=1") }.count >= 2)
         #expect(s.requests.contains { $0.contains("allowWatchBookmarks=true") })
@@ -96,6 +104,10 @@ struct KubeClientTests {
 
     /// A watch from a compacted version gets 410 Gone: the client lists again and catches up.
     @Test func goneAfterCompactionListsAgain() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await goneAfterCompactionListsAgainBody() }
+    }
+
+    func goneAfterCompactionListsAgainBody() async throws {
         let s = try Self.server()
         defer { s.stop() }
         s.bookmarkSeconds = 30  // no bookmark moves the client's version meanwhile
@@ -103,14 +115,14 @@ struct KubeClientTests {
         let client = try KubeClient(endpoint: Self.endpoint(s))
         let seen = Seen()
         let task = Self.reflect(client, seen, watchSeconds: 1)
-        #expect(seen.wait { $0.count == 1 })
+        #expect(await seen.wait { $0.count == 1 })
         // other resources' writes move the revision past the client's, and history is compacted:
         // the client's next watch (the server ends each after a second) gets 410 Gone
         s.compact(advancing: 50)
-        #expect(seen.wait { _ in seen.replaced.withLock { $0 } >= 2 })
+        #expect(await seen.wait { _ in seen.replaced.withLock { $0 } >= 2 })
         #expect(seen.objects.withLock { $0.count } == 1)
         s.apply("/api/v1/pods", Self.pod("b", ip: "10.0.0.2"))
-        #expect(seen.wait { $0.count == 2 })
+        #expect(await seen.wait { $0.count == 2 })
         #expect(seen.replaced.withLock { $0 } >= 2, "the 410 made it list again")
         task.cancel()
         await client.shutdown()
@@ -119,6 +131,10 @@ struct KubeClientTests {
     /// A wrong token (401) and a missing RBAC grant (403) are errors that say what to fix; the
     /// client keeps retrying (with backoff) and recovers when the grant appears.
     @Test func refusalsSayWhatToFix() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await refusalsSayWhatToFixBody() }
+    }
+
+    func refusalsSayWhatToFixBody() async throws {
         let s = try Self.server()
         defer { s.stop() }
         let bad = try KubeClient(endpoint: Self.endpoint(s, token: "wrong"))
@@ -144,6 +160,10 @@ struct KubeClientTests {
 
     /// TLS is verified: a client that trusts another CA gets no answer (and says so).
     @Test func anotherCAIsNotTrusted() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await anotherCAIsNotTrustedBody() }
+    }
+
+    func anotherCAIsNotTrustedBody() async throws {
         let s = try Self.server()
         defer { s.stop() }
         let other = try Self.server()
@@ -155,13 +175,13 @@ struct KubeClientTests {
         await client.shutdown()
     }
 
-    static func until<T>(_ seconds: Double = 10, _ f: () -> T?) async -> T? {
+    static func until<T>(_ seconds: Double = 30, _ f: () -> T?) async -> T? {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if let v = f() { return v }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return nil
+        return f()
     }
 }
 

@@ -346,3 +346,17 @@ public final class KubeTestServer: @unchecked Sendable {
         }
     }
 }
+
+/// A task executor on a Dispatch queue of its own, outside Swift's cooperative pool: async test
+/// code that must make progress while other suites' synchronous tests block the pool's threads
+/// (on a 2-core machine the pool has two) runs with this preference.
+public final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
+    let queue: DispatchQueue
+
+    public init(_ label: String) { queue = DispatchQueue(label: label) }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}

@@ -1,0 +1,288 @@
+import BulwarkCluster
+import BulwarkKube
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkSystem
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// The agent's view of the cluster through the API server, as Cilium's and Tetragon's agents talk
+/// to it themselves (Bulwark has no manager): VarmorPolicy and VarmorClusterPolicy objects into
+/// the policy store beside the files; Services and EndpointSlices (and Pods, with
+/// `podEgressControl`) into the inventory that `toServices`/`toPods` resolve against; an Event on
+/// each policy object saying what this node did with it.
+final class ClusterWatch: Sendable {
+    let client: KubeClient
+    let store: PolicyStore
+    let config: NodeConfig
+    let nodeName: String
+    let logger: Logger
+    /// Objects per resource as the reflectors last reported them
+    private let cluster = Mutex<(inventory: ClusterInventory, dirty: Bool)>((ClusterInventory(), false))
+    private let policiesDirty = Atomic<Bool>(false)
+    /// Per object: the outcome last posted and when, and a token bucket (a burst of `burst`
+    /// Events, then one per `refill`): deduplicated and rate-limited, a flapping object cannot
+    /// flood the API server, and a new outcome after a quiet time is posted at once.
+    struct Posted {
+        var what: String
+        var at: ContinuousClock.Instant
+        var tokens: Double
+    }
+    private let posted = Mutex<[String: Posted]>([:])
+    /// How long the same outcome is not posted again.
+    static let repeatAfter: Duration = .seconds(600)
+    static let burst = 5.0
+    static let refill: Duration = .seconds(10)
+
+    /// The API endpoint of the node config (nil: no API on this node).
+    static func endpoint(_ config: NodeConfig) throws(KubeAPIError) -> KubeEndpoint? {
+        if !config.kubeconfig.isEmpty {
+            let text: String
+            do {
+                text = String(decoding: try RegularFile.read(config.kubeconfig, maxBytes: 1 << 20), as: UTF8.self)
+            } catch {
+                throw KubeAPIError(status: nil, "cannot read kubeconfig \(config.kubeconfig): \(error)")
+            }
+            do { return try Kubeconfig.parse(text, file: config.kubeconfig) } catch {
+                throw KubeAPIError(status: nil, error.description)
+            }
+        }
+        return KubeEndpoint.inCluster(environment: ProcessInfo.processInfo.environment)
+    }
+
+    init(client: KubeClient, store: PolicyStore, config: NodeConfig, nodeName: String, logger: Logger) {
+        self.client = client
+        self.store = store
+        self.config = config
+        self.nodeName = nodeName
+        self.logger = logger
+    }
+
+    /// Runs until cancelled.
+    func run() async {
+        var resources: [KubeResource] = [.varmorPolicies, .varmorClusterPolicies]
+        if config.serviceEgressControl { resources += [.services, .endpointSlices] }
+        if config.podEgressControl { resources.append(.pods) }
+        logger.info(
+            "kubernetes API", metadata: ["server": "\(client.endpoint.server)", "watching": "\(resources)"])
+        await withTaskGroup(of: Void.self) { group in
+            for r in resources {
+                group.addTask { [self] in
+                    await Reflector.run(
+                        client: client, resource: r, logger: logger,
+                        onChange: { changes, all in self.changed(r, changes, all) })
+                }
+            }
+            group.addTask { [self] in await applyLoop() }
+            await group.waitForAll()
+        }
+        await client.shutdown()
+    }
+
+    func changed(_ r: KubeResource, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
+        switch r {
+        case .varmorPolicies:
+            store.setAPIObjects(.varmorPolicy, all)
+            policiesDirty.store(true, ordering: .relaxed)
+        case .varmorClusterPolicies:
+            store.setAPIObjects(.varmorClusterPolicy, all)
+            policiesDirty.store(true, ordering: .relaxed)
+        default:
+            cluster.withLock { c in
+                for change in changes { Self.apply(change, of: r, to: &c.inventory) }
+                c.dirty = true
+            }
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ v: JSONValue) -> T? {
+        try? JSONDecoder().decode(type, from: Data(v.serialized()))
+    }
+
+    static func apply(_ change: ListWatch.Change, of r: KubeResource, to inv: inout ClusterInventory) {
+        func split(_ key: String) -> (String, String) {
+            let p = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return p.count == 2 ? (p[0], p[1]) : ("", key)
+        }
+        switch change {
+        case .replaced(let all):
+            // this resource's objects are all new: drop the old ones of its kind
+            var fresh = ClusterInventory()
+            if r != .pods { for (_, ns) in inv.pods { for (_, p) in ns { fresh.upsert(p) } } }
+            if r != .services { for (_, ns) in inv.services { for (_, s) in ns { fresh.upsert(s) } } }
+            if r != .endpointSlices { for (_, ns) in inv.slices { for (_, e) in ns { fresh.upsert(e) } } }
+            inv = fresh
+            for (_, o) in all { upsert(o, of: r, into: &inv) }
+        case .upserted(_, let o):
+            upsert(o, of: r, into: &inv)
+        case .deleted(let key):
+            let (ns, name) = split(key)
+            switch r {
+            case .pods: inv.removePod(namespace: ns, name: name)
+            case .services: inv.removeService(namespace: ns, name: name)
+            default: inv.removeEndpointSlice(namespace: ns, name: name)
+            }
+        }
+    }
+
+    static func upsert(_ o: JSONValue, of r: KubeResource, into inv: inout ClusterInventory) {
+        switch r {
+        case .pods: if let p = decode(KubeObjects.Pod.self, o) { inv.upsert(p) }
+        case .services: if let s = decode(KubeObjects.Service.self, o) { inv.upsert(s) }
+        default: if let e = decode(KubeObjects.EndpointSlice.self, o) { inv.upsert(e) }
+        }
+    }
+
+    /// Delivers what changed (at most every 100 ms: a burst of address changes is one reload) and
+    /// reports outcomes as Events.
+    func applyLoop() async {
+        var lastPost = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            let inventory = cluster.withLock { c -> ClusterInventory? in
+                defer { c.dirty = false }
+                return c.dirty ? c.inventory : nil
+            }
+            let policies = policiesDirty.exchange(false, ordering: .relaxed)
+            if inventory != nil || policies {
+                if let inventory { store.setClusterInventory(inventory) }
+                let store = store
+                await offThePool { store.reload() }
+            }
+            // after a change, and each second (an outcome held back by the rate limit, a reload
+            // from a policy file)
+            if inventory != nil || policies || ContinuousClock.now - lastPost >= .seconds(1) {
+                lastPost = ContinuousClock.now
+                await postEvents()
+            }
+        }
+    }
+
+    /// One Event per object and outcome, not repeated within `repeatAfter`, at most one per
+    /// object every `minInterval` (a later change waits for the next round).
+    func postEvents() async {
+        let now = ContinuousClock.now
+        for o in store.objectOutcomes {
+            let key = "\(o.kind)/\(o.namespace ?? "")/\(o.name)"
+            let what = o.reason + "|" + o.message
+            let due = posted.withLock { p -> Bool in
+                guard var last = p[key] else { return true }
+                last.tokens = min(Self.burst, last.tokens + (now - last.at) / Self.refill)
+                if last.what == what && now - last.at < Self.repeatAfter { return false }
+                return last.tokens >= 1
+            }
+            guard due else { continue }
+            let event = Self.event(o, node: nodeName, at: Date())
+            // cluster-scoped objects' Events go to `default`, as kubectl describe looks for them
+            let ns = o.namespace ?? "default"
+            do {
+                let (status, body) = try await client.post(
+                    KubeResource.events.path(namespace: ns), json: event.serialized())
+                if status == 201 || status == 200 {
+                    posted.withLock { p in
+                        let tokens =
+                            p[key].map { min(Self.burst, $0.tokens + (now - $0.at) / Self.refill) } ?? Self.burst
+                        p[key] = Posted(what: what, at: now, tokens: tokens - 1)
+                    }
+                } else {
+                    logger.warning(
+                        "cannot post an Event",
+                        metadata: [
+                            "object": "\(key)",
+                            "error":
+                                "\(KubeAPIError.http(status, verb: "create", resource: .events, body: String(decoding: body.prefix(200), as: UTF8.self)))",
+                        ])
+                }
+            } catch {
+                logger.warning("cannot post an Event", metadata: ["object": "\(key)", "error": "\(error)"])
+            }
+        }
+    }
+
+    static func event(_ o: PolicyStore.ObjectOutcome, node: String, at: Date) -> JSONValue {
+        let stamp = ISO8601DateFormatter().string(from: at)
+        var involved = JSONObject([
+            ("apiVersion", .string("crd.varmor.org/v1beta1")), ("kind", .string(o.kind)), ("name", .string(o.name)),
+        ])
+        if let ns = o.namespace { involved["namespace"] = .string(ns) }
+        if let uid = o.uid { involved["uid"] = .string(uid) }
+        return .object(
+            JSONObject([
+                ("apiVersion", .string("v1")), ("kind", .string("Event")),
+                (
+                    "metadata",
+                    .object(
+                        JSONObject([
+                            ("generateName", .string("\(o.name).")),
+                            ("namespace", .string(o.namespace ?? "default")),
+                        ]))
+                ),
+                ("involvedObject", .object(involved)), ("reason", .string(o.reason)),
+                ("message", .string("node \(node): \(o.message)")), ("type", .string(o.warning ? "Warning" : "Normal")),
+                ("source", .object(JSONObject([("component", .string("bulwarkd")), ("host", .string(node))]))),
+                ("reportingComponent", .string("bulwarkd")), ("reportingInstance", .string(node)),
+                ("firstTimestamp", .string(stamp)), ("lastTimestamp", .string(stamp)), ("count", .number(1)),
+            ]))
+    }
+}
+
+/// An async part (the API watch) as a component: started as a task, cancelled and awaited (a
+/// bounded wait) when stopped.
+final class TaskComponent: AgentComponent {
+    let name: String
+    let work: @Sendable () async -> Void
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(_ name: String, _ work: @escaping @Sendable () async -> Void) {
+        self.name = name
+        self.work = work
+    }
+
+    func start() throws {
+        let work = work
+        task.withLock { $0 = Task.detached { await work() } }
+    }
+
+    func stop() {
+        guard
+            let t = task.withLock({ t in
+                defer { t = nil }
+                return t
+            })
+        else { return }
+        t.cancel()
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await t.value
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 5)
+    }
+}
+
+/// A component made when it starts (from configuration that can fail then); nil: nothing to run.
+final class LazyComponent: AgentComponent {
+    let name: String
+    let make: @Sendable () throws -> (any AgentComponent)?
+    private let made = Mutex<(any AgentComponent)?>(nil)
+
+    init(_ name: String, _ make: @escaping @Sendable () throws -> (any AgentComponent)?) {
+        self.name = name
+        self.make = make
+    }
+
+    func start() throws {
+        guard let c = try make() else { return }
+        try c.start()
+        made.withLock { $0 = c }
+    }
+
+    func stop() {
+        made.withLock { c in
+            defer { c = nil }
+            return c
+        }?.stop()
+    }
+}

@@ -1,0 +1,153 @@
+import BulwarkClient
+import BulwarkOCI
+import BulwarkPolicy
+import BulwarkTestSupport
+import Foundation
+import KubeTestServer
+import Testing
+
+/// bulwarkd with the Kubernetes API as a policy source, against `KubeTestServer` (a stand-in that
+/// behaves as the real API server on the wire; no real one can run on these machines).
+@Suite("Policies from the Kubernetes API (stand-in API server)", .serialized)
+struct ClusterTests {
+    static let policies = "/apis/crd.varmor.org/v1beta1/varmorclusterpolicies"
+
+    static func policy(_ rules: String, uid: String = "uid-nomkdir") -> JSONValue {
+        try! JSONValue.parse(
+            """
+            {"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy",
+             "metadata":{"name":"nomkdir","uid":"\(uid)","generation":1,"creationTimestamp":"2026-12-03T07:00:00Z",
+                         "managedFields":[{"manager":"kubectl"}]},
+             "spec":{"target":{"kind":"Container","selector":{"matchLabels":{"bulwark.io/policy":"nomkdir"}}},
+                     "policy":{"enforcer":"Seccomp","mode":"EnhanceProtect","enhanceProtect":{\(rules)}}},
+             "status":{"phase":"Protecting"}}
+            """)
+    }
+    static let denyMkdir = #""syscallRawRules":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]"#
+
+    static func kubeconfig(_ s: KubeTestServer, in dir: String) throws -> String {
+        let path = dir + "/kubeconfig"
+        try """
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters:
+        - name: test
+          cluster: {server: "\(s.server)", certificate-authority-data: \(Data(s.tls.caPEM.utf8).base64EncodedString())}
+        contexts:
+        - name: test
+          context: {cluster: test, user: agent}
+        users:
+        - name: agent
+          user: {token: \(s.token)}
+
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Waits without holding a thread of the cooperative pool (other suites' clients run on it).
+    func until(_ seconds: Double = 15, _ condition: () -> Bool) async -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()  // a late look: the waiting task may itself have been held up
+    }
+
+    static func events(_ s: KubeTestServer, reason: String) -> [JSONObject] {
+        s.events.compactMap(\.object).filter { $0["reason"] == .string(reason) }
+    }
+
+    /// An object created in the API server is delivered as a policy file would be, and confines
+    /// the next container (runc through the runtime wrapper); an invalid edit keeps the last good
+    /// version; a node's policy file with the same identity wins; each outcome is an Event on the
+    /// object naming the node; deleting the object withdraws the profile.
+    static let executor = DedicatedExecutor("cluster-tests")
+
+    /// Off the cooperative pool: other suites' synchronous tests may hold its threads for minutes.
+    @Test func aPolicyObjectConfinesTheNextContainer() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await policyObjectLoop() }
+    }
+
+    func policyObjectLoop() async throws {
+        let dir = NSTemporaryDirectory() + "bw-kube-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let s = try KubeTestServer(tls: KubeTestServer.makeTLS(in: dir))
+        defer { s.stop() }
+        var node = try Node("kube")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        let runtime = runcPath.map { "runtime: \($0)\n" } ?? ""
+        let config = try node.writeConfig(extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\n" + runtime)
+        let daemon = try Daemon(config: config, socket: node.config.socketPath)
+        #expect(daemon.ready(), "\(daemon.output)")
+        let socket = node.config.socketPath
+        func profile() -> JSONObject? {
+            let list = (try? NodeClient.call(socketPath: socket, request("profiles")))?["profiles"]?.array ?? []
+            return list.compactMap(\.object).first { $0["name"] == .string("varmor-cluster-varmor-nomkdir") }
+        }
+        // the agent lists and watches the policy resources
+        #expect(await until { s.watchers >= 2 }, "\(daemon.output)")
+
+        s.apply(Self.policies, Self.policy(Self.denyMkdir))
+        #expect(await until { profile()?["seccomp"]?.string?.hasPrefix("stored") == true }, "\(daemon.output)")
+        #expect(await until { !Self.events(s, reason: "Loaded").isEmpty }, "\(s.events)")
+        let loaded = try #require(Self.events(s, reason: "Loaded").first)
+        #expect(loaded["type"] == .string("Normal"))
+        #expect(loaded["message"]?.string?.hasPrefix("node node-a: profile varmor-cluster-varmor-nomkdir") == true)
+        #expect(loaded["involvedObject"]?.object?["uid"] == .string("uid-nomkdir"))
+        #expect(loaded["involvedObject"]?.object?["kind"] == .string("VarmorClusterPolicy"))
+        #expect(loaded["metadata"]?.object?["namespace"] == .string("default"))
+        #expect(s.requests.contains { $0.hasPrefix("POST /api/v1/namespaces/default/events") })
+
+        // the next container started through the wrapper is confined by the object's profile
+        if runcAndBusybox.check() {
+            var b = BusyboxBundle(args: ["mkdir", "/tmp/escape"])
+            b.applets = ["mkdir"]
+            b.annotations = ["bulwark.io/policy": "nomkdir"]
+            let bundle = try b.write(below: node.dir)
+            let env = ["BULWARK_CONFIG": config, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+            let (code, out) = try captureDetached(
+                bulwarkDirectory() + "/bulwark-runtime", ["run", "--bundle", bundle, "bw-kube-\(getpid())"],
+                environment: env)
+            #expect(code != 0 && out.contains("Operation not permitted"), "\(code): \(out)")
+        }
+
+        // an invalid edit: rejected, the last good version stays, an Event says why
+        s.apply(Self.policies, Self.policy(#""hardeningRules":["disallow-create-userns"]"#))
+        #expect(await until { !Self.events(s, reason: "Rejected").isEmpty }, "\(daemon.output)")
+        let rejected = try #require(Self.events(s, reason: "Rejected").first)
+        #expect(rejected["type"] == .string("Warning"))
+        #expect(
+            rejected["message"]?.string?.contains("unknown built-in rule \"disallow-create-userns\"") == true,
+            "\(rejected)")
+        #expect(rejected["message"]?.string?.contains("the last good version stays in force") == true)
+        #expect(profile()?["seccomp"]?.string?.hasPrefix("stored") == true)
+
+        // a node's file with the same identity wins over the object
+        try node.write(
+            policy: "nomkdir.yaml",
+            """
+            apiVersion: crd.varmor.org/v1beta1
+            kind: VarmorClusterPolicy
+            metadata: {name: nomkdir}
+            spec:
+              target: {kind: Container, selector: {matchLabels: {bulwark.io/policy: nomkdir}}}
+              policy: {enforcer: Seccomp, mode: RuntimeDefault}
+            """)
+        s.apply(Self.policies, Self.policy(Self.denyMkdir))
+        #expect(await until { profile()?["mode"] == .string("RuntimeDefault") }, "\(String(describing: profile()))")
+        #expect(await until { !Self.events(s, reason: "Overridden").isEmpty }, "\(s.events)")
+        #expect(
+            Self.events(s, reason: "Overridden").first?["message"]?.string?.contains(
+                "not in force: the policy file \(node.dir)/policies/nomkdir.yaml on this node") == true)
+
+        // without the file the object is in force again; deleting the object withdraws it
+        try FileManager.default.removeItem(atPath: node.dir + "/policies/nomkdir.yaml")
+        #expect(await until { profile()?["mode"] == .string("EnhanceProtect") })
+        s.delete(Self.policies, Self.policy(Self.denyMkdir))
+        #expect(await until { profile() == nil }, "\(daemon.output)")
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+    }
+}
