@@ -145,7 +145,8 @@ let package = Package(
         .executableTarget(
             name: "bulwark",
             dependencies: [
-                "BulwarkCluster", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem", "BulwarkBPF",
+                "BulwarkCluster", "BulwarkKube", "BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", "BulwarkSystem",
+                "BulwarkBPF",
                 "BulwarkClient",
                 "BulwarkDelivery", "BulwarkModel", "BulwarkNRIPlugin", "BulwarkStart", argumentParser, logging, yams,
             ]
@@ -228,7 +229,9 @@ let package = Package(
         .testTarget(
             name: "BulwarkModelTests", dependencies: ["BulwarkModel", "BulwarkOCI", "BulwarkDelivery"],
             exclude: ["Fixtures"]),
-        .testTarget(name: "BulwarkCLITests", dependencies: ["BulwarkPolicy", "BulwarkStart", "BulwarkTestSupport"]),
+        .testTarget(
+            name: "BulwarkCLITests",
+            dependencies: ["BulwarkOCI", "BulwarkPolicy", "BulwarkStart", "BulwarkTestSupport", "KubeTestServer"]),
         .testTarget(
             name: "BulwarkAgentTests",
             dependencies: [

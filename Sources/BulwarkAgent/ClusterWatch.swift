@@ -91,47 +91,9 @@ final class ClusterWatch: Sendable {
             policiesDirty.store(true, ordering: .relaxed)
         default:
             cluster.withLock { c in
-                for change in changes { Self.apply(change, of: r, to: &c.inventory) }
+                for change in changes { c.inventory.apply(change, of: r) }
                 c.dirty = true
             }
-        }
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ v: JSONValue) -> T? {
-        try? JSONDecoder().decode(type, from: Data(v.serialized()))
-    }
-
-    static func apply(_ change: ListWatch.Change, of r: KubeResource, to inv: inout ClusterInventory) {
-        func split(_ key: String) -> (String, String) {
-            let p = key.split(separator: "/", maxSplits: 1).map(String.init)
-            return p.count == 2 ? (p[0], p[1]) : ("", key)
-        }
-        switch change {
-        case .replaced(let all):
-            // this resource's objects are all new: drop the old ones of its kind
-            var fresh = ClusterInventory()
-            if r != .pods { for (_, ns) in inv.pods { for (_, p) in ns { fresh.upsert(p) } } }
-            if r != .services { for (_, ns) in inv.services { for (_, s) in ns { fresh.upsert(s) } } }
-            if r != .endpointSlices { for (_, ns) in inv.slices { for (_, e) in ns { fresh.upsert(e) } } }
-            inv = fresh
-            for (_, o) in all { upsert(o, of: r, into: &inv) }
-        case .upserted(_, let o):
-            upsert(o, of: r, into: &inv)
-        case .deleted(let key):
-            let (ns, name) = split(key)
-            switch r {
-            case .pods: inv.removePod(namespace: ns, name: name)
-            case .services: inv.removeService(namespace: ns, name: name)
-            default: inv.removeEndpointSlice(namespace: ns, name: name)
-            }
-        }
-    }
-
-    static func upsert(_ o: JSONValue, of r: KubeResource, into inv: inout ClusterInventory) {
-        switch r {
-        case .pods: if let p = decode(KubeObjects.Pod.self, o) { inv.upsert(p) }
-        case .services: if let s = decode(KubeObjects.Service.self, o) { inv.upsert(s) }
-        default: if let e = decode(KubeObjects.EndpointSlice.self, o) { inv.upsert(e) }
         }
     }
 

@@ -378,8 +378,13 @@ public final class PolicyStore: Sendable {
                     out.append(o)
                     continue
                 }
+                var delivered = true
                 for p in s.apiGood[id] ?? [] {
                     let profile = ProfileNaming.profileName(for: p, clusterNamespace: config.clusterProfileNamespace)
+                    if s.applied[profile] == nil {
+                        delivered = false  // read, not delivered yet: nothing to say until it is
+                        continue
+                    }
                     if let applied = s.applied[profile], applied.source.file != id {
                         o.reason = "Overridden"
                         o.warning = true
@@ -402,7 +407,7 @@ public final class PolicyStore: Sendable {
                                 ? "" : "; unresolved egress: " + st.unresolved.joined(separator: "; "))
                     }
                 }
-                out.append(o)
+                if delivered { out.append(o) }
             }
             return out.sorted { ($0.kind, $0.namespace ?? "", $0.name) < ($1.kind, $1.namespace ?? "", $1.name) }
         }

@@ -1,6 +1,7 @@
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkProfiles
+import Foundation
 
 /// The cluster's addresses as far as egress rules need them: Pods, Services and EndpointSlices,
 /// indexed by namespace. A value: the agent builds a new one when an object changes and compiles
@@ -98,8 +99,8 @@ public struct ClusterInventory: Sendable, Equatable {
 
     /// Sorted and without duplicates: the same cluster state always compiles to the same rows.
     static func canonical(_ list: [EgressInventory.Endpoint]) -> [EgressInventory.Endpoint] {
-        var seen = Set<String>()
-        return list.filter { seen.insert("\($0.ip)|\($0.ports)").inserted }.sorted { a, b in
+        var seen = Set<EgressInventory.Endpoint>()
+        return list.filter { seen.insert($0).inserted }.sorted { a, b in
             a.ip != b.ip ? a.ip < b.ip : a.ports.lexicographicallyPrecedes(b.ports)
         }
     }
@@ -110,5 +111,42 @@ public struct ClusterInventory: Sendable, Equatable {
         return EgressInventory(
             services: { ns, name, sel in snapshot.resolveServices(namespace: ns, name: name, selector: sel) },
             pods: { ns, sel in snapshot.resolvePods(namespace: ns, selector: sel) })
+    }
+}
+
+extension ClusterInventory {
+    /// A change of one resource's objects as `ListWatch` reports it (JSON objects from the API).
+    public mutating func apply(_ change: ListWatch.Change, of r: KubeResource) {
+        switch change {
+        case .replaced(let all):
+            // this resource's objects are all new: the other resources' stay
+            switch r {
+            case .pods: pods = [:]
+            case .services: services = [:]
+            default: slices = [:]
+            }
+            for (_, o) in all { upsert(o, of: r) }
+        case .upserted(_, let o):
+            upsert(o, of: r)
+        case .deleted(let key):
+            let p = key.split(separator: "/", maxSplits: 1).map(String.init)
+            let (ns, name) = p.count == 2 ? (p[0], p[1]) : ("", key)
+            switch r {
+            case .pods: removePod(namespace: ns, name: name)
+            case .services: removeService(namespace: ns, name: name)
+            default: removeEndpointSlice(namespace: ns, name: name)
+            }
+        }
+    }
+
+    /// An object of `r` as the API server wrote it; one that does not decode is ignored (the
+    /// API server validated it; a field Bulwark reads with another type is not there).
+    public mutating func upsert(_ o: JSONValue, of r: KubeResource) {
+        func decode<T: Decodable>(_ type: T.Type) -> T? { try? JSONDecoder().decode(type, from: Data(o.serialized())) }
+        switch r {
+        case .pods: if let p = decode(KubeObjects.Pod.self) { upsert(p) }
+        case .services: if let s = decode(KubeObjects.Service.self) { upsert(s) }
+        default: if let e = decode(KubeObjects.EndpointSlice.self) { upsert(e) }
+        }
     }
 }

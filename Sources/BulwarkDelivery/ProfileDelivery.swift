@@ -34,6 +34,9 @@ public struct ProfileDelivery: Sendable {
         /// The BPF profile as loaded (kept for profiles that name cluster addresses: an address
         /// change that leaves the rows as they are writes nothing).
         public var loadedBPF: BPFProfile?
+        /// What its cluster references resolved to when it was compiled (`BPFCompiler.clusterResolution`):
+        /// an address change that does not touch them does not even recompile it.
+        public var clusterResolution: [[EgressInventory.Endpoint]?]?
     }
 
     public let config: NodeConfig
@@ -124,7 +127,10 @@ public struct ProfileDelivery: Sendable {
                     }
                     do {
                         let r = try e.apply(profile)
-                        st.loadedBPF = BPFCompiler.referencesClusterAddresses(policy) ? profile : nil
+                        if BPFCompiler.referencesClusterAddresses(policy) {
+                            st.loadedBPF = profile
+                            st.clusterResolution = compiler(model: model).clusterResolution(policy)
+                        }
                         st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
                         if !r.skipped.isEmpty {
                             logger.warning(
@@ -159,10 +165,14 @@ public struct ProfileDelivery: Sendable {
         var st = previous
         let e = enforcer
         guard policy.spec.policy.enforcers.intersection(config.enforcers).contains(.bpf), e.isLoaded else { return st }
+        let model = policy.spec.policy.defenseInDepth?.needsModel == true ? try? modelStore.load(name) : nil
+        // the addresses it names did not move: nothing to compile (the common case under churn)
+        let resolution = compiler(model: model).clusterResolution(policy)
+        if previous.loadedBPF != nil && resolution == previous.clusterResolution { return st }
         do throws(ProfileUnavailable) {
-            let model = policy.spec.policy.defenseInDepth?.needsModel == true ? try? modelStore.load(name) : nil
             let profile = try compileBPF(policy, profile: name, model: model)
             st.unresolved = profile.unresolved.map(\.description)
+            st.clusterResolution = resolution
             if profile == previous.loadedBPF { return st }
             do {
                 let r = try e.apply(profile)
@@ -181,16 +191,20 @@ public struct ProfileDelivery: Sendable {
         return st
     }
 
+    /// The BPF compiler with this node's facts, inventory and switches.
+    func compiler(model: BehaviorModel?) -> BPFCompiler {
+        BPFCompiler(
+            diskDevices: facts.diskDevices, inventory: inventory, model: model,
+            serviceEgressControl: config.serviceEgressControl, podEgressControl: config.podEgressControl)
+    }
+
     /// A rule the user wrote that cannot be resolved here (no inventory, feature off) refuses the
     /// profile: loading it without the rule would leave that egress open while the policy says
     /// otherwise. A reference that resolves to no address yet loads, and is reported.
     public func compileBPF(_ policy: Policy, profile name: String, model: BehaviorModel?) throws(ProfileUnavailable)
         -> BPFProfile
     {
-        let profile = try BPFCompiler(
-            diskDevices: facts.diskDevices, inventory: inventory, model: model,
-            serviceEgressControl: config.serviceEgressControl, podEgressControl: config.podEgressControl
-        ).compile(policy, profileName: name)
+        let profile = try compiler(model: model).compile(policy, profileName: name)
         let refused = profile.unresolved.filter(\.refusesProfile)
         guard refused.isEmpty else {
             throw ProfileUnavailable(

@@ -67,3 +67,35 @@ public enum Reflector {
         }
     }
 }
+
+extension Reflector {
+    /// Every object of `resource` now, read once in pages (`bulwark policy compile --kubeconfig`).
+    public static func list(client: KubeClient, resource: KubeResource, pageSize: Int = 500) async throws
+        -> [String: JSONValue]
+    {
+        var lw = ListWatch(resource: resource, pageSize: pageSize)
+        var action = lw.start()
+        while case .list(let query) = action {
+            let (status, body) = try await client.get(resource.path(), query: query)
+            let outcome =
+                status == 200
+                ? lw.listed(body)
+                : lw.failed(
+                    status: status, verb: "list", body: String(decoding: body.prefix(300), as: UTF8.self), jitter: 1)
+            if let e = outcome.error { throw e }
+            guard let next = outcome.next else { break }
+            action = next
+        }
+        return lw.objects
+    }
+
+    /// The cluster's addresses now, for a one-shot compile: services and EndpointSlices, and pods
+    /// when `pods` is set.
+    public static func inventory(client: KubeClient, pods: Bool) async throws -> ClusterInventory {
+        var inventory = ClusterInventory()
+        for r in [KubeResource.services, .endpointSlices] + (pods ? [.pods] : []) {
+            inventory.apply(.replaced(try await list(client: client, resource: r)), of: r)
+        }
+        return inventory
+    }
+}

@@ -6,7 +6,7 @@ import BulwarkPolicy
 /// In a cluster the agent fills it from NRI and the API server; on standalone hosts from the
 /// node config's `inventoryFile`; the CLI has none, and the compiler notes what it could not resolve.
 public struct EgressInventory: Sendable {
-    public struct Endpoint: Sendable, Equatable {
+    public struct Endpoint: Sendable, Hashable {
         public var ip: String
         /// Empty = all ports.
         public var ports: [PortRange]
@@ -149,23 +149,42 @@ public struct BPFCompiler: Sendable {
         for e in endpoints { if let n = IPNetwork.host(e.ip) { b.addEgress(n, ports: e.ports, mode: mode) } }
     }
 
-    /// The policy's BPF profile depends on cluster addresses (`toServices`, `toPods`, a service
-    /// built-in): it is compiled again when they change.
-    public static func referencesClusterAddresses(_ policy: Policy) -> Bool {
+    /// What in a policy names cluster addresses (`toServices`, `toPods`, a service built-in).
+    public enum ClusterReference: Sendable, Equatable {
+        case services(namespace: String?, name: String?, selector: LabelSelector?)
+        case pods(namespace: String?, selector: LabelSelector)
+    }
+
+    public static func clusterReferences(_ policy: Policy) -> [ClusterReference] {
         let body = policy.spec.policy
-        guard body.enforcers.contains(.bpf) else { return false }
-        for raw in [body.enhanceProtect?.bpfRawRules, body.defenseInDepth?.bpf?.rawRules].compactMap({ $0 })
-        where !raw.services.isEmpty || !raw.pods.isEmpty {
-            return true
+        guard body.enforcers.contains(.bpf) else { return [] }
+        var out: [ClusterReference] = []
+        for raw in [body.enhanceProtect?.bpfRawRules, body.defenseInDepth?.bpf?.rawRules].compactMap({ $0 }) {
+            out += raw.services.map { .services(namespace: $0.namespace, name: $0.name, selector: $0.selector) }
+            out += raw.pods.map { .pods(namespace: $0.namespace, selector: $0.selector) }
         }
-        guard body.mode == .enhanceProtect, let ep = body.enhanceProtect else { return false }
-        let refs =
-            ep.hardeningRules + ep.vulMitigationRules + ep.attackProtectionRules.flatMap { $0.rules }
-        return refs.contains { ref in
-            BuiltinRule.lookup(ref.id)?.bpf.contains {
-                if case .service = $0 { return true }
-                return false
-            } ?? false
+        if body.mode == .enhanceProtect, let ep = body.enhanceProtect {
+            let refs = ep.hardeningRules + ep.vulMitigationRules + ep.attackProtectionRules.flatMap { $0.rules }
+            for ref in refs {
+                for case .service(let ns, let name) in BuiltinRule.lookup(ref.id)?.bpf ?? [] {
+                    out.append(.services(namespace: ns, name: name, selector: nil))
+                }
+            }
+        }
+        return out
+    }
+
+    /// The policy's BPF profile depends on cluster addresses: it is compiled again when they change.
+    public static func referencesClusterAddresses(_ policy: Policy) -> Bool { !clusterReferences(policy).isEmpty }
+
+    /// What the policy's cluster references resolve to in this compiler's inventory: equal
+    /// resolutions compile to equal rows, so an address change elsewhere recompiles nothing.
+    public func clusterResolution(_ policy: Policy) -> [[EgressInventory.Endpoint]?] {
+        Self.clusterReferences(policy).map { ref in
+            switch ref {
+            case .services(let ns, let name, let sel): inventory.services(ns, name, sel)
+            case .pods(let ns, let sel): inventory.pods(ns, sel)
+            }
         }
     }
 

@@ -141,15 +141,24 @@ struct Compile: ParsableCommand {
             "Pods, Services and EndpointSlices for toPods/toServices and the service built-ins, as `kubectl get -o yaml` prints them (default: inventoryFile of the node config)."
     )
     var inventory: String?
+    @Option(
+        help:
+            "Resolve toPods/toServices and the service built-ins from this cluster's API server (a kubeconfig file), read once."
+    )
+    var kubeconfig: String?
 
     func run() throws {
         let config = try common.nodeConfig()
         var egress = EgressInventory.none
-        switch InventorySource.read(inventory ?? config.inventoryFile) {
-        case .success(let i): egress = i?.egress ?? .none
-        case .failure(let e):
-            FileHandle.standardError.write(Data("\(e)\n".utf8))
-            throw Failure()
+        if let kubeconfig {
+            egress = try ClusterRead.inventory(kubeconfig: kubeconfig, pods: config.podEgressControl).egress
+        } else {
+            switch InventorySource.read(inventory ?? config.inventoryFile) {
+            case .success(let i): egress = i?.egress ?? .none
+            case .failure(let e):
+                FileHandle.standardError.write(Data("\(e)\n".utf8))
+                throw Failure()
+            }
         }
         let policies = try loadPolicies(
             files, ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace), quiet: true)

@@ -1,4 +1,6 @@
+import BulwarkOCI
 import Foundation
+import KubeTestServer
 import Testing
 
 /// Runs the built `bulwark` executable.
@@ -136,18 +138,22 @@ struct CLITests {
         #expect(try bulwark(["policy", "compile", path, "--enforcer", "bpf", "--disk-devices", "/dev/sda"]).code == 1)
     }
 
+    /// The `good` policy denying egress to these services of namespace nginx.
+    func servicesPolicy(_ names: [String]) throws -> String {
+        let rules =
+            ["      bpfRawRules:", "        network:", "          egress:", "            toServices:"]
+            + names.map { "            - {qualifiers: [deny], namespace: nginx, name: \($0)}" }
+        return try tempFile(
+            good.replacingOccurrences(
+                of: "      hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]",
+                with: rules.joined(separator: "\n")))
+    }
+
     /// `policy compile --inventory`: what toServices resolves to before anything is loaded, what
     /// does not resolve and what the agent would do about it; a bad inventory is refused with its
     /// place.
     @Test func compileResolvesServicesFromAnInventory() throws {
-        let policy = try tempFile(
-            good.replacingOccurrences(
-                of: "      hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]",
-                with: [
-                    "      bpfRawRules:", "        network:", "          egress:", "            toServices:",
-                    "            - {qualifiers: [deny], namespace: nginx, name: nginx}",
-                    "            - {qualifiers: [deny], namespace: nginx, name: gone}",
-                ].joined(separator: "\n")))
+        let policy = try servicesPolicy(["nginx", "gone"])
         let inventory = try tempFile(
             """
             kind: Service
@@ -177,6 +183,42 @@ struct CLITests {
         let bad = try tempFile("kind: Pod\nmetadata: {namespace: x}\n", name: "inventory.yaml")
         let refused = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--inventory", bad])
         #expect(refused.code == 1 && refused.err.contains("\(bad):1:1: error: Pod is not readable"), "\(refused.err)")
+    }
+
+    /// `policy compile --kubeconfig`: the addresses read once from the API server (the stand-in:
+    /// no real one runs here); an RBAC refusal is an error naming the grant.
+    @Test func compileResolvesServicesFromTheAPIServer() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bulwark-kc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let s = try KubeTestServer(tls: KubeTestServer.makeTLS(in: dir))
+        defer { s.stop() }
+        s.apply(
+            "/api/v1/services",
+            try JSONValue.parse(
+                #"{"metadata":{"name":"nginx","namespace":"nginx"},"spec":{"clusterIPs":["10.96.1.2"]}}"#))
+        s.apply(
+            "/apis/discovery.k8s.io/v1/endpointslices",
+            try JSONValue.parse(
+                #"{"metadata":{"name":"nginx-1","namespace":"nginx","labels":{"kubernetes.io/service-name":"nginx"}},"endpoints":[{"addresses":["10.244.0.9"]}],"ports":[{"port":8080}]}"#
+            ))
+        let kubeconfig = dir + "/kubeconfig"
+        try """
+        current-context: t
+        clusters: [{name: t, cluster: {server: "\(s.server)", certificate-authority-data: \(Data(s.tls.caPEM.utf8).base64EncodedString())}}]
+        contexts: [{name: t, context: {cluster: t, user: a}}]
+        users: [{name: a, user: {token: \(s.token)}}]
+        """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        let policy = try servicesPolicy(["nginx"])
+        let r = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--kubeconfig", kubeconfig])
+        #expect(r.code == 0, "\(r.err)")
+        #expect(r.out.contains("10.96.1.2/32") && r.out.contains("10.244.0.9/32"), "\(r.out)")
+        #expect(!r.err.contains("unresolved"), "\(r.err)")
+        s.forbid("endpointslices")
+        let refused = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--kubeconfig", kubeconfig])
+        #expect(refused.code == 1)
+        #expect(
+            refused.err.contains("grant the agent's service account the verb `list` on resource `endpointslices`"),
+            "\(refused.err)")
     }
 
     @Test func explainSaysWhy() throws {
