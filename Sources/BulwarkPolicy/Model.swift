@@ -35,11 +35,25 @@ public struct Policy: Sendable, Equatable {
     /// `namespace/name` or `name`, for messages.
     public var displayName: String { namespace.map { "\($0)/\(name)" } ?? name }
 
-    /// The same policy wherever it was read from (`policy migrate` checks what it writes).
+    /// The same policy wherever it was read from and wherever its parts sit in the file
+    /// (`policy migrate` checks what it writes: an inserted line moves every rule after it). Every
+    /// `SourceRef` in the value (the policy's, each built-in reference's, each file rule's) is
+    /// written as `file:line:column`; they are compared without line and column.
     public func sameMeaning(as other: Policy) -> Bool {
-        var a = self
-        a.source = other.source
-        return a == other
+        Self.positionless(self) == Self.positionless(other)
+    }
+
+    static func positionless(_ p: Policy) -> String {
+        let marker = p.source.file + ":"
+        var out = ""
+        var rest = Substring(String(describing: p))
+        while let r = rest.range(of: marker) {
+            out += rest[..<r.lowerBound] + p.source.file
+            // drop "LINE:COLUMN"
+            rest = rest[r.upperBound...].drop(while: \.isNumber)
+            if rest.first == ":" { rest = rest.dropFirst().drop(while: \.isNumber) }
+        }
+        return out + rest
     }
 }
 

@@ -60,7 +60,9 @@ struct CLITests {
     @Test func migrateWritesTheCurrentForm() throws {
         let old = good.replacingOccurrences(
             of: "      hardeningRules: [disallow-debug-disk-device, disallow-create-user-ns]",
-            with: "      bpfRawRules:\n        files:\n        - pattern: /etc/shadow\n          permissions: [read]")
+            with: "      bpfRawRules:\n        files:\n        - pattern: /etc/shadow\n          permissions: [read]"
+                // a second rule: each insertion moves the rules after it (the check ignores positions)
+                + "\n        - pattern: /etc/gshadow\n          permissions: [read]")
         let file = try tempFile(old)
         let v = try bulwark(["policy", "validate", file])
         #expect(v.code == 0 && v.err.contains("vArmor 0.8 form") && v.err.contains("policy migrate"), "\(v.err)")
