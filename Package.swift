@@ -117,7 +117,10 @@ let package = Package(
         // in-cluster and kubeconfig credentials; the bookkeeping is BulwarkCluster's (pure).
         .target(
             name: "BulwarkKube",
-            dependencies: ["BulwarkCluster", "BulwarkOCI", "BulwarkSystem", httpClient, nioSSL, nio, nioHTTP, logging]),
+            dependencies: [
+                "BulwarkCluster", "BulwarkOCI", "BulwarkPolicy", "BulwarkSystem", httpClient, nioSSL, nio, nioHTTP,
+                logging,
+            ]),
 
         // The node agent: policy store, event pipeline, node socket, metrics (bulwarkd).
         .target(

@@ -1,6 +1,7 @@
 import BulwarkBPF
 import BulwarkBPFMaps
 import BulwarkClient
+import BulwarkCluster
 import BulwarkDelivery
 import BulwarkEvents
 import BulwarkHook
@@ -48,6 +49,8 @@ public final class Agent: Sendable {
         var bpf = "not requested"
         /// Process → mount namespace from the kernel (nil when its tracepoints do not load here).
         var tracker: ProcessTracker?
+        /// The Kubernetes API watch, started by `prepare` (or why it could not be)
+        var cluster: Result<TaskComponent, StartFailure>?
     }
     private let running = Mutex(Running())
 
@@ -122,6 +125,7 @@ public final class Agent: Sendable {
                 self.reload()
             } : nil
         reload()
+        startClusterWatch()
         let enforcer = Enforcer(pinPath: config.bpfPinPath)
         let pruned = registry.pruneStale(isBound: { enforcer.binding(namespace: $0) != nil })
         logger.info(
@@ -207,8 +211,18 @@ public final class Agent: Sendable {
                 })
         }
         parts.append(WorkerComponent("gauges") { [self] in self.gauges() })
-        if !config.kubeconfig.isEmpty || ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"] != nil {
-            parts.append(clusterWatch())
+        if let cluster = running.withLock({ $0.cluster }) {
+            // started by `prepare`; a kubeconfig or CA that cannot be used stops the agent here
+            parts.append(
+                PreparedComponent(
+                    "kubernetes API",
+                    failure: {
+                        if case .failure(let e) = cluster { return e }
+                        return nil
+                    }(),
+                    stop: {
+                        if case .success(let c) = cluster { c.stop() }
+                    }))
         }
         parts.append(WorkerComponent("modeler") { [modeler] in modeler.worker() })
         if let nri = nriPlugin {
@@ -252,16 +266,33 @@ public final class Agent: Sendable {
         logger.info("bulwarkd started", metadata: ["parts": "\(started.map(\.name).joined(separator: ", "))"])
     }
 
-    /// The Kubernetes API watch; a kubeconfig or a CA that cannot be used stops the agent from
-    /// starting (it says which and why).
-    func clusterWatch() -> any AgentComponent {
-        let (config, store, logger, node) = (config, store, logger, pipeline.nodeName)
-        return LazyComponent("kubernetes API") {
-            guard let endpoint = try ClusterWatch.endpoint(config) else { return nil }
-            let client = try KubeClient(endpoint: endpoint)
-            let watch = ClusterWatch(client: client, store: store, config: config, nodeName: node, logger: logger)
-            return TaskComponent("kubernetes API") { await watch.run() }
+    /// The Kubernetes API watch, started before anything listens: `prepare` waits (at most 30 s)
+    /// until the API's policies are delivered, so the NRI plugin and the start index never decide
+    /// a container without them while the agent starts.
+    func startClusterWatch() {
+        guard !config.kubeconfig.isEmpty || ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"] != nil
+        else { return }
+        let result: Result<TaskComponent, StartFailure>
+        do throws(KubeAPIError) {
+            if let endpoint = try ClusterWatch.endpoint(config) {
+                let watch = ClusterWatch(
+                    client: try KubeClient(endpoint: endpoint), store: store, config: config,
+                    nodeName: pipeline.nodeName, logger: logger)
+                let task = TaskComponent("kubernetes API") { await watch.run() }
+                try? task.start()
+                if !watch.waitForPolicies(seconds: 30) {
+                    logger.error(
+                        "the API server's policies are not read after 30 s: containers started now are decided by the policy files alone until they are"
+                    )
+                }
+                result = .success(task)
+            } else {
+                return
+            }
+        } catch {
+            result = .failure(StartFailure(description: "kubernetes API: \(error)"))
         }
+        running.withLock { $0.cluster = result }
     }
 
     /// Once a second: new container records (for the hook-latency metric) and the gauges.

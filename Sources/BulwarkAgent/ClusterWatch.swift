@@ -19,9 +19,16 @@ final class ClusterWatch: Sendable {
     let config: NodeConfig
     let nodeName: String
     let logger: Logger
-    /// Objects per resource as the reflectors last reported them
-    private let cluster = Mutex<(inventory: ClusterInventory, dirty: Bool)>((ClusterInventory(), false))
+    /// The addresses as the reflectors last reported them, and which address resources have been
+    /// listed completely: the store gets the inventory only once all have (a list of Services
+    /// without their EndpointSlices yet would load profiles short of rules)
+    private let cluster = Mutex<(inventory: ClusterInventory, dirty: Bool, listed: Set<KubeResource>)>(
+        (ClusterInventory(), false, []))
     private let policiesDirty = Atomic<Bool>(false)
+    /// Policy kinds listed completely, and whether a reload has delivered them (`waitForPolicies`)
+    private let policiesListed = Mutex<Set<KubeResource>>([])
+    private let policiesDelivered = DispatchSemaphore(value: 0)
+    private let deliveredOnce = Atomic<Bool>(false)
     /// Per object: the outcome last posted and when, and a token bucket (a burst of `burst`
     /// Events, then one per `refill`): deduplicated and rate-limited, a flapping object cannot
     /// flood the API server, and a new outcome after a quiet time is posted at once.
@@ -38,17 +45,7 @@ final class ClusterWatch: Sendable {
 
     /// The API endpoint of the node config (nil: no API on this node).
     static func endpoint(_ config: NodeConfig) throws(KubeAPIError) -> KubeEndpoint? {
-        if !config.kubeconfig.isEmpty {
-            let text: String
-            do {
-                text = String(decoding: try RegularFile.read(config.kubeconfig, maxBytes: 1 << 20), as: UTF8.self)
-            } catch {
-                throw KubeAPIError(status: nil, "cannot read kubeconfig \(config.kubeconfig): \(error)")
-            }
-            do { return try Kubeconfig.parse(text, file: config.kubeconfig) } catch {
-                throw KubeAPIError(status: nil, error.description)
-            }
-        }
+        if !config.kubeconfig.isEmpty { return try KubeEndpoint.load(kubeconfig: config.kubeconfig) }
         return KubeEndpoint.inCluster(environment: ProcessInfo.processInfo.environment)
     }
 
@@ -60,11 +57,25 @@ final class ClusterWatch: Sendable {
         self.logger = logger
     }
 
+    static let policyResources: Set<KubeResource> = [.varmorPolicies, .varmorClusterPolicies]
+
+    /// The address resources this node watches (vArmor's switches).
+    var addressResources: Set<KubeResource> {
+        var set: Set<KubeResource> = []
+        if config.serviceEgressControl { set.formUnion([.services, .endpointSlices]) }
+        if config.podEgressControl { set.insert(.pods) }
+        return set
+    }
+
+    /// Blocks until the API's policies have been listed and delivered once, or `seconds` passed:
+    /// the parts started after this one (the NRI plugin) must not decide a container without them.
+    func waitForPolicies(seconds: Double) -> Bool {
+        policiesDelivered.wait(timeout: .now() + seconds) == .success
+    }
+
     /// Runs until cancelled.
     func run() async {
-        var resources: [KubeResource] = [.varmorPolicies, .varmorClusterPolicies]
-        if config.serviceEgressControl { resources += [.services, .endpointSlices] }
-        if config.podEgressControl { resources.append(.pods) }
+        let resources = Array(Self.policyResources) + Array(addressResources)
         logger.info(
             "kubernetes API", metadata: ["server": "\(client.endpoint.server)", "watching": "\(resources)"])
         await withTaskGroup(of: Void.self) { group in
@@ -82,16 +93,19 @@ final class ClusterWatch: Sendable {
     }
 
     func changed(_ r: KubeResource, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
+        let complete = changes.contains {
+            if case .replaced = $0 { return true }
+            return false
+        }
         switch r {
-        case .varmorPolicies:
-            store.setAPIObjects(.varmorPolicy, all)
-            policiesDirty.store(true, ordering: .relaxed)
-        case .varmorClusterPolicies:
-            store.setAPIObjects(.varmorClusterPolicy, all)
+        case .varmorPolicies, .varmorClusterPolicies:
+            store.setAPIObjects(r == .varmorPolicies ? .varmorPolicy : .varmorClusterPolicy, all)
+            if complete { policiesListed.withLock { _ = $0.insert(r) } }
             policiesDirty.store(true, ordering: .relaxed)
         default:
             cluster.withLock { c in
                 for change in changes { c.inventory.apply(change, of: r) }
+                if complete { c.listed.insert(r) }
                 c.dirty = true
             }
         }
@@ -103,15 +117,22 @@ final class ClusterWatch: Sendable {
         var lastPost = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
+            let wanted = addressResources
             let inventory = cluster.withLock { c -> ClusterInventory? in
-                defer { c.dirty = false }
-                return c.dirty ? c.inventory : nil
+                guard c.dirty, c.listed.isSuperset(of: wanted) else { return nil }
+                c.dirty = false
+                return c.inventory
             }
             let policies = policiesDirty.exchange(false, ordering: .relaxed)
             if inventory != nil || policies {
                 if let inventory { store.setClusterInventory(inventory) }
                 let store = store
                 await offThePool { store.reload() }
+                if policiesListed.withLock({ $0.isSuperset(of: Self.policyResources) }),
+                    !deliveredOnce.exchange(true, ordering: .relaxed)
+                {
+                    policiesDelivered.signal()
+                }
             }
             // after a change, and each second (an outcome held back by the rate limit, a reload
             // from a policy file)
@@ -224,27 +245,18 @@ final class TaskComponent: AgentComponent {
     }
 }
 
-/// A component made when it starts (from configuration that can fail then); nil: nothing to run.
-final class LazyComponent: AgentComponent {
+/// A part `Agent.prepare` started: starting it reports whether that worked, stopping stops it.
+final class PreparedComponent: AgentComponent {
     let name: String
-    let make: @Sendable () throws -> (any AgentComponent)?
-    private let made = Mutex<(any AgentComponent)?>(nil)
+    let failure: (any Error)?
+    let stopWork: @Sendable () -> Void
 
-    init(_ name: String, _ make: @escaping @Sendable () throws -> (any AgentComponent)?) {
+    init(_ name: String, failure: (any Error)?, stop: @escaping @Sendable () -> Void) {
         self.name = name
-        self.make = make
+        self.failure = failure
+        self.stopWork = stop
     }
 
-    func start() throws {
-        guard let c = try make() else { return }
-        try c.start()
-        made.withLock { $0 = c }
-    }
-
-    func stop() {
-        made.withLock { c in
-            defer { c = nil }
-            return c
-        }?.stop()
-    }
+    func start() throws { if let failure { throw failure } }
+    func stop() { stopWork() }
 }

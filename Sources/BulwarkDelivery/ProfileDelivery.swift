@@ -8,6 +8,7 @@ import BulwarkProfiles
 import BulwarkSystem
 import CBulwarkABI
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -42,22 +43,23 @@ public struct ProfileDelivery: Sendable {
     public let config: NodeConfig
     public let facts: NodeFacts
     /// Cluster addresses for `toServices`/`toPods`: the agent's current inventory, else the node
-    /// config's `inventoryFile` read now.
-    public let inventory: EgressInventory
+    /// config's `inventoryFile`, read at the first compile that needs it and once per instance
+    /// (the NRI plugin asks for a profile that is usually loaded already: no read then).
+    public var inventory: EgressInventory { lazyInventory.value }
+    let lazyInventory: Lazy<EgressInventory>
     let logger: Logger
 
     public init(config: NodeConfig, facts: NodeFacts? = nil, inventory: EgressInventory? = nil, logger: Logger) {
         self.config = config
         self.facts = facts ?? .read(pinPath: config.bpfPinPath)
-        if let inventory {
-            self.inventory = inventory
-        } else {
+        lazyInventory = Lazy {
+            if let inventory { return inventory }
             switch InventorySource.read(config.inventoryFile) {
-            case .success(let i): self.inventory = i?.egress ?? .none
+            case .success(let i): return i?.egress ?? .none
             case .failure(let e):
                 // unreadable: nothing resolves, so profiles that need it are refused, not loaded short
                 logger.error("inventory file unreadable", metadata: ["error": "\(e)"])
-                self.inventory = .none
+                return .none
             }
         }
         self.logger = logger
@@ -129,7 +131,7 @@ public struct ProfileDelivery: Sendable {
                         let r = try e.apply(profile)
                         if BPFCompiler.referencesClusterAddresses(policy) {
                             st.loadedBPF = profile
-                            st.clusterResolution = compiler(model: model).clusterResolution(policy)
+                            st.clusterResolution = compiler(model: model, for: policy).clusterResolution(policy)
                         }
                         st.bpf = "loaded as id \(r.id) (\(r.rows) rows\(r.replaced ? ", replaced live" : ""))"
                         if !r.skipped.isEmpty {
@@ -167,7 +169,7 @@ public struct ProfileDelivery: Sendable {
         guard policy.spec.policy.enforcers.intersection(config.enforcers).contains(.bpf), e.isLoaded else { return st }
         let model = policy.spec.policy.defenseInDepth?.needsModel == true ? try? modelStore.load(name) : nil
         // the addresses it names did not move: nothing to compile (the common case under churn)
-        let resolution = compiler(model: model).clusterResolution(policy)
+        let resolution = compiler(model: model, for: policy).clusterResolution(policy)
         if previous.loadedBPF != nil && resolution == previous.clusterResolution { return st }
         do throws(ProfileUnavailable) {
             let profile = try compileBPF(policy, profile: name, model: model)
@@ -191,10 +193,12 @@ public struct ProfileDelivery: Sendable {
         return st
     }
 
-    /// The BPF compiler with this node's facts, inventory and switches.
-    func compiler(model: BehaviorModel?) -> BPFCompiler {
+    /// The BPF compiler with this node's facts, inventory (read only for a policy that names
+    /// cluster addresses) and switches.
+    func compiler(model: BehaviorModel?, for policy: Policy) -> BPFCompiler {
         BPFCompiler(
-            diskDevices: facts.diskDevices, inventory: inventory, model: model,
+            diskDevices: facts.diskDevices,
+            inventory: BPFCompiler.referencesClusterAddresses(policy) ? inventory : .none, model: model,
             serviceEgressControl: config.serviceEgressControl, podEgressControl: config.podEgressControl)
     }
 
@@ -204,7 +208,7 @@ public struct ProfileDelivery: Sendable {
     public func compileBPF(_ policy: Policy, profile name: String, model: BehaviorModel?) throws(ProfileUnavailable)
         -> BPFProfile
     {
-        let profile = try compiler(model: model).compile(policy, profileName: name)
+        let profile = try compiler(model: model, for: policy).compile(policy, profileName: name)
         let refused = profile.unresolved.filter(\.refusesProfile)
         guard refused.isEmpty else {
             throw ProfileUnavailable(
@@ -328,5 +332,22 @@ public struct NodeFacts: Sendable, Equatable {
         var buf = [UInt8](repeating: 0, count: 256)
         gethostname(&buf, buf.count - 1)
         return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+/// A value computed at its first use, once.
+final class Lazy<Value: Sendable>: Sendable {
+    private let make: @Sendable () -> Value
+    private let cached = Mutex<Value?>(nil)
+
+    init(_ make: @escaping @Sendable () -> Value) { self.make = make }
+
+    var value: Value {
+        cached.withLock { v in
+            if let v { return v }
+            let made = make()
+            v = made
+            return made
+        }
     }
 }

@@ -1,5 +1,6 @@
 internal import AsyncHTTPClient
 import BulwarkCluster
+import BulwarkPolicy
 import BulwarkSystem
 internal import NIOCore
 internal import NIOHTTP1
@@ -146,4 +147,14 @@ extension String {
         return String(self.drop { ws.contains($0) }.reversed().drop { ws.contains($0) }.reversed())
     }
     fileprivate func leftPadded(to n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}
+
+extension KubeEndpoint {
+    /// The endpoint of a kubeconfig file (node config `kubeconfig`, `policy compile --kubeconfig`).
+    public static func load(kubeconfig path: String) throws(KubeAPIError) -> KubeEndpoint {
+        let text = String(decoding: try KubeClient.read(path), as: UTF8.self)
+        do { return try Kubeconfig.parse(text, file: path) } catch {
+            throw KubeAPIError(status: nil, error.description)
+        }
+    }
 }

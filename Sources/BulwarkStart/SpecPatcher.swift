@@ -110,6 +110,11 @@ public struct SpecPatcher: Sendable {
         if entry.bpf {
             newAnnotations[DecisionAnnotations.bpfProfile] = .string(entry.profile)
             newAnnotations[DecisionAnnotations.failurePolicy] = .string(entry.failurePolicy)
+            // standalone containers have no pod addresses: one the caller wrote does not reach the
+            // hook's binding (only the NRI plugin writes it, from the runtime's PodSandbox)
+            if newAnnotations[DecisionAnnotations.podIPs] != nil {
+                newAnnotations[DecisionAnnotations.podIPs] = .string("")
+            }
         }
         spec["hooks"] = .object(addingHook(to: spec["hooks"]?.object ?? JSONObject()))
         spec["annotations"] = .object(newAnnotations)

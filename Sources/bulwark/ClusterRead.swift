@@ -13,12 +13,8 @@ enum ClusterRead {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             return Failure()
         }
-        let text: String
-        do { text = String(decoding: try RegularFile.read(path, maxBytes: 1 << 20), as: UTF8.self) } catch {
-            throw fail("\(path): \(error)")
-        }
         let endpoint: KubeEndpoint
-        do { endpoint = try Kubeconfig.parse(text, file: path) } catch { throw fail(error.description) }
+        do { endpoint = try KubeEndpoint.load(kubeconfig: path) } catch { throw fail(error.description) }
         let client: KubeClient
         do { client = try KubeClient(endpoint: endpoint) } catch { throw fail(error.description) }
         // the CLI is synchronous: wait for the reads on a semaphore

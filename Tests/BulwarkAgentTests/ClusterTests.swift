@@ -80,6 +80,9 @@ struct ClusterTests {
         node.config.enforcers = [.seccomp]
         let runtime = runcPath.map { "runtime: \($0)\n" } ?? ""
         let config = try node.writeConfig(extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\n" + runtime)
+        // the object exists before the agent starts: it is in force before the agent answers (the
+        // NRI plugin and the start index never decide a container without the API's policies)
+        s.apply(Self.policies, Self.policy(Self.denyMkdir))
         let daemon = try Daemon(config: config, socket: node.config.socketPath)
         #expect(daemon.ready(), "\(daemon.output)")
         let socket = node.config.socketPath
@@ -87,11 +90,8 @@ struct ClusterTests {
             let list = (try? NodeClient.call(socketPath: socket, request("profiles")))?["profiles"]?.array ?? []
             return list.compactMap(\.object).first { $0["name"] == .string("varmor-cluster-varmor-nomkdir") }
         }
-        // the agent lists and watches the policy resources
-        #expect(await until { s.watchers >= 2 }, "\(daemon.output)")
-
-        s.apply(Self.policies, Self.policy(Self.denyMkdir))
-        #expect(await until { profile()?["seccomp"]?.string?.hasPrefix("stored") == true }, "\(daemon.output)")
+        #expect(profile()?["seccomp"]?.string?.hasPrefix("stored") == true, "\(daemon.output)")
+        #expect(await until { s.watchers >= 2 }, "the agent lists, then watches the policy resources")
         #expect(await until { !Self.events(s, reason: "Loaded").isEmpty }, "\(s.events)")
         let loaded = try #require(Self.events(s, reason: "Loaded").first)
         #expect(loaded["type"] == .string("Normal"))

@@ -217,6 +217,27 @@ struct StartPathTests {
         }
     }
 
+    /// A standalone container's caller cannot choose the address `pod-self` matches: a
+    /// `bulwark.io/pod-ips` it wrote is emptied before the hook binds (only NRI writes it).
+    @Test func aCallersPodAddressesDoNotReachTheBinding() throws {
+        let input = try JSONValue.parse(
+            Array(try Data(contentsOf: Self.fixtures.appendingPathComponent("specs/runc.json"))))
+        var spec = try #require(input.object)
+        var annotations = spec["annotations"]?.object ?? JSONObject()
+        annotations[DecisionAnnotations.podIPs] = .string("10.1.2.3")
+        spec["annotations"] = .object(annotations)
+        let entry = Self.index().decide(containerName: "web", annotations: SpecPatcher.annotations(of: spec))
+        guard
+            case .patched(let patched, _, _, _) = try Self.patcher(appArmorLoaded: true).patch(
+                spec, entry: entry, restore: false)
+        else {
+            Issue.record("not patched")
+            return
+        }
+        #expect(patched["annotations"]?.object?[DecisionAnnotations.bpfProfile] != nil)
+        #expect(patched["annotations"]?.object?[DecisionAnnotations.podIPs] == .string(""))
+    }
+
     @Test func restoresAndHollowEntriesAreRefusedAndUntargetedSpecsAreUntouched() throws {
         let spec = try #require(
             try JSONValue.parse(Array(try Data(contentsOf: Self.fixtures.appendingPathComponent("specs/runc.json"))))
