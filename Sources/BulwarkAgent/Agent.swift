@@ -86,6 +86,7 @@ public final class Agent: Sendable {
         let modeler = Modeler(
             store: store, registry: registry, models: ModelStore(directory: config.modelDirectory), logger: logger)
         self.modeler = modeler
+        store.runBeforeReload { [modeler] in modeler.harvest(now: Date().timeIntervalSince1970) }
         pipeline.use(recorder: { event in modeler.observe(event) })
         hub.observeLosses { source, n in modeler.sourceLost(source, n) }
         // where the runtime finds the hook: the node's path when the agent runs in a container

@@ -39,6 +39,8 @@ public final class Modeler: Sendable {
         var lastHarvest = 0.0
     }
     private let state = Mutex(State())
+    /// One harvest at a time (the loop's and a reload's): each loads, merges and saves model files
+    private let harvesting = NSLock()
 
     init(store: PolicyStore, registry: ContainerRegistry, models: ModelStore, logger: Logger) {
         self.store = store
@@ -136,6 +138,8 @@ public final class Modeler: Sendable {
 
     /// Merges what was recorded into each profile's model file (only when something is new).
     func harvest(now: Double) {
+        harvesting.lock()
+        defer { harvesting.unlock() }
         let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
         var lost: [String: UInt64] = [:]
         var additions: [String: Set<String>] = [:]

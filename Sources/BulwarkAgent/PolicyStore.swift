@@ -79,6 +79,14 @@ public final class PolicyStore: Sendable {
     let notice: @Sendable (JSONValue) -> Void
     private let state = Mutex(State())
     private let serial = NSLock()
+    private let beforeReload = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Runs `work` at the start of every reload, before a policy is read: the modeler harvests what
+    /// is recorded, so a profile switched from BehaviorModeling to a model compiles with every
+    /// record taken until then (not the last harvest's, up to two seconds old).
+    public func runBeforeReload(_ work: @escaping @Sendable () -> Void) {
+        beforeReload.withLock { $0 = work }
+    }
 
     public init(
         config: NodeConfig, configPath: String? = nil, startIndexDirectory: String = "/run/bulwark/start",
@@ -111,6 +119,7 @@ public final class PolicyStore: Sendable {
     public func reload() -> (applied: Int, removed: Int, rejected: Int) {
         serial.lock()
         defer { serial.unlock() }
+        if !state.withLock({ $0.recording.isEmpty }), let work = beforeReload.withLock({ $0 }) { work() }
         let options = ParseOptions(clusterProfileNamespace: config.clusterProfileNamespace)
         // stamped before anything is read: a file that changes meanwhile makes the index stale
         let stamps = configPath.map {
