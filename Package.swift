@@ -57,7 +57,9 @@ let package = Package(
         .target(name: "BulwarkModel", dependencies: ["BulwarkOCI", "BulwarkPolicy"]),
         .target(name: "BulwarkProfiles", dependencies: ["BulwarkPolicy", "BulwarkModel", "BulwarkOCI", "CBulwarkABI"]),
         // Kubernetes objects and the cluster's addresses for egress rules (pure: no I/O)
-        .target(name: "BulwarkCluster", dependencies: ["BulwarkPolicy", "BulwarkProfiles", "BulwarkOCI", yams]),
+        .target(
+            name: "BulwarkCluster",
+            dependencies: ["BulwarkPolicy", "BulwarkProfiles", "BulwarkModel", "BulwarkOCI", yams]),
         // vArmor-format violation events from BPF records and kernel audit lines (pure).
         .target(
             name: "BulwarkEvents",

@@ -1,4 +1,5 @@
 import BulwarkCluster
+import BulwarkDelivery
 import BulwarkKube
 import BulwarkOCI
 import BulwarkPolicy
@@ -77,7 +78,10 @@ final class ClusterWatch: Sendable {
     func run() async {
         let resources = Array(Self.policyResources) + Array(addressResources)
         logger.info(
-            "kubernetes API", metadata: ["server": "\(client.endpoint.server)", "watching": "\(resources)"])
+            "kubernetes API",
+            metadata: [
+                "server": "\(client.endpoint.server)", "watching": "\(resources + [.armorProfileModels])",
+            ])
         await withTaskGroup(of: Void.self) { group in
             for r in resources {
                 group.addTask { [self] in
@@ -87,6 +91,10 @@ final class ClusterWatch: Sendable {
                 }
             }
             group.addTask { [self] in await applyLoop() }
+            let share = ModelShare(
+                client: client, models: ModelStore(directory: config.modelDirectory),
+                namespace: config.clusterProfileNamespace, logger: logger)
+            group.addTask { await share.run() }
             await group.waitForAll()
         }
         await client.shutdown()

@@ -176,18 +176,19 @@ public final class Modeler: Sendable {
         }
         for profile in Set(additions.keys).union(lost.keys).union(pending.keys) {
             do {
-                guard var model = try models.load(profile) else { continue }  // the window opened it
-                let before = model
-                if let seen = pending[profile] { model.merge(seen) }
-                let names = additions[profile] ?? []
-                if !names.isEmpty || model.seccomp != nil {
-                    model.seccomp = SeccompBehavior(syscalls: (model.seccomp?.syscalls ?? []).union(names))
+                try models.update(profile) { stored in
+                    guard var model = stored else { return nil }  // the window opened it
+                    if let seen = pending[profile] { model.merge(seen) }
+                    let names = additions[profile] ?? []
+                    if !names.isEmpty || model.seccomp != nil {
+                        model.seccomp = SeccompBehavior(syscalls: (model.seccomp?.syscalls ?? []).union(names))
+                    }
+                    if let l = lost[profile], l > 0 {
+                        let had = model.annotations[BehaviorModel.lostRecordsAnnotation].flatMap(UInt64.init) ?? 0
+                        model.annotations[BehaviorModel.lostRecordsAnnotation] = String(had + l)
+                    }
+                    return model
                 }
-                if let l = lost[profile], l > 0 {
-                    let had = model.annotations[BehaviorModel.lostRecordsAnnotation].flatMap(UInt64.init) ?? 0
-                    model.annotations[BehaviorModel.lostRecordsAnnotation] = String(had + l)
-                }
-                if model != before { try models.save(model) }
             } catch {
                 logger.error(
                     "cannot update the behaviour model", metadata: ["profile": "\(profile)", "error": "\(error)"])

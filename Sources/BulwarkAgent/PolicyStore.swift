@@ -447,31 +447,32 @@ public final class PolicyStore: Sendable {
     func recordingWindow(_ name: String, _ policy: Policy, models: ModelStore) -> Recording {
         let now = Date().timeIntervalSince1970
         let duration = policy.spec.policy.modelingDurationMinutes ?? 0
-        var model: BehaviorModel
+        // the namespace of the profile's objects (vArmor keeps a cluster policy's model in its own)
+        let namespace = policy.namespace ?? config.clusterProfileNamespace
+        let stored: BehaviorModel?
         do {
-            model = try models.load(name) ?? BehaviorModel(name: name, namespace: policy.namespace)
+            stored = try models.update(name) { stored throws(ModelStore.Failure) in
+                var model = stored ?? BehaviorModel(name: name, namespace: namespace)
+                var window = RecordingWindow(model) ?? RecordingWindow(started: now)
+                if window.completed == nil && !window.isOpen(now: now, durationMinutes: duration) {
+                    window.completed = now
+                    logger.info(
+                        "behaviour model complete", metadata: ["profile": "\(name)", "model": "\(model.summary)"])
+                }
+                if RecordingWindow(model) == nil {
+                    logger.info(
+                        "behaviour modeling started", metadata: ["profile": "\(name)", "minutes": "\(duration)"])
+                }
+                window.store(in: &model)
+                return model
+            }
         } catch {
             logger.error(
-                "behaviour model unreadable: not recording (fix or delete the file)",
+                "behaviour model unreadable or not writable: not recording (fix or delete the file)",
                 metadata: ["profile": "\(name)", "error": "\(error)"])
             return .unavailable
         }
-        var window = RecordingWindow(model) ?? RecordingWindow(started: now)
-        let fresh = RecordingWindow(model) == nil
-        if window.completed == nil && !window.isOpen(now: now, durationMinutes: duration) {
-            window.completed = now
-            logger.info("behaviour model complete", metadata: ["profile": "\(name)", "model": "\(model.summary)"])
-        }
-        if fresh || window.completed != RecordingWindow(model)?.completed {
-            window.store(in: &model)
-            do { try models.save(model) } catch {
-                logger.error("cannot store the behaviour model", metadata: ["profile": "\(name)", "error": "\(error)"])
-                return .unavailable
-            }
-            if fresh {
-                logger.info("behaviour modeling started", metadata: ["profile": "\(name)", "minutes": "\(duration)"])
-            }
-        }
+        guard let window = stored.flatMap(RecordingWindow.init) else { return .unavailable }
         return window.completed == nil ? .open(until: window.end(durationMinutes: duration)) : .complete
     }
 

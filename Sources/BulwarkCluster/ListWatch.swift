@@ -24,6 +24,8 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
     public static let varmorClusterPolicies = KubeResource(
         group: "crd.varmor.org", version: "v1beta1", plural: "varmorclusterpolicies", kind: "VarmorClusterPolicy")
     public static let events = KubeResource(group: "", version: "v1", plural: "events", kind: "Event")
+    public static let armorProfileModels = KubeResource(
+        group: "crd.varmor.org", version: "v1beta1", plural: "armorprofilemodels", kind: "ArmorProfileModel")
 
     /// `/api/v1/pods`, `/apis/discovery.k8s.io/v1/namespaces/NS/endpointslices`.
     public func path(namespace: String? = nil) -> String {

@@ -80,14 +80,45 @@ public struct ModelStore: Sendable {
         }
     }
 
+    /// Reads, changes and writes one model under the directory's lock (`.lock`, flock): the
+    /// modeler's harvests, the recording window, models shared through the API server and `bulwark
+    /// model merge` all change the same files, and none may lose another's records. `change` gets
+    /// the stored model (nil: none) and returns what to store (nil or the same: nothing is written);
+    /// returns what is stored afterwards.
+    @discardableResult
+    public func update(
+        _ name: String, _ change: (BehaviorModel?) throws(Failure) -> BehaviorModel?
+    ) throws(Failure) -> BehaviorModel? {
+        guard BehaviorModel.isValidName(name) else {
+            throw Failure(description: "\"\(name)\" is not a profile name (lower-case letters, digits, '-' and '.')")
+        }
+        do { try TrustedDirectory.ensure(directory, mode: 0o700) } catch { throw Failure(description: "\(error)") }
+        let fd = open(directory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw Failure(description: "\(directory)/.lock: cannot open: \(Errno.current)") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                throw Failure(description: "\(directory)/.lock: cannot lock: \(Errno.current)")
+            }
+        }
+        let stored = try load(name)
+        guard let next = try change(stored), next != stored else { return stored }
+        guard next.name == name else {
+            throw Failure(description: "a model named \(next.name) cannot be stored as \(name)")
+        }
+        try save(next)
+        return next
+    }
+
     /// Merges into the stored model of the same name (creating it when there is none); returns
     /// the merged model.
     @discardableResult
     public func merge(_ model: BehaviorModel) throws(Failure) -> BehaviorModel {
-        var stored = try load(model.name) ?? BehaviorModel(name: model.name, namespace: model.namespace)
-        stored.merge(model)
-        try save(stored)
-        return stored
+        try update(model.name) { stored in
+            var m = stored ?? BehaviorModel(name: model.name, namespace: model.namespace)
+            m.merge(model)
+            return m
+        } ?? model
     }
 
     /// The profile's behaviour-modeling window has closed (its model says so).

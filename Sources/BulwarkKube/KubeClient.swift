@@ -107,15 +107,30 @@ public final class KubeClient: Sendable {
         return (Int(response.status.code), Array(buffer: body))
     }
 
-    /// POST a JSON object (an Event).
+    /// POST a JSON object (an Event, a new object).
     public func post(_ path: String, json: [UInt8], timeout seconds: Int64 = 15) async throws
         -> (status: Int, body: [UInt8])
     {
-        var r = request(path, [], method: .POST)
+        try await send(.POST, path, json: json, timeout: seconds)
+    }
+
+    /// PUT a JSON object (an update, conditional on its `metadata.resourceVersion`).
+    public func put(_ path: String, json: [UInt8], timeout seconds: Int64 = 15) async throws
+        -> (status: Int, body: [UInt8])
+    {
+        try await send(.PUT, path, json: json, timeout: seconds)
+    }
+
+    func send(_ method: HTTPMethod, _ path: String, json: [UInt8], timeout seconds: Int64) async throws
+        -> (status: Int, body: [UInt8])
+    {
+        var r = request(path, [], method: method)
         r.headers.add(name: "Content-Type", value: "application/json")
         r.body = .bytes(ByteBuffer(bytes: json))
         let response = try await http.execute(r, timeout: .seconds(seconds))
-        let body = try await response.body.collect(upTo: 1 << 20)
+        if response.status.code == 401 { _ = bearer(refresh: true) }
+        // the object written comes back (a model up to etcd's 1.5 MiB)
+        let body = try await response.body.collect(upTo: 4 << 20)
         return (Int(response.status.code), Array(buffer: body))
     }
 

@@ -1,4 +1,7 @@
 import BulwarkClient
+import BulwarkCluster
+import BulwarkDelivery
+import BulwarkModel
 import BulwarkOCI
 import BulwarkPolicy
 import BulwarkTestSupport
@@ -148,6 +151,117 @@ struct ClusterTests {
         #expect(await until { profile()?["mode"] == .string("EnhanceProtect") })
         s.delete(Self.policies, Self.policy(Self.denyMkdir))
         #expect(await until { profile() == nil }, "\(daemon.output)")
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+    }
+
+    static let models = "/apis/crd.varmor.org/v1beta1/armorprofilemodels"
+
+    /// An ArmorProfileModel object as another node's agent would have written it.
+    static func modelObject(_ name: String, _ syscalls: Set<String>) -> JSONValue {
+        var m = BehaviorModel(name: name, namespace: "varmor")
+        m.seccomp = SeccompBehavior(syscalls: syscalls)
+        return ModelSharing.object(m, namespace: "varmor", resourceVersion: nil)
+    }
+
+    /// Behaviour models live in the cluster as ArmorProfileModel objects: a model another node
+    /// recorded reaches this node and confines its containers (DefenseInDepth from the model); what
+    /// this node records is merged into the object by set union, and an update that finds the object
+    /// changed by another node (409 Conflict) reads it again and keeps both nodes' records.
+    @Test func behaviourModelsAreSharedThroughTheAPIServer() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await modelSharing() }
+    }
+
+    func modelSharing() async throws {
+        let dir = NSTemporaryDirectory() + "bw-kube-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let s = try KubeTestServer(tls: KubeTestServer.makeTLS(in: dir))
+        defer { s.stop() }
+        var node = try Node("kube-models")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        let runtime = runcPath.map { "runtime: \($0)\n" } ?? ""
+        let config = try node.writeConfig(extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\n" + runtime)
+        // recorded on another node: everything but unshare
+        let allowList = "varmor-cluster-varmor-allowlist"
+        s.apply(Self.models, Self.modelObject(allowList, SyscallNames.known.subtracting(["unshare"])))
+        s.apply(
+            Self.policies,
+            try JSONValue.parse(
+                """
+                {"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy",
+                 "metadata":{"name":"allowlist","uid":"uid-allowlist"},
+                 "spec":{"target":{"kind":"Container","selector":{"matchLabels":{"bulwark.io/policy":"allowlist"}}},
+                         "policy":{"enforcer":"Seccomp","mode":"DefenseInDepth",
+                                   "defenseInDepth":{"seccomp":{"profileType":"BehaviorModel"}}}}}
+                """))
+        let daemon = try Daemon(config: config, socket: node.config.socketPath)
+        defer { _ = daemon.stop() }
+        #expect(daemon.ready(), "\(daemon.output)")
+        let store = ModelStore(directory: node.config.modelDirectory)
+        let socket = node.config.socketPath
+        func profile(_ name: String) -> JSONObject? {
+            let list = (try? NodeClient.call(socketPath: socket, request("profiles")))?["profiles"]?.array ?? []
+            return list.compactMap(\.object).first { $0["name"] == .string(name) }
+        }
+        #expect(
+            await until { profile(allowList)?["seccomp"]?.string?.hasPrefix("stored") == true },
+            "the cluster's model did not reach this node: \(String(describing: profile(allowList)))\n\(daemon.output)")
+        #expect((try store.load(allowList))?.seccomp?.syscalls.contains("unshare") == false)
+        if runcAndBusybox.check() {
+            func run(_ args: [String], _ tag: String) throws -> (Int32, String) {
+                var b = BusyboxBundle(args: args)
+                b.applets = ["cat", "unshare", "true"]
+                b.files = ["etc/motd": "motd\n"]
+                b.annotations = ["bulwark.io/policy": "allowlist"]
+                let bundle = try b.write(below: node.dir)
+                return try captureDetached(
+                    bulwarkDirectory() + "/bulwark-runtime",
+                    ["run", "--bundle", bundle, "bw-model-\(tag)-\(getpid())"],
+                    environment: ["BULWARK_CONFIG": config, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
+            }
+            let (code, out) = try run(["cat", "/etc/motd"], "in")
+            #expect(code == 0 && out.contains("motd"), "\(code): \(out)")
+            let (refused, why) = try run(["unshare", "-U", "true"], "out")
+            #expect(refused != 0, "unshare ran under the cluster's model: \(why)")
+        }
+
+        // recorded here: the object is created, without this node's recording window
+        let learned = "varmor-cluster-varmor-learned"
+        var mine = BehaviorModel(name: learned, namespace: "varmor")
+        mine.seccomp = SeccompBehavior(syscalls: ["read", "write"])
+        RecordingWindow(started: 1_700_000_000).store(in: &mine)
+        try store.save(mine)
+        func object() -> BehaviorModel? {
+            s.object(Self.models, "varmor/\(learned)").flatMap { try? ModelSharing.read($0).model }
+        }
+        #expect(await until { object()?.seccomp?.syscalls == ["read", "write"] }, "\(daemon.output)")
+        #expect(object()?.annotations[RecordingWindow.startedAnnotation] == nil)
+        #expect(
+            s.requests.contains {
+                $0.hasPrefix("POST /apis/crd.varmor.org/v1beta1/namespaces/varmor/armorprofilemodels")
+            })
+
+        // another node writes between this node's read and its update: 409, read again, union
+        var other = try #require(object())
+        other.seccomp?.syscalls.insert("unlink")
+        s.raceNextUpdate(with: ModelSharing.object(other, namespace: "varmor", resourceVersion: nil))
+        try store.update(learned) { stored in
+            var m = stored
+            m?.seccomp?.syscalls.insert("mkdir")
+            return m
+        }
+        #expect(
+            await until { object()?.seccomp?.syscalls == ["read", "write", "unlink", "mkdir"] },
+            "\(String(describing: object()))\n\(daemon.output)")
+        #expect(s.conflicts >= 1, "the update did not meet the other node's write")
+        // and this node has the other node's records, and still its own window
+        #expect(await until { (try? store.load(learned))??.seccomp?.syscalls.contains("unlink") == true })
+        #expect((try store.load(learned))?.annotations[RecordingWindow.startedAnnotation] == "1700000000")
+
+        // a change to the object from elsewhere reaches the node's file
+        other.seccomp?.syscalls.formUnion(["mkdir", "rename"])
+        s.apply(Self.models, ModelSharing.object(other, namespace: "varmor", resourceVersion: nil))
+        #expect(await until { (try? store.load(learned))??.seccomp?.syscalls.contains("rename") == true })
         #expect(daemon.stop() == 0, "\(daemon.output)")
     }
 }

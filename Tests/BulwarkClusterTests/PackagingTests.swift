@@ -38,3 +38,30 @@ extension PackagingTests {
         #expect(Set(keys) == Set(NodeConfig.keys), "missing: \(Set(NodeConfig.keys).subtracting(keys))")
     }
 }
+
+extension PackagingTests {
+    /// The ClusterRole grants what the agent asks of the API server — each refusal would be a 403
+    /// at run time — and no more than that.
+    @Test func theClusterRoleGrantsWhatTheAgentUses() throws {
+        let text = try String(contentsOfFile: Self.root + "/packaging/kubernetes/rbac.yaml", encoding: .utf8)
+        var granted: [String: Set<String>] = [:]
+        for case let object as [String: Any] in try Yams.load_all(yaml: text)
+        where object["kind"] as? String == "ClusterRole" {
+            for case let rule as [String: Any] in object["rules"] as? [Any] ?? [] {
+                let groups = rule["apiGroups"] as? [String] ?? []
+                for g in groups {
+                    for r in rule["resources"] as? [String] ?? [] {
+                        granted[g.isEmpty ? r : "\(r).\(g)", default: []].formUnion(rule["verbs"] as? [String] ?? [])
+                    }
+                }
+            }
+        }
+        let read: Set<String> = ["get", "list", "watch"]
+        let used: [String: Set<String>] = [
+            "varmorpolicies.crd.varmor.org": read, "varmorclusterpolicies.crd.varmor.org": read,
+            "armorprofilemodels.crd.varmor.org": read.union(["create", "update"]),
+            "services": read, "endpointslices.discovery.k8s.io": read, "pods": read, "events": ["create", "patch"],
+        ]
+        #expect(granted == used)
+    }
+}

@@ -37,6 +37,9 @@ public final class KubeTestServer: @unchecked Sendable {
         var forbidden: Set<String> = []
         var events: [JSONValue] = []
         var requests: [String] = []
+        /// Written just before the next update is processed (`raceNextUpdate`).
+        var raceNextUpdate: JSONValue?
+        var conflicts = 0
     }
 
     let store = Mutex(Store())
@@ -158,6 +161,14 @@ public final class KubeTestServer: @unchecked Sendable {
     /// RBAC: refuse every request on this resource (`pods`, `varmorpolicies`).
     public func forbid(_ plural: String) { store.withLock { _ = $0.forbidden.insert(plural) } }
 
+    /// The next update (PUT) finds `object` written by another client after it was read: an update
+    /// conditional on the version read is refused with 409 Conflict.
+    public func raceNextUpdate(with object: JSONValue) { store.withLock { $0.raceNextUpdate = object } }
+    /// Updates refused with 409 Conflict so far.
+    public var conflicts: Int { store.withLock { $0.conflicts } }
+    /// One object (`path`: the resource's cluster-wide list path; `key`: `namespace/name`).
+    public func object(_ path: String, _ key: String) -> JSONValue? { store.withLock { $0.objects[path]?[key]?.0 } }
+
     public var events: [JSONValue] { store.withLock { $0.events } }
     public var requests: [String] { store.withLock { $0.requests } }
     public var watchers: Int { store.withLock { $0.watchers.count } }
@@ -224,8 +235,15 @@ public final class KubeTestServer: @unchecked Sendable {
         guard head.headers["Authorization"].first == "Bearer \(token)" else {
             return respond(context, 401, Self.status(401, "Unauthorized", "Unauthorized"))
         }
-        let plural = String(path.split(separator: "/").last ?? "")
-        let verb = head.method == .POST ? "create" : (query["watch"] == "1" ? "watch" : "list")
+        let object = Self.objectPath(path)
+        let plural = object?.plural ?? String(path.split(separator: "/").last ?? "")
+        let verb =
+            switch head.method {
+            case .POST: "create"
+            case .PUT: "update"
+            case .GET where object?.name != nil: "get"
+            default: query["watch"] == "1" ? "watch" : "list"
+            }
         if store.withLock({ $0.forbidden.contains(plural) }) {
             return respond(
                 context, 403,
@@ -234,15 +252,90 @@ public final class KubeTestServer: @unchecked Sendable {
                     "\(plural) is forbidden: User \"system:serviceaccount:bulwark:bulwark\" cannot \(verb) resource \"\(plural)\" at the cluster scope"
                 ))
         }
-        if head.method == .POST {
+        if head.method == .POST && plural == "events" {
             guard let o = try? JSONValue.parse(body) else {
                 return respond(context, 400, Self.status(400, "BadRequest", "not JSON"))
             }
             store.withLock { $0.events.append(o) }
             return respond(context, 201, o)
         }
+        if let object, verb == "get" || verb == "create" || verb == "update" {
+            return respond(context, object: object, verb: verb, body: body)
+        }
         if verb == "watch" { return watch(path, query, context, handler) }
         list(path, query, context)
+    }
+
+    /// `/apis/G/V/namespaces/NS/PLURAL[/NAME]` → the cluster-wide list path the store keys by,
+    /// the namespace, the resource and the name.
+    static func objectPath(_ path: String) -> (list: String, namespace: String, plural: String, name: String?)? {
+        let p = path.split(separator: "/").map(String.init)
+        guard let i = p.firstIndex(of: "namespaces"), p.count == i + 3 || p.count == i + 4 else { return nil }
+        let list = "/" + (p[..<i] + [p[i + 2]]).joined(separator: "/")
+        return (list, p[i + 1], p[i + 2], p.count == i + 4 ? p[i + 3] : nil)
+    }
+
+    /// GET, POST (create) and PUT (update) of one namespaced object, as the API server answers
+    /// them: 404 NotFound, 409 AlreadyExists, and 409 Conflict for an update whose
+    /// `metadata.resourceVersion` is not the object's current one.
+    func respond(
+        _ context: ChannelHandlerContext, object p: (list: String, namespace: String, plural: String, name: String?),
+        verb: String, body: [UInt8]
+    ) {
+        let group = p.list.hasPrefix("/apis/") ? "." + p.list.split(separator: "/")[1] : ""
+        let what = "\(p.plural)\(group)"
+        if verb == "get" {
+            let key = "\(p.namespace)/\(p.name ?? "")"
+            guard let (o, _) = store.withLock({ $0.objects[p.list]?[key] }) else {
+                return respond(context, 404, Self.status(404, "NotFound", "\(what) \"\(p.name ?? "")\" not found"))
+            }
+            return respond(context, 200, o)
+        }
+        guard case .object(var o)? = try? JSONValue.parse(body), case .object(var meta)? = o["metadata"],
+            let name = meta["name"]?.string
+        else {
+            return respond(context, 400, Self.status(400, "BadRequest", "not an object with metadata.name"))
+        }
+        meta["namespace"] = .string(p.namespace)
+        let key = "\(p.namespace)/\(name)"
+        if verb == "update" {
+            guard name == p.name else {
+                return respond(context, 400, Self.status(400, "BadRequest", "the name of the object does not match"))
+            }
+            // another writer first, as if it had written between this client's read and write
+            if let race = store.withLock({ s -> JSONValue? in
+                defer { s.raceNextUpdate = nil }
+                return s.raceNextUpdate
+            }) {
+                apply(p.list, race)
+            }
+        }
+        let current = store.withLock { $0.objects[p.list]?[key] }
+        if verb == "create" {
+            if current != nil {
+                return respond(context, 409, Self.status(409, "AlreadyExists", "\(what) \"\(name)\" already exists"))
+            }
+            meta["uid"] = .string("uid-\(name)")
+            meta["resourceVersion"] = nil
+        } else {
+            guard let current else {
+                return respond(context, 404, Self.status(404, "NotFound", "\(what) \"\(name)\" not found"))
+            }
+            if let rv = meta["resourceVersion"]?.string, rv != String(current.1) {
+                store.withLock { $0.conflicts += 1 }
+                return respond(
+                    context, 409,
+                    Self.status(
+                        409, "Conflict",
+                        "Operation cannot be fulfilled on \(what) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again"
+                    ))
+            }
+            meta["uid"] = current.0.object?["metadata"]?.object?["uid"]
+        }
+        o["metadata"] = .object(meta)
+        apply(p.list, .object(o))
+        let (stored, _) = store.withLock { $0.objects[p.list]![key]! }
+        respond(context, verb == "create" ? 201 : 200, stored)
     }
 
     func list(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext) {
