@@ -278,7 +278,7 @@ public final class Agent: Sendable {
             if let endpoint = try ClusterWatch.endpoint(config) {
                 let watch = ClusterWatch(
                     client: try KubeClient(endpoint: endpoint), store: store, config: config,
-                    nodeName: pipeline.nodeName, logger: logger)
+                    nodeName: pipeline.nodeName, registry: registry, logger: logger)
                 let task = TaskComponent("kubernetes API") { await watch.run() }
                 try? task.start()
                 if !watch.waitForPolicies(seconds: 30) {

@@ -1,3 +1,4 @@
+import BulwarkBPFMaps
 import BulwarkCluster
 import BulwarkDelivery
 import BulwarkKube
@@ -50,11 +51,20 @@ final class ClusterWatch: Sendable {
         return KubeEndpoint.inCluster(environment: ProcessInfo.processInfo.environment)
     }
 
-    init(client: KubeClient, store: PolicyStore, config: NodeConfig, nodeName: String, logger: Logger) {
+    /// The containers the OCI hook bound (nil: pod addresses are not given to bindings).
+    let registry: ContainerRegistry?
+    /// This node's pods as the API server lists them (`pod-self` for hook-bound containers).
+    private let nodePods = Mutex<(pods: [String: JSONValue], dirty: Bool)>(([:], false))
+
+    init(
+        client: KubeClient, store: PolicyStore, config: NodeConfig, nodeName: String, registry: ContainerRegistry?,
+        logger: Logger
+    ) {
         self.client = client
         self.store = store
         self.config = config
         self.nodeName = nodeName
+        self.registry = registry
         self.logger = logger
     }
 
@@ -95,6 +105,14 @@ final class ClusterWatch: Sendable {
                 client: client, models: ModelStore(directory: config.modelDirectory),
                 namespace: config.clusterProfileNamespace, logger: logger)
             group.addTask { await share.run() }
+            if let registry, config.enforcers.contains(.bpf) {
+                group.addTask { [self] in
+                    await Reflector.run(
+                        client: client, resource: .pods, selectors: [("fieldSelector", "spec.nodeName=\(nodeName)")],
+                        logger: logger, onChange: { _, all in self.nodePods.withLock { $0 = (all, true) } })
+                }
+                group.addTask { [self] in await podAddressLoop(registry) }
+            }
             await group.waitForAll()
         }
         await client.shutdown()
@@ -147,6 +165,59 @@ final class ClusterWatch: Sendable {
             if inventory != nil || policies || ContinuousClock.now - lastPost >= .seconds(1) {
                 lastPost = ContinuousClock.now
                 await postEvents()
+            }
+        }
+    }
+
+    /// Gives hook-bound containers their pod's addresses (`pod-self`) as the API reports them, and
+    /// again when they change: a binding is rewritten once it is armed (`Enforcer.setPodAddresses`),
+    /// so a container is looked at every 250 ms until then. Until it is done, `pod-self` matches
+    /// nothing for that container (logged when it takes longer than 5 s).
+    func podAddressLoop(_ registry: ContainerRegistry) async {
+        let enforcer = Enforcer(pinPath: config.bpfPinPath)
+        var done: [UInt32: [String]] = [:]
+        var waiting: [UInt32: ContinuousClock.Instant] = [:]
+        var addresses: [String: (uid: String?, ips: [String])] = [:]
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            if let pods = nodePods.withLock({ p -> [String: JSONValue]? in
+                defer { p.dirty = false }
+                return p.dirty ? p.pods : nil
+            }) {
+                addresses = PodSelf.addresses(of: pods)
+            }
+            let records = registry.records
+            let live = Set(records.map(\.namespace))
+            done = done.filter { live.contains($0.key) }
+            waiting = waiting.filter { live.contains($0.key) }
+            for (ns, ips) in PodSelf.wanted(records: records, addresses: addresses) where done[ns] != ips {
+                do {
+                    switch try enforcer.setPodAddresses(namespace: ns, podIPs: ips) {
+                    case .updated:
+                        done[ns] = ips
+                        waiting[ns] = nil
+                        logger.info(
+                            "pod addresses bound (pod-self)",
+                            metadata: ["mntns": "\(ns)", "addresses": "\(ips.joined(separator: ","))"])
+                    case .unchanged:
+                        done[ns] = ips
+                        waiting[ns] = nil
+                    case .notArmed:
+                        let since = waiting[ns] ?? ContinuousClock.now
+                        waiting[ns] = since
+                        if ContinuousClock.now - since > .seconds(5) {
+                            logger.warning(
+                                "a container's binding is not armed after 5 s: pod-self waits for it",
+                                metadata: ["mntns": "\(ns)"])
+                            waiting[ns] = ContinuousClock.now
+                        }
+                    case .noBinding:
+                        done[ns] = ips
+                    }
+                } catch {
+                    logger.error(
+                        "cannot give a binding its pod's addresses", metadata: ["mntns": "\(ns)", "error": "\(error)"])
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
 import CBulwarkABI
+import CLibBPF
 
 #if canImport(Glibc)
     import Glibc
@@ -72,6 +73,49 @@ extension Enforcer {
     public func bind(pid: Int32, profile: String, arming: Arming, podIPs: [String]) throws(EnforcerError) -> Binding {
         let a = Self.podAddresses(podIPs)
         return try bind(pid: pid, profile: profile, arming: arming, podIPv4: a.v4, podIPv6: a.v6)
+    }
+
+    /// What `setPodAddresses` did.
+    public enum PodAddressUpdate: Sendable, Equatable {
+        case updated, unchanged
+        /// Not armed yet: asked again later (see `setPodAddresses`).
+        case notArmed
+        case noBinding
+    }
+
+    /// Sets the pod's addresses (`pod-self`) of an existing binding: the agent does, from the API's
+    /// pod status, for containers the OCI hook bound without them. Only an armed binding is
+    /// rewritten: the kernel arms a binding by storing its `ns_instance` in place, once; a rewrite
+    /// of an unarmed binding could undo an arming between the read and the write, and an entrypoint
+    /// that is no longer exec'd would never arm it again. An armed binding is never written by the
+    /// kernel, so the rewrite carries what was read; `BPF_EXIST` keeps a binding removed meanwhile
+    /// removed.
+    public func setPodAddresses(namespace: UInt32, podIPs: [String]) throws(EnforcerError) -> PodAddressUpdate {
+        let m = try map(BULWARK_MAP_BINDINGS)
+        guard let b = m.lookup(key: Bytes.of(namespace)).flatMap({ Bytes.load(bulwark_binding.self, from: $0) })
+        else { return .noBinding }
+        guard b.ns_instance != 0 else { return .notArmed }
+        var next = b
+        next.flags &= ~UInt32(BULWARK_BINDING_POD_IP4 | BULWARK_BINDING_POD_IP6)
+        next.pod_ip4 = (0, 0, 0, 0)
+        next.pod_ip6 = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let a = Self.podAddresses(podIPs)
+        if let v4 = a.v4 {
+            next.flags |= UInt32(BULWARK_BINDING_POD_IP4)
+            withUnsafeMutableBytes(of: &next.pod_ip4) { d in for (i, x) in v4.enumerated() { d[i] = x } }
+        }
+        if let v6 = a.v6 {
+            next.flags |= UInt32(BULWARK_BINDING_POD_IP6)
+            withUnsafeMutableBytes(of: &next.pod_ip6) { d in for (i, x) in v6.enumerated() { d[i] = x } }
+        }
+        if Bytes.of(next) == Bytes.of(b) { return .unchanged }
+        do throws(EnforcerError) {
+            try m.update(key: Bytes.of(namespace), value: Bytes.of(next), flags: UInt64(BPF_EXIST))
+        } catch {
+            if m.lookup(key: Bytes.of(namespace)) == nil { return .noBinding }
+            throw error
+        }
+        return .updated
     }
 
     /// The first IPv4 and the first IPv6 address of a list (IPv4-mapped IPv6 counts as IPv4, as

@@ -123,10 +123,16 @@ public struct ListWatch: Sendable {
     private var failures = 0
     private var afterWait: Action = .list([])
 
-    public init(resource: KubeResource, pageSize: Int = 500, watchSeconds: Int = 300) {
+    /// Selectors every list and watch carries (`fieldSelector=spec.nodeName=N`: this node's pods).
+    public let selectors: [(String, String)]
+
+    public init(
+        resource: KubeResource, pageSize: Int = 500, watchSeconds: Int = 300, selectors: [(String, String)] = []
+    ) {
         self.resource = resource
         self.pageSize = pageSize
         self.watchSeconds = watchSeconds
+        self.selectors = selectors
     }
 
     public static func key(_ object: JSONValue) -> String? {
@@ -139,16 +145,17 @@ public struct ListWatch: Sendable {
     private mutating func listAction(continue token: String?) -> Action {
         if token == nil { page = [:] }
         continueToken = token
-        var q = [("limit", String(pageSize))]
+        var q = selectors + [("limit", String(pageSize))]
         if let token { q.append(("continue", token)) }
         return .list(q)
     }
 
     private var watchAction: Action {
-        .watch([
-            ("watch", "1"), ("resourceVersion", resourceVersion ?? ""), ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", String(watchSeconds)),
-        ])
+        .watch(
+            selectors + [
+                ("watch", "1"), ("resourceVersion", resourceVersion ?? ""), ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", String(watchSeconds)),
+            ])
     }
 
     /// A list page's body (a `…List` object).

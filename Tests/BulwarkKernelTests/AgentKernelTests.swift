@@ -316,6 +316,119 @@ struct AgentKernelTests {
         }
     }
 
+    /// pod-self for a container bound by the OCI hook without NRI (runc through the wrapper): the
+    /// agent reads this node's pods from the API (the stand-in API server: no real one runs here)
+    /// and gives the binding the pod's address once the entrypoint armed it. The container's own
+    /// loop measures how long after its start a connect to its pod's address is refused; another
+    /// address and another port stay open.
+    @Test func podSelfFromTheAPIForAHookBoundContainer() throws {
+        guard let e = kernelOrSkip(), var s = try WrapperKernelTests.setup(e, runtime: "runc") else { return }
+        s.dir = try fixture()
+        let dir = s.dir
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/cluster", withIntermediateDirectories: true)
+        try """
+        apiVersion: crd.varmor.org/v1beta1
+        kind: VarmorClusterPolicy
+        metadata: {name: kt-podself}
+        spec:
+          target: {kind: Container, selector: {matchLabels: {bulwark.io/policy: kt-podself}}}
+          policy:
+            enforcer: BPF
+            mode: EnhanceProtect
+            enhanceProtect:
+              bpfRawRules:
+                network:
+                  egress:
+                    toDestinations:
+                    - {qualifiers: [deny], ip: pod-self, ports: [{port: 80}]}
+
+        """.write(toFile: dir + "/policies/kt-podself.yaml", atomically: true, encoding: .utf8)
+        defer { _ = try? e.remove(profile: "varmor-cluster-varmor-kt-podself") }
+        let server = try KubeTestServer(tls: KubeTestServer.makeTLS(in: dir + "/cluster"))
+        defer { server.stop() }
+        // this node's pod, and a pod of the same name on another node (the agent must not see it)
+        for (node, ip, ns) in [("node-kt", "127.0.0.5", "shop"), ("node-other", "127.0.0.6", "other")] {
+            server.apply(
+                "/api/v1/pods",
+                try JSONValue.parse(
+                    #"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","namespace":"\#(ns)","uid":"u-\#(ns)"},"spec":{"nodeName":"\#(node)"},"status":{"podIP":"\#(ip)","podIPs":[{"ip":"\#(ip)"}]}}"#
+                ))
+        }
+        try """
+        apiVersion: v1
+        kind: Config
+        current-context: t
+        clusters: [{name: t, cluster: {server: "\(server.server)", certificate-authority-data: \(Data(server.tls.caPEM.utf8).base64EncodedString())}}]
+        contexts: [{name: t, context: {cluster: t, user: a}}]
+        users: [{name: a, user: {token: \(server.token)}}]
+
+        """.write(toFile: dir + "/cluster/kubeconfig", atomically: true, encoding: .utf8)
+        let socket = dir + "/run/bulwark.sock"
+        let config = dir + "/bulwark.yaml"
+        try """
+        policyDirectories: [\(dir)/policies]
+        runtime: \(s.runtimePath)
+        bpfPinPath: \(e.pinPath)
+        enforcers: [BPF]
+        nodeName: node-kt
+        socketPath: \(socket)
+        containerStateDirectory: \(dir)/run/containers
+        modelDirectory: \(dir)/models
+        eventLogFile: ""
+        metricsAddress: ""
+        kernelLog: ""
+        kubeconfig: \(dir)/cluster/kubeconfig
+
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let agent = try Agent(config: config)
+        defer { _ = agent.stop() }
+        #expect(Self.waitFor { Self.call(socket, "status") != nil }, "\(agent.output)")
+        #expect(
+            Self.waitFor(10) { server.requests.contains { $0.contains("fieldSelector=spec.nodeName%3Dnode-kt") } },
+            "the agent does not list this node's pods: \(server.requests)")
+
+        let script = """
+            i=0
+            while [ $i -lt 200 ]; do
+              case "$(nc -w 1 127.0.0.5 80 </dev/null 2>&1)" in *"not permitted"*) echo "refused after $i"; break;; esac
+              i=$((i+1)); sleep 0.05
+            done
+            echo "other address: $(nc -w 1 127.0.0.6 80 </dev/null 2>&1)"
+            echo "other port: $(nc -w 1 127.0.0.5 81 </dev/null 2>&1)"
+            """
+        var bundle = BusyboxBundle(args: ["sh", "-c", script])
+        bundle.applets = ["sh", "nc", "sleep"]
+        bundle.annotations = [
+            "bulwark.io/policy": "kt-podself", "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "web",
+            "io.kubernetes.pod.uid": "u-shop", "bulwark.io/pod-ips": "127.0.0.9",
+        ]
+        var env = s.environment
+        env["BULWARK_CONFIG"] = config
+        env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+        let started = Date()
+        let (code, out) = try capture(
+            bulwarkDirectory() + "/bulwark-runtime",
+            ["run", "--bundle", try bundle.write(below: dir), "bw-kt-podself-\(getpid())"],
+            environment: env)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(code == 0, "\(out)")
+        let rounds = out.split(separator: "\n").first { $0.hasPrefix("refused after ") }.flatMap {
+            Int($0.dropFirst(14))
+        }
+        #expect(
+            rounds != nil,
+            "a connect to the pod's own address was never refused (\(elapsed) s): \(out)\n\(agent.output)")
+        print("RESULT pod_self_from_api_rounds=\(rounds ?? -1) container_seconds=\(String(format: "%.2f", elapsed))")
+        #expect(
+            !out.contains("other address: nc: can't connect to remote host (127.0.0.6): Operation not permitted"),
+            "\(out)")
+        #expect(
+            !out.contains("other port: nc: can't connect to remote host (127.0.0.5): Operation not permitted"), "\(out)"
+        )
+        #expect(agent.output.contains("pod addresses bound (pod-self)"), "\(agent.output)")
+    }
+
     /// The modeling loop on every enforcer — record → model → DefenseInDepth (enforce) → observe →
     /// suggest → merge → enforce — with bulwarkd, the wrapper, the hook and runc. A BehaviorModeling
     /// policy's records become the model through the agent's modeler, not the violation log (BPF from

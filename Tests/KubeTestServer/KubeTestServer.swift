@@ -12,7 +12,8 @@ import Synchronization
 /// pages (`limit`, `continue`; an expired token is `410 Gone`), watches as chunked streams of JSON
 /// lines from a `resourceVersion` (`ADDED`/`MODIFIED`/`DELETED`, `BOOKMARK` when asked, an `ERROR`
 /// event with a 410 `Status` when the version was compacted away, the stream ends after
-/// `timeoutSeconds`), one cluster-wide `resourceVersion` counter as etcd's, and Event creation.
+/// `timeoutSeconds`), `fieldSelector` on lists and watches, one cluster-wide `resourceVersion`
+/// counter as etcd's, and Event creation.
 public final class KubeTestServer: @unchecked Sendable {
     public struct TLSFiles: Sendable {
         public var caPEM: String
@@ -338,10 +339,28 @@ public final class KubeTestServer: @unchecked Sendable {
         respond(context, verb == "create" ? 201 : 200, stored)
     }
 
+    /// A `fieldSelector` of `a.b=v` terms, comma-separated (`spec.nodeName=node-a`), as the API
+    /// server filters lists and watches.
+    static func matches(_ o: JSONValue, fieldSelector: String?) -> Bool {
+        guard let fieldSelector, !fieldSelector.isEmpty else { return true }
+        for term in fieldSelector.split(separator: ",") {
+            let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { return false }
+            var v: JSONValue? = o
+            for part in kv[0].split(separator: ".") { v = v?.object?[String(part)] }
+            if (v?.string ?? "") != kv[1] { return false }
+        }
+        return true
+    }
+
     func list(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext) {
         let limit = Int(query["limit"] ?? "") ?? Int.max
+        let selector = query["fieldSelector"]
         let (items, rv, compacted) = store.withLock { s in
-            ((s.objects[path] ?? [:]).sorted { $0.key < $1.key }, s.revision, s.compactedBelow)
+            (
+                (s.objects[path] ?? [:]).filter { Self.matches($0.value.0, fieldSelector: selector) }
+                    .sorted { $0.key < $1.key }, s.revision, s.compactedBelow
+            )
         }
         var start = 0
         var listRV = rv
@@ -401,10 +420,14 @@ public final class KubeTestServer: @unchecked Sendable {
         let (backlog, compacted, id) = store.withLock { s -> ([(String, JSONValue)], Bool, Int) in
             s.nextWatcher += 1
             let id = s.nextWatcher
-            s.watchers.append(Watcher(id: id, path: path, send: { type, o, _ in send(type, o) }))
+            let selector = query["fieldSelector"]
+            s.watchers.append(
+                Watcher(
+                    id: id, path: path,
+                    send: { type, o, _ in if Self.matches(o, fieldSelector: selector) { send(type, o) } }))
             return (
-                s.log.filter { $0.path == path && $0.rv > from }.map { ($0.type, $0.object) }, from < s.compactedBelow,
-                id
+                s.log.filter { $0.path == path && $0.rv > from && Self.matches($0.object, fieldSelector: selector) }
+                    .map { ($0.type, $0.object) }, from < s.compactedBelow, id
             )
         }
         handler.watcherID = id
