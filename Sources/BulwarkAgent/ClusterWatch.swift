@@ -21,11 +21,17 @@ final class ClusterWatch: Sendable {
     let config: NodeConfig
     let nodeName: String
     let logger: Logger
-    /// The addresses as the reflectors last reported them, and which address resources have been
-    /// listed completely: the store gets the inventory only once all have (a list of Services
-    /// without their EndpointSlices yet would load profiles short of rules)
-    private let cluster = Mutex<(inventory: ClusterInventory, dirty: Bool, listed: Set<KubeResource>)>(
-        (ClusterInventory(), false, []))
+    /// The addresses as the reflectors last reported them, the watches running (`WatchScope`:
+    /// what the active policies reference) and which of them have listed completely: the
+    /// inventory's coverage is what has, so a reference to anything else is not resolved (its
+    /// profile is refused, not loaded short of rules) until its list is in.
+    struct Addresses {
+        var inventory = ClusterInventory()
+        var dirty = true
+        var running: [WatchScope.Part: Task<Void, Never>] = [:]
+        var listed: Set<WatchScope.Part> = []
+    }
+    private let cluster = Mutex(Addresses())
     private let policiesDirty = Atomic<Bool>(false)
     /// Policy kinds listed completely, and whether a reload has delivered them (`waitForPolicies`)
     private let policiesListed = Mutex<Set<KubeResource>>([])
@@ -70,12 +76,40 @@ final class ClusterWatch: Sendable {
 
     static let policyResources: Set<KubeResource> = [.varmorPolicies, .varmorClusterPolicies]
 
-    /// The address resources this node watches (vArmor's switches).
-    var addressResources: Set<KubeResource> {
-        var set: Set<KubeResource> = []
-        if config.serviceEgressControl { set.formUnion([.services, .endpointSlices]) }
-        if config.podEgressControl { set.insert(.pods) }
-        return set
+    /// The address watches the active policies need (vArmor's switches decide which kinds).
+    var wantedScope: WatchScope {
+        WatchScope.of(
+            store.clusterReferences, services: config.serviceEgressControl, pods: config.podEgressControl)
+    }
+
+    /// Starts the watches the scope gained and stops (forgetting their objects) those it lost.
+    func reconcile(_ scope: WatchScope) {
+        let (stopped, started) = cluster.withLock { c -> ([Task<Void, Never>], Int) in
+            var stopped: [Task<Void, Never>] = []
+            var started = 0
+            for (part, task) in c.running where !scope.parts.contains(part) {
+                stopped.append(task)
+                c.running[part] = nil
+                c.listed.remove(part)
+                c.inventory.removeAll(of: part.resource, namespace: part.namespace)
+                c.dirty = true
+            }
+            for part in scope.parts where c.running[part] == nil {
+                c.running[part] = Task { [self] in
+                    await Reflector.run(
+                        client: client, resource: part.resource, namespace: part.namespace, logger: logger,
+                        onChange: { changes, all in self.changed(part, changes, all) })
+                }
+                started += 1
+                c.dirty = true
+            }
+            return (stopped, started)
+        }
+        for t in stopped { t.cancel() }
+        if !stopped.isEmpty || started > 0 {
+            logger.info(
+                "kubernetes API: address watches", metadata: ["watching": "\(scope.parts.map(\.description).sorted())"])
+        }
     }
 
     /// Blocks until the API's policies have been listed and delivered once, or `seconds` passed:
@@ -86,11 +120,12 @@ final class ClusterWatch: Sendable {
 
     /// Runs until cancelled.
     func run() async {
-        let resources = Array(Self.policyResources) + Array(addressResources)
+        let resources = Array(Self.policyResources)
         logger.info(
             "kubernetes API",
             metadata: [
-                "server": "\(client.endpoint.server)", "watching": "\(resources + [.armorProfileModels])",
+                "server": "\(client.endpoint.server)",
+                "watching": "\(resources + [.armorProfileModels]) and the addresses policies name",
             ])
         await withTaskGroup(of: Void.self) { group in
             for r in resources {
@@ -118,22 +153,25 @@ final class ClusterWatch: Sendable {
         await client.shutdown()
     }
 
-    func changed(_ r: KubeResource, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
-        let complete = changes.contains {
+    static func complete(_ changes: [ListWatch.Change]) -> Bool {
+        changes.contains {
             if case .replaced = $0 { return true }
             return false
         }
-        switch r {
-        case .varmorPolicies, .varmorClusterPolicies:
-            store.setAPIObjects(r == .varmorPolicies ? .varmorPolicy : .varmorClusterPolicy, all)
-            if complete { policiesListed.withLock { _ = $0.insert(r) } }
-            policiesDirty.store(true, ordering: .relaxed)
-        default:
-            cluster.withLock { c in
-                for change in changes { c.inventory.apply(change, of: r) }
-                if complete { c.listed.insert(r) }
-                c.dirty = true
-            }
+    }
+
+    func changed(_ r: KubeResource, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
+        store.setAPIObjects(r == .varmorPolicies ? .varmorPolicy : .varmorClusterPolicy, all)
+        if Self.complete(changes) { policiesListed.withLock { _ = $0.insert(r) } }
+        policiesDirty.store(true, ordering: .relaxed)
+    }
+
+    func changed(_ part: WatchScope.Part, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
+        cluster.withLock { c in
+            guard c.running[part] != nil else { return }  // stopped meanwhile: its objects are gone
+            for change in changes { c.inventory.apply(change, of: part.resource, namespace: part.namespace) }
+            if Self.complete(changes) { c.listed.insert(part) }
+            c.dirty = true
         }
     }
 
@@ -141,13 +179,22 @@ final class ClusterWatch: Sendable {
     /// reports outcomes as Events.
     func applyLoop() async {
         var lastPost = ContinuousClock.now
+        defer {
+            let tasks = cluster.withLock { c in
+                defer { c.running = [:] }
+                return Array(c.running.values)
+            }
+            for t in tasks { t.cancel() }
+        }
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let wanted = addressResources
+            reconcile(wantedScope)
             let inventory = cluster.withLock { c -> ClusterInventory? in
-                guard c.dirty, c.listed.isSuperset(of: wanted) else { return nil }
+                guard c.dirty else { return nil }
                 c.dirty = false
-                return c.inventory
+                var snapshot = c.inventory
+                snapshot.coverage = WatchScope(c.listed)
+                return snapshot
             }
             let policies = policiesDirty.exchange(false, ordering: .relaxed)
             if inventory != nil || policies {

@@ -292,6 +292,12 @@ public final class PolicyStore: Sendable {
         }
     }
 
+    /// What the active policies' BPF profiles name of the cluster's addresses (the API watches
+    /// just that: `WatchScope`).
+    public var clusterReferences: [BPFCompiler.ClusterReference] {
+        state.withLock { s in s.applied.values.flatMap(BPFCompiler.clusterReferences) }
+    }
+
     /// The cluster's addresses from the API server (replaces `inventoryFile`); the profiles that
     /// name cluster addresses are refreshed at the next `reload()`.
     public func setClusterInventory(_ inventory: ClusterInventory) {

@@ -20,6 +20,9 @@ public struct ClusterInventory: Sendable, Equatable {
     public private(set) var pods: [String: [String: KubeObjects.Pod]] = [:]
     public private(set) var services: [String: [String: KubeObjects.Service]] = [:]
     public private(set) var slices: [String: [String: KubeObjects.EndpointSlice]] = [:]
+    /// What was listed completely (nil: everything, as from an inventory file). A reference outside
+    /// it resolves to nil — not known, so the profile is refused — rather than to no address.
+    public var coverage: WatchScope?
 
     public init() {}
 
@@ -48,10 +51,13 @@ public struct ClusterInventory: Sendable, Equatable {
         return table[ns].map { [$0] } ?? []
     }
 
-    /// `toServices` (and the service built-ins): by name (with its namespace) or by selector.
+    /// `toServices` (and the service built-ins): by name (with its namespace) or by selector; nil
+    /// when those objects are not listed (`coverage`).
     public func resolveServices(namespace: String?, name: String?, selector: LabelSelector?)
-        -> [EgressInventory.Endpoint]
+        -> [EgressInventory.Endpoint]?
     {
+        let ns = name != nil ? (namespace ?? "default") : namespace
+        if let coverage, !coverage.covers(.services, ns) || !coverage.covers(.endpointSlices, ns) { return nil }
         var out: [EgressInventory.Endpoint] = []
         var chosen: [KubeObjects.Service] = []
         var chosenSlices: [KubeObjects.EndpointSlice] = []
@@ -86,8 +92,10 @@ public struct ClusterInventory: Sendable, Equatable {
         return Self.canonical(out)
     }
 
-    /// `toPods`: the addresses of the pods the selector matches (the rule carries the ports).
-    public func resolvePods(namespace: String?, selector: LabelSelector) -> [EgressInventory.Endpoint] {
+    /// `toPods`: the addresses of the pods the selector matches (the rule carries the ports); nil
+    /// when those pods are not listed (`coverage`).
+    public func resolvePods(namespace: String?, selector: LabelSelector) -> [EgressInventory.Endpoint]? {
+        if let coverage, !coverage.covers(.pods, namespace) { return nil }
         var out: [EgressInventory.Endpoint] = []
         for table in namespaces(pods, namespace) {
             for p in table.values where selector.matches(p.metadata.labels ?? [:]) {
@@ -115,16 +123,13 @@ public struct ClusterInventory: Sendable, Equatable {
 }
 
 extension ClusterInventory {
-    /// A change of one resource's objects as `ListWatch` reports it (JSON objects from the API).
-    public mutating func apply(_ change: ListWatch.Change, of r: KubeResource) {
+    /// A change of one resource's objects as `ListWatch` reports it (JSON objects from the API), in
+    /// one namespace or (nil) all.
+    public mutating func apply(_ change: ListWatch.Change, of r: KubeResource, namespace: String? = nil) {
         switch change {
         case .replaced(let all):
-            // this resource's objects are all new: the other resources' stay
-            switch r {
-            case .pods: pods = [:]
-            case .services: services = [:]
-            default: slices = [:]
-            }
+            // this resource's objects (in that namespace) are all new: the others stay
+            removeAll(of: r, namespace: namespace)
             for (_, o) in all { upsert(o, of: r) }
         case .upserted(_, let o):
             upsert(o, of: r)
@@ -136,6 +141,18 @@ extension ClusterInventory {
             case .services: removeService(namespace: ns, name: name)
             default: removeEndpointSlice(namespace: ns, name: name)
             }
+        }
+    }
+
+    /// Forgets the objects of `r` in `namespace` (nil: all): their watch stopped.
+    public mutating func removeAll(of r: KubeResource, namespace: String?) {
+        switch (r, namespace) {
+        case (.pods, nil): pods = [:]
+        case (.pods, let ns?): pods[ns] = nil
+        case (.services, nil): services = [:]
+        case (.services, let ns?): services[ns] = nil
+        case (_, nil): slices = [:]
+        case (_, let ns?): slices[ns] = nil
         }
     }
 

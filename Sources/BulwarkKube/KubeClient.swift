@@ -41,6 +41,12 @@ public final class KubeClient: Sendable {
         var config = HTTPClient.Configuration(tlsConfiguration: tls)
         config.timeout = .init(connect: .seconds(10))
         config.redirectConfiguration = .disallow
+        // every watch holds an HTTP/1.1 connection (HTTP/2, when the server offers it, multiplexes
+        // them): room for the watches WatchScope allows (3 address resources × its namespaces, the
+        // policies, models and this node's pods) beside Events and model writes
+        config.connectionPool = .init(
+            idleTimeout: .seconds(60),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: 3 * WatchScope.maxNamespaces + 16)
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: config)
         token = Mutex((endpoint.token, nil))
     }

@@ -6,14 +6,15 @@ import Logging
 /// back off) until the task is cancelled, and hands every change to `onChange` with the full set.
 public enum Reflector {
     public static func run(
-        client: KubeClient, resource: KubeResource, selectors: [(String, String)] = [], pageSize: Int = 500,
+        client: KubeClient, resource: KubeResource, namespace: String? = nil, selectors: [(String, String)] = [],
+        pageSize: Int = 500,
         watchSeconds: Int = 300, logger: Logger,
         onChange: @Sendable ([ListWatch.Change], [String: JSONValue]) -> Void,
         onError: @Sendable (KubeAPIError) -> Void = { _ in }
     ) async {
         var lw = ListWatch(resource: resource, pageSize: pageSize, watchSeconds: watchSeconds, selectors: selectors)
         var action = lw.start()
-        let path = resource.path()
+        let path = resource.path(namespace: namespace)
         func handle(_ o: ListWatch.Outcome) -> ListWatch.Action? {
             if !o.changes.isEmpty { onChange(o.changes, lw.objects) }
             if let e = o.error {

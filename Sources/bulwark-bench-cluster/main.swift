@@ -177,8 +177,10 @@ agent.standardOutput = FileHandle.nullDevice
 agent.standardError = FileHandle.nullDevice
 let started = Date()
 try agent.run()
-// synced: every resource listed and watched (5 watches), and the Events of 1000 policies posted
-while server.watchers < 5 || server.events.count < policies {
+// synced: every resource listed and watched (a watch starts once its list is read: the two policy
+// kinds, models, this node's pods, and the Services, EndpointSlices and Pods the policies name —
+// in 50 namespaces, so each in all namespaces), and the Events of 1000 policies posted
+while server.watchers < 7 || server.events.count < policies {
     if Date().timeIntervalSince(started) > 600 { break }
     usleep(100_000)
 }

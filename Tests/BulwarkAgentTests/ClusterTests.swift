@@ -264,4 +264,54 @@ struct ClusterTests {
         #expect(await until { (try? store.load(learned))??.seccomp?.syscalls.contains("rename") == true })
         #expect(daemon.stop() == 0, "\(daemon.output)")
     }
+
+    /// The agent watches only the addresses loaded policies name: nothing without a reference, one
+    /// namespace's Services and EndpointSlices for `toServices` by name, and it stops when the policy
+    /// goes.
+    @Test func onlyTheAddressesPoliciesNameAreWatched() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await scopedWatches() }
+    }
+
+    func scopedWatches() async throws {
+        let dir = NSTemporaryDirectory() + "bw-kube-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let s = try KubeTestServer(tls: KubeTestServer.makeTLS(in: dir))
+        defer { s.stop() }
+        var node = try Node("kube-scope")
+        defer { node.remove() }
+        node.config.enforcers = [.seccomp]
+        let config = try node.writeConfig(extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\n")
+        let daemon = try Daemon(config: config, socket: node.config.socketPath)
+        defer { _ = daemon.stop() }
+        #expect(daemon.ready(), "\(daemon.output)")
+        #expect(await until { s.watchers >= 3 }, "policies and models are watched")
+        try await Task.sleep(for: .milliseconds(500))
+        func addressRequests() -> [String] {
+            s.requests.filter { $0.contains("/services") || $0.contains("/endpointslices") || $0.contains("/pods") }
+        }
+        #expect(addressRequests().isEmpty, "no policy names an address: \(addressRequests())")
+
+        let policy = try JSONValue.parse(
+            """
+            {"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy","metadata":{"name":"egress","uid":"u-e"},
+             "spec":{"target":{"kind":"Container","selector":{"matchLabels":{"app":"x"}}},
+                     "policy":{"enforcer":"BPF","mode":"EnhanceProtect","enhanceProtect":{"bpfRawRules":{"network":{"egress":
+                       {"toServices":[{"qualifiers":["deny"],"namespace":"nginx","name":"nginx"}]}}}}}}}
+            """)
+        s.apply(Self.policies, policy)
+        #expect(
+            await until {
+                addressRequests().contains { $0.hasPrefix("GET /api/v1/namespaces/nginx/services?") }
+                    && addressRequests().contains {
+                        $0.hasPrefix("GET /apis/discovery.k8s.io/v1/namespaces/nginx/endpointslices?")
+                    }
+            }, "\(addressRequests())\n\(daemon.output)")
+        #expect(
+            !addressRequests().contains { $0.hasPrefix("GET /api/v1/services") || $0.contains("/namespaces/default/") },
+            "\(addressRequests())")
+        #expect(daemon.output.contains("services in nginx"), "\(daemon.output)")
+        let watching = s.watchers
+        s.delete(Self.policies, policy)
+        #expect(await until { s.watchers < watching }, "the address watches are stopped: \(s.watchers)")
+    }
 }

@@ -85,18 +85,19 @@ struct InventoryTests {
         let inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
         #expect(inv.counts.pods == 3 && inv.counts.services == 3 && inv.counts.endpointSlices == 2)
         // a pod selector: both families, the pod without an address adds nothing
-        let pods = inv.resolvePods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "demo-3"]))
+        let pods = try #require(
+            inv.resolvePods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "demo-3"])))
         #expect(pods.map(\.ip) == ["10.244.1.7", "fd00:10:244:1::7"])
         #expect(pods.allSatisfy { $0.ports.isEmpty })
-        #expect(inv.resolvePods(namespace: "other-ns", selector: LabelSelector(matchLabels: ["app": "demo-3"])).isEmpty)
-        #expect(inv.resolvePods(namespace: nil, selector: LabelSelector()).count == 3)
+        #expect(inv.resolvePods(namespace: "other-ns", selector: LabelSelector(matchLabels: ["app": "demo-3"])) == [])
+        #expect(inv.resolvePods(namespace: nil, selector: LabelSelector())?.count == 3)
     }
 
     /// vArmor: cluster IPs for all ports, endpoint addresses with the slice's (target) ports,
     /// endpoints that are not ready included, `None` skipped.
     @Test func aServiceResolvesAsVArmorResolvesIt() throws {
         let inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
-        let byName = inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil)
+        let byName = try #require(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil))
         #expect(
             byName.map { "\($0.ip) \($0.ports.map { "\($0.first)-\($0.last)" })" } == [
                 "10.244.2.5 [\"8080-8080\"]", "10.244.2.6 [\"8080-8080\"]", "10.96.12.34 []", "fd00:10:96::1234 []",
@@ -106,9 +107,47 @@ struct InventoryTests {
         let bySelector = inv.resolveServices(
             namespace: nil, name: nil, selector: LabelSelector(matchLabels: ["app": "nginx"]))
         #expect(bySelector == byName)
-        #expect(inv.resolveServices(namespace: "nginx", name: "missing", selector: nil).isEmpty)
+        #expect(inv.resolveServices(namespace: "nginx", name: "missing", selector: nil) == [])
         let api = inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)
-        #expect(api.map(\.ip) == ["10.96.0.1", "192.168.49.2"])
+        #expect(api?.map(\.ip) == ["10.96.0.1", "192.168.49.2"])
+    }
+
+    /// The addresses watched from the API are those loaded policies reference; what is not listed
+    /// (yet) resolves to nil — not known, the profile is refused — not to "no address".
+    @Test func onlyWhatIsListedResolves() throws {
+        var inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        let nginx = WatchScope.of(
+            [.services(namespace: "nginx", name: "nginx", selector: nil)], services: true, pods: true)
+        #expect(nginx.parts == [.init(.services, "nginx"), .init(.endpointSlices, "nginx")])
+        inv.coverage = nginx
+        #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil)?.count == 4)
+        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil) == nil)
+        #expect(inv.resolveServices(namespace: nil, name: nil, selector: LabelSelector()) == nil)
+        #expect(inv.resolvePods(namespace: "demo", selector: LabelSelector()) == nil)
+        // a selector without a namespace watches all namespaces, which covers every namespace
+        let all = WatchScope.of(
+            [
+                .services(namespace: nil, name: nil, selector: LabelSelector(matchLabels: ["app": "x"])),
+                .services(namespace: "nginx", name: "nginx", selector: nil),
+                .pods(namespace: "demo", selector: .init()),
+            ], services: true, pods: false)
+        #expect(all.parts == [.init(.services, nil), .init(.endpointSlices, nil)], "no pods: podEgressControl is off")
+        inv.coverage = all
+        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)?.count == 2)
+        // beyond 16 namespaces a resource is watched in all (a watch holds a connection)
+        let many = WatchScope.of(
+            (0..<17).map { .services(namespace: "ns-\($0)", name: "s", selector: nil) }, services: true, pods: true)
+        #expect(many.parts == [.init(.services, nil), .init(.endpointSlices, nil)])
+        // a name without a namespace is in `default`
+        #expect(
+            WatchScope.of([.services(namespace: nil, name: "kubernetes", selector: nil)], services: true, pods: true)
+                .parts.allSatisfy { $0.namespace == "default" })
+        // a namespace's list replaces that namespace's objects only; a stopped watch's objects go
+        inv.apply(.replaced([:]), of: .services, namespace: "nginx")
+        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)?.count == 2)
+        #expect(inv.counts.services == 1, "the two in nginx are gone, default's stays")
+        inv.removeAll(of: .endpointSlices, namespace: nil)
+        #expect(inv.counts.endpointSlices == 0)
     }
 
     @Test func badInventoriesAreRefusedWithThePlace() {
