@@ -46,6 +46,11 @@ final class ClusterWatch: Sendable {
         var tokens: Double
     }
     private let posted = Mutex<[String: Posted]>([:])
+    /// Per object: its current outcome and since when. An outcome is posted once it has held for
+    /// `settle` (a policy whose addresses are being listed is refused for a moment, then loads: one
+    /// Event, not a Warning and then its correction).
+    private let current = Mutex<[String: (what: String, since: ContinuousClock.Instant)]>([:])
+    static let settle: Duration = .seconds(1)
     /// How long the same outcome is not posted again.
     static let repeatAfter: Duration = .seconds(600)
     static let burst = 5.0
@@ -269,13 +274,18 @@ final class ClusterWatch: Sendable {
         }
     }
 
-    /// One Event per object and outcome, not repeated within `repeatAfter`, at most one per
-    /// object every `minInterval` (a later change waits for the next round).
+    /// One Event per object and outcome once it has held for `settle`, not repeated within
+    /// `repeatAfter`, within each object's token bucket (a later change waits for the next round).
     func postEvents() async {
         let now = ContinuousClock.now
         for o in store.objectOutcomes {
             let key = "\(o.kind)/\(o.namespace ?? "")/\(o.name)"
             let what = o.reason + "|" + o.message
+            let settled = current.withLock { c -> Bool in
+                if c[key]?.what != what { c[key] = (what, now) }
+                return now - c[key]!.since >= Self.settle
+            }
+            guard settled else { continue }
             let due = posted.withLock { p -> Bool in
                 guard var last = p[key] else { return true }
                 last.tokens = min(Self.burst, last.tokens + (now - last.at) / Self.refill)

@@ -144,7 +144,8 @@ public struct BPFProfile: Codable, Sendable, Equatable {
     public struct UnresolvedEgress: Codable, Sendable, Equatable, CustomStringConvertible {
         public enum Reason: String, Codable, Sendable {
             /// No inventory on this node (no `inventoryFile`, no API server).
-            case noInventory = "no inventory on this node (node config: inventoryFile or kubeconfig)"
+            case noInventory =
+                "no cluster addresses known for it on this node (node config: inventoryFile or kubeconfig; from the API server, until its namespace is listed)"
             /// The node config turns the feature off (vArmor's manager flags).
             case serviceEgressControlOff = "serviceEgressControl is off in the node config"
             case podEgressControlOff = "podEgressControl is off in the node config"

@@ -180,7 +180,8 @@ struct CLITests {
             ),
             "\(r.err)")
         let none = try bulwark(["policy", "compile", policy, "--enforcer", "bpf"])
-        #expect(none.err.contains("toServices nginx/nginx: no inventory on this node"), "\(none.err)")
+        #expect(
+            none.err.contains("toServices nginx/nginx: no cluster addresses known for it on this node"), "\(none.err)")
         #expect(none.err.contains("the agent refuses this profile"))
         let bad = try tempFile("kind: Pod\nmetadata: {namespace: x}\n", name: "inventory.yaml")
         let refused = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--inventory", bad])

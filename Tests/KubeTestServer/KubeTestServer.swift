@@ -12,8 +12,8 @@ import Synchronization
 /// pages (`limit`, `continue`; an expired token is `410 Gone`), watches as chunked streams of JSON
 /// lines from a `resourceVersion` (`ADDED`/`MODIFIED`/`DELETED`, `BOOKMARK` when asked, an `ERROR`
 /// event with a 410 `Status` when the version was compacted away, the stream ends after
-/// `timeoutSeconds`), `fieldSelector` on lists and watches, one cluster-wide `resourceVersion`
-/// counter as etcd's, and Event creation.
+/// `timeoutSeconds`), a namespace's collection and `fieldSelector` on lists and watches, one
+/// cluster-wide `resourceVersion` counter as etcd's, GET/POST/PUT of one object, and Events.
 public final class KubeTestServer: @unchecked Sendable {
     public struct TLSFiles: Sendable {
         public var caPEM: String
@@ -263,8 +263,10 @@ public final class KubeTestServer: @unchecked Sendable {
         if let object, verb == "get" || verb == "create" || verb == "update" {
             return respond(context, object: object, verb: verb, body: body)
         }
-        if verb == "watch" { return watch(path, query, context, handler) }
-        list(path, query, context)
+        // a namespace's collection: the cluster-wide one, filtered
+        let (collection, namespace) = object.map { ($0.list, $0.namespace) } ?? (path, nil)
+        if verb == "watch" { return watch(collection, namespace: namespace, query, context, handler) }
+        list(collection, namespace: namespace, query, context)
     }
 
     /// `/apis/G/V/namespaces/NS/PLURAL[/NAME]` → the cluster-wide list path the store keys by,
@@ -341,7 +343,8 @@ public final class KubeTestServer: @unchecked Sendable {
 
     /// A `fieldSelector` of `a.b=v` terms, comma-separated (`spec.nodeName=node-a`), as the API
     /// server filters lists and watches.
-    static func matches(_ o: JSONValue, fieldSelector: String?) -> Bool {
+    static func matches(_ o: JSONValue, fieldSelector: String?, namespace: String? = nil) -> Bool {
+        if let namespace, o.object?["metadata"]?.object?["namespace"]?.string != namespace { return false }
         guard let fieldSelector, !fieldSelector.isEmpty else { return true }
         for term in fieldSelector.split(separator: ",") {
             let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
@@ -353,13 +356,15 @@ public final class KubeTestServer: @unchecked Sendable {
         return true
     }
 
-    func list(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext) {
+    func list(_ path: String, namespace: String?, _ query: [String: String], _ context: ChannelHandlerContext) {
         let limit = Int(query["limit"] ?? "") ?? Int.max
         let selector = query["fieldSelector"]
         let (items, rv, compacted) = store.withLock { s in
             (
-                (s.objects[path] ?? [:]).filter { Self.matches($0.value.0, fieldSelector: selector) }
-                    .sorted { $0.key < $1.key }, s.revision, s.compactedBelow
+                (s.objects[path] ?? [:]).filter {
+                    Self.matches($0.value.0, fieldSelector: selector, namespace: namespace)
+                }
+                .sorted { $0.key < $1.key }, s.revision, s.compactedBelow
             )
         }
         var start = 0
@@ -390,7 +395,10 @@ public final class KubeTestServer: @unchecked Sendable {
                 ])))
     }
 
-    func watch(_ path: String, _ query: [String: String], _ context: ChannelHandlerContext, _ handler: Handler) {
+    func watch(
+        _ path: String, namespace: String?, _ query: [String: String], _ context: ChannelHandlerContext,
+        _ handler: Handler
+    ) {
         let from = Int(query["resourceVersion"] ?? "") ?? 0
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let seconds = Double(query["timeoutSeconds"] ?? "") ?? 300
@@ -424,10 +432,15 @@ public final class KubeTestServer: @unchecked Sendable {
             s.watchers.append(
                 Watcher(
                     id: id, path: path,
-                    send: { type, o, _ in if Self.matches(o, fieldSelector: selector) { send(type, o) } }))
+                    send: { type, o, _ in
+                        if Self.matches(o, fieldSelector: selector, namespace: namespace) { send(type, o) }
+                    }))
             return (
-                s.log.filter { $0.path == path && $0.rv > from && Self.matches($0.object, fieldSelector: selector) }
-                    .map { ($0.type, $0.object) }, from < s.compactedBelow, id
+                s.log.filter {
+                    $0.path == path && $0.rv > from
+                        && Self.matches($0.object, fieldSelector: selector, namespace: namespace)
+                }
+                .map { ($0.type, $0.object) }, from < s.compactedBelow, id
             )
         }
         handler.watcherID = id
