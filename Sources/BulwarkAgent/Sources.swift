@@ -245,9 +245,18 @@ enum EventSources {
                             let m = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self) }
                             let len = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i + 12, as: UInt32.self) }
                             if m & UInt32(IN_IGNORED) != 0 { watched[wd] = nil }
+                            // hidden files are not read (an atomic write's temporary file, the
+                            // model directory's lock, which every model update opens for writing:
+                            // counting them would make each reload cause the next); `..data`, the
+                            // link a ConfigMap volume swaps on an update, is counted
+                            let hidden =
+                                len > 1 && i + 17 < n
+                                && buf.withUnsafeBytes {
+                                    $0[i + 16] == UInt8(ascii: ".") && $0[i + 17] != UInt8(ascii: ".")
+                                }
+                            if !hidden { dirty = Date() }
                             i += 16 + Int(len)
                         }
-                        dirty = Date()
                     }
                 }
                 // debounce: editors write a file in several steps

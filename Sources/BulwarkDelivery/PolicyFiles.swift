@@ -45,7 +45,10 @@ public enum PolicyFiles {
     public static func directoryContents(_ dirs: [String]) -> [String] {
         dirs.flatMap { dir -> [String] in
             let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            return names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+            // hidden files are not policies (an atomic write's temporary file; the watcher ignores them)
+            return names.filter {
+                !$0.hasPrefix(".") && ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json"))
+            }.sorted()
                 .map { (dir as NSString).appendingPathComponent($0) }
         }
     }
