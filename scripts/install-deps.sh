@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 for pkg in apparmor libseccomp-dev libbpf-dev libapparmor-dev pkg-config runc crun podman busybox-static qemu-system-x86 \
-    shellcheck protobuf-compiler; do
+    shellcheck protobuf-compiler debootstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -22,6 +22,8 @@ stage "protobuf" scripts/generate-proto.sh --check
 # the DaemonSet, RBAC, CRDs and the Helm chart (rendered) against the Kubernetes schemas
 stage "manifests" python3 scripts/check-manifests.py
 stage "build" swift build --build-tests -Xswiftc -warnings-as-errors
+# the DaemonSet's image (static executables on Debian minbase), which the host tests run with podman
+[ "$(id -u)" = 0 ] && stage "image" scripts/build-image.sh
 if [ "$(id -u)" = 0 ]; then export BULWARK_REQUIRE_TOOLS=1; fi
 host_tests() {
     swift test --skip-build 2>&1 | tee /tmp/bulwark-test.log

@@ -310,8 +310,9 @@ struct ClusterTests {
             !addressRequests().contains { $0.hasPrefix("GET /api/v1/services") || $0.contains("/namespaces/default/") },
             "\(addressRequests())")
         #expect(daemon.output.contains("services in nginx"), "\(daemon.output)")
-        let watching = s.watchers
+        // policies (2) and models (1), then the namespace's Services and EndpointSlices once listed
+        #expect(await until { s.watchers == 5 }, "\(s.watchers) watches")
         s.delete(Self.policies, policy)
-        #expect(await until { s.watchers < watching }, "the address watches are stopped: \(s.watchers)")
+        #expect(await until { s.watchers == 3 }, "the address watches are stopped: \(s.watchers)")
     }
 }
