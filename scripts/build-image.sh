@@ -29,6 +29,8 @@ if [ ! -x "$rootfs/usr/sbin/apparmor_parser" ]; then
 fi
 install -m 0755 "$bindir/bulwarkd" "$bindir/bulwark" "$bindir/bulwark-hook" "$bindir/bulwark-runtime" \
     "$rootfs/usr/local/bin/"
+# without symbol tables: half the size (bulwarkd 154 → 80 MB); Swift's metadata is in sections of its own
+strip --strip-all "$rootfs"/usr/local/bin/bulwark*
 tar -C "$rootfs" --numeric-owner -c . |
     podman import --change 'CMD ["/usr/local/bin/bulwarkd", "--config", "/etc/bulwark/bulwark.yaml"]' - "$image" >&2
 rm -f "$out/bulwark-image.tar"
