@@ -278,7 +278,12 @@ final class ClusterWatch: Sendable {
     /// `repeatAfter`, within each object's token bucket (a later change waits for the next round).
     func postEvents() async {
         let now = ContinuousClock.now
-        for o in store.objectOutcomes {
+        let outcomes = store.objectOutcomes
+        // objects that are gone are forgotten (the maps would otherwise keep every object ever seen)
+        let keys = Set(outcomes.map { "\($0.kind)/\($0.namespace ?? "")/\($0.name)" })
+        current.withLock { c in c = c.filter { keys.contains($0.key) } }
+        posted.withLock { p in p = p.filter { keys.contains($0.key) } }
+        for o in outcomes {
             let key = "\(o.kind)/\(o.namespace ?? "")/\(o.name)"
             let what = o.reason + "|" + o.message
             let settled = current.withLock { c -> Bool in

@@ -40,6 +40,8 @@ public final class PolicyStore: Sendable {
         var files: [String: FileStatus] = [:]
         /// profile name → the policy last delivered under it
         var applied: [String: Policy] = [:]
+        /// What the applied policies name of the cluster's addresses (built with the index)
+        var references: [BPFCompiler.ClusterReference] = []
         /// `applied` indexed for decisions, rebuilt when it changes
         var index = PolicyIndex([])
         var profiles: [String: ProfileStatus] = [:]
@@ -226,7 +228,10 @@ public final class PolicyStore: Sendable {
             s.compiledWith[name] = nil
             removed += 1
         }
-        if applied > 0 || removed > 0 { s.index = PolicyIndex(Array(s.applied.values)) }
+        if applied > 0 || removed > 0 {
+            s.index = PolicyIndex(Array(s.applied.values))
+            s.references = s.applied.values.flatMap(BPFCompiler.clusterReferences)
+        }
         s.reloads += 1
         s.lastReload = Date().timeIntervalSince1970
         let final = s
@@ -294,9 +299,7 @@ public final class PolicyStore: Sendable {
 
     /// What the active policies' BPF profiles name of the cluster's addresses (the API watches
     /// just that: `WatchScope`).
-    public var clusterReferences: [BPFCompiler.ClusterReference] {
-        state.withLock { s in s.applied.values.flatMap(BPFCompiler.clusterReferences) }
-    }
+    public var clusterReferences: [BPFCompiler.ClusterReference] { state.withLock { $0.references } }
 
     /// The cluster's addresses from the API server (replaces `inventoryFile`); the profiles that
     /// name cluster addresses are refreshed at the next `reload()`.
