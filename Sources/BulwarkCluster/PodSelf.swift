@@ -1,5 +1,5 @@
 import BulwarkOCI
-import Foundation
+import BulwarkPolicy
 
 /// `pod-self` for containers the OCI hook bound without their pod's addresses (a node without NRI:
 /// the hook sees no `PodSandbox`): the agent watches this node's pods and gives each such binding
@@ -7,14 +7,17 @@ import Foundation
 public enum PodSelf {
     /// The addresses of this node's pods (`namespace/name` → addresses, and the pod's uid). A
     /// host-network pod has none of its own (its status lists the node's), and a pod whose status
-    /// has no address yet is left out: an address not known yet is not "no address".
+    /// has no address yet — or none that reads as one — is left out: an address not known is not
+    /// "no address", and must not erase one the binding has.
     public static func addresses(of pods: [String: JSONValue]) -> [String: (uid: String?, ips: [String])] {
+        var inventory = ClusterInventory()
+        for object in pods.values { inventory.upsert(object, of: .pods) }
         var out: [String: (uid: String?, ips: [String])] = [:]
-        for object in pods.values {
-            guard let pod = try? JSONDecoder().decode(KubeObjects.Pod.self, from: Data(object.serialized())),
-                pod.spec?.hostNetwork != true, !pod.ips.isEmpty, let ns = pod.metadata.namespace
-            else { continue }
-            out["\(ns)/\(pod.metadata.name)"] = (pod.metadata.uid, pod.ips)
+        for (ns, table) in inventory.pods {
+            for pod in table.values where pod.spec?.hostNetwork != true {
+                let ips = pod.ips.filter { IPNetwork.host($0) != nil }
+                if !ips.isEmpty { out["\(ns)/\(pod.metadata.name)"] = (pod.metadata.uid, ips) }
+            }
         }
         return out
     }

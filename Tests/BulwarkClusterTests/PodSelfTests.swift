@@ -24,6 +24,7 @@ import Testing
             "shop/web": Self.pod("web", uid: "u1", ips: ["10.0.0.5", "fd00::5"]),
             "shop/host": Self.pod("host", uid: "u2", ips: ["192.168.1.10"], hostNetwork: true),
             "shop/pending": Self.pod("pending", uid: "u3", ips: []),
+            "shop/garbled": Self.pod("garbled", uid: "u4", ips: ["not-an-address"]),
         ])
         #expect(addresses.keys.sorted() == ["shop/web"], "host-network and address-less pods have none")
         let wanted = PodSelf.wanted(
