@@ -96,14 +96,14 @@ final class ClusterWatch: Sendable {
                 stopped.append(task)
                 c.running[part] = nil
                 c.listed.remove(part)
-                c.inventory.removeAll(of: part.resource, namespace: part.namespace)
+                c.inventory.remove(part)
                 c.dirty = true
             }
             for part in scope.parts where c.running[part] == nil {
                 c.running[part] = Task { [self] in
                     await Reflector.run(
-                        client: client, resource: part.resource, namespace: part.namespace, logger: logger,
-                        onChange: { changes, all in self.changed(part, changes, all) })
+                        client: client, resource: part.resource, namespace: part.namespace, selectors: part.query,
+                        logger: logger, onChange: { changes, all in self.changed(part, changes, all) })
                 }
                 started += 1
                 c.dirty = true
@@ -174,7 +174,7 @@ final class ClusterWatch: Sendable {
     func changed(_ part: WatchScope.Part, _ changes: [ListWatch.Change], _ all: [String: JSONValue]) {
         cluster.withLock { c in
             guard c.running[part] != nil else { return }  // stopped meanwhile: its objects are gone
-            for change in changes { c.inventory.apply(change, of: part.resource, namespace: part.namespace) }
+            for change in changes { c.inventory.apply(change, to: part) }
             if Self.complete(changes) { c.listed.insert(part) }
             c.dirty = true
         }
@@ -198,7 +198,7 @@ final class ClusterWatch: Sendable {
                 guard c.dirty else { return nil }
                 c.dirty = false
                 var snapshot = c.inventory
-                snapshot.coverage = WatchScope(c.listed)
+                snapshot.coverage = c.listed
                 return snapshot
             }
             let policies = policiesDirty.exchange(false, ordering: .relaxed)

@@ -57,9 +57,11 @@ public final class PolicyStore: Sendable {
         var inventoryRead = false
         var inventoryGeneration = 0
         var inventoryError: String?
-        /// profile name → the inventory generation it was compiled with (profiles whose BPF rules
-        /// name cluster addresses): compiled again, and swapped live, when addresses change
-        var compiledWith: [String: Int] = [:]
+        /// profile name → what of the inventory it was compiled with (profiles whose BPF rules
+        /// name cluster addresses: the file's generation, and when each part the profile reads
+        /// last changed): compiled again, and swapped live, when those addresses change — a change
+        /// in a namespace or watch the profile does not read costs it nothing
+        var compiledWith: [String: InventoryStamp] = [:]
         /// The inventory comes from the API server (`inventoryFile` is then not read)
         var inventoryFromAPI = false
         /// Policies from the API server: `api:KIND/NAMESPACE/NAME` → its last good policies, and
@@ -70,6 +72,11 @@ public final class PolicyStore: Sendable {
         var apiUIDs: [String: String] = [:]
         var reloads = 0
         var lastReload = 0.0
+    }
+
+    struct InventoryStamp: Equatable {
+        var generation: Int
+        var parts: [ClusterInventory.Stamp]
     }
 
     let config: NodeConfig
@@ -201,7 +208,10 @@ public final class PolicyStore: Sendable {
             let model =
                 policy.spec.policy.defenseInDepth?.needsModel == true
                 ? Paths.identity(delivery.modelStore.path(name)) ?? [] : nil
-            let inventory = BPFCompiler.referencesClusterAddresses(policy) ? s.inventoryGeneration : nil
+            let refs = BPFCompiler.clusterReferences(policy)
+            let inventory =
+                refs.isEmpty
+                ? nil : InventoryStamp(generation: s.inventoryGeneration, parts: s.inventory?.stamp(refs) ?? [])
             guard s.applied[name] != policy || s.models[name] != model || s.compiledWith[name] != inventory else {
                 continue
             }
@@ -305,11 +315,10 @@ public final class PolicyStore: Sendable {
     /// name cluster addresses are refreshed at the next `reload()`.
     public func setClusterInventory(_ inventory: ClusterInventory) {
         state.withLock { s in
+            // from here on a profile is compiled again when a part it reads changed (its stamp)
+            if !s.inventoryFromAPI { s.inventoryGeneration += 1 }
             s.inventoryFromAPI = true
-            if s.inventory != inventory {
-                s.inventory = inventory
-                s.inventoryGeneration += 1
-            }
+            s.inventory = inventory
         }
     }
 

@@ -17,38 +17,130 @@ import Foundation
 ///   ports; host-network pods are included as vArmor includes them (their address is the node's:
 ///   a deny to such a pod denies the node's address on those ports — documented in policy.md).
 public struct ClusterInventory: Sendable, Equatable {
-    public private(set) var pods: [String: [String: KubeObjects.Pod]] = [:]
-    public private(set) var services: [String: [String: KubeObjects.Service]] = [:]
-    public private(set) var slices: [String: [String: KubeObjects.EndpointSlice]] = [:]
+    /// One watch's objects, by namespace and name.
+    public struct Objects: Sendable, Equatable {
+        public fileprivate(set) var pods: [String: [String: KubeObjects.Pod]] = [:]
+        public fileprivate(set) var services: [String: [String: KubeObjects.Service]] = [:]
+        public fileprivate(set) var slices: [String: [String: KubeObjects.EndpointSlice]] = [:]
+        /// namespace → service name → the names of its EndpointSlices (`kubernetes.io/service-name`)
+        fileprivate var slicesOf: [String: [String: Set<String>]] = [:]
+
+        fileprivate mutating func removeSlice(_ ns: String, _ name: String) {
+            guard let old = slices[ns]?[name] else { return }
+            slices[ns]?[name] = nil
+            if let svc = old.serviceName { slicesOf[ns]?[svc]?.remove(name) }
+        }
+        fileprivate mutating func add(_ e: KubeObjects.EndpointSlice) {
+            let ns = e.metadata.namespace ?? "default"
+            removeSlice(ns, e.metadata.name)
+            slices[ns, default: [:]][e.metadata.name] = e
+            if let svc = e.serviceName { slicesOf[ns, default: [:]][svc, default: []].insert(e.metadata.name) }
+        }
+        fileprivate var namespaces: Set<String> { Set(pods.keys).union(services.keys).union(slices.keys) }
+    }
+
+    /// Each watch's objects (an inventory file's or a one-shot list's: under the part of all
+    /// objects of their resource). A watch's objects stay its own: an object leaving one watch's
+    /// selector leaves that watch only.
+    public private(set) var parts: [WatchScope.Part: Objects] = [:]
     /// What was listed completely (nil: everything, as from an inventory file). A reference outside
     /// it resolves to nil — not known, so the profile is refused — rather than to no address.
-    public var coverage: WatchScope?
+    public var coverage: Set<WatchScope.Part>?
+    /// When each part, and each namespace in it, last changed (one counter for all: a value is
+    /// never reused), so a profile's resolution is read again only when what it reads changed.
+    private var clock = 0
+    private var changedAt: [WatchScope.Part: (all: Int, namespaces: [String: Int])] = [:]
 
     public init() {}
 
+    public static func == (a: ClusterInventory, b: ClusterInventory) -> Bool {
+        a.parts == b.parts && a.coverage == b.coverage
+    }
+
     public var counts: (pods: Int, services: Int, endpointSlices: Int) {
-        (
-            pods.values.reduce(0) { $0 + $1.count }, services.values.reduce(0) { $0 + $1.count },
-            slices.values.reduce(0) { $0 + $1.count }
-        )
+        var c = (pods: 0, services: 0, endpointSlices: 0)
+        for o in parts.values {
+            c.pods += o.pods.values.reduce(0) { $0 + $1.count }
+            c.services += o.services.values.reduce(0) { $0 + $1.count }
+            c.endpointSlices += o.slices.values.reduce(0) { $0 + $1.count }
+        }
+        return c
     }
 
-    public mutating func upsert(_ p: KubeObjects.Pod) {
-        pods[p.metadata.namespace ?? "default", default: [:]][p.metadata.name] = p
+    /// Every pod of every part, once (by namespace and name).
+    public var allPods: [KubeObjects.Pod] {
+        var seen: [String: KubeObjects.Pod] = [:]
+        for o in parts.values {
+            for (ns, table) in o.pods { for (name, p) in table { seen["\(ns)/\(name)"] = p } }
+        }
+        return seen.keys.sorted().map { seen[$0]! }
     }
-    public mutating func upsert(_ s: KubeObjects.Service) {
-        services[s.metadata.namespace ?? "default", default: [:]][s.metadata.name] = s
-    }
-    public mutating func upsert(_ e: KubeObjects.EndpointSlice) {
-        slices[e.metadata.namespace ?? "default", default: [:]][e.metadata.name] = e
-    }
-    public mutating func removePod(namespace: String, name: String) { pods[namespace]?[name] = nil }
-    public mutating func removeService(namespace: String, name: String) { services[namespace]?[name] = nil }
-    public mutating func removeEndpointSlice(namespace: String, name: String) { slices[namespace]?[name] = nil }
 
-    private func namespaces<T>(_ table: [String: [String: T]], _ ns: String?) -> [[String: T]] {
-        guard let ns else { return table.keys.sorted().compactMap { table[$0] } }
-        return table[ns].map { [$0] } ?? []
+    private mutating func touch(_ part: WatchScope.Part, _ namespaces: some Sequence<String>) {
+        clock += 1
+        var c = changedAt[part] ?? (0, [:])
+        c.all = clock
+        for ns in namespaces { c.namespaces[ns] = clock }
+        changedAt[part] = c
+    }
+
+    public static func everything(_ r: KubeResource) -> WatchScope.Part { WatchScope.Part(r, nil) }
+
+    public mutating func upsert(_ p: KubeObjects.Pod, into part: WatchScope.Part = Self.everything(.pods)) {
+        let ns = p.metadata.namespace ?? "default"
+        parts[part, default: Objects()].pods[ns, default: [:]][p.metadata.name] = p
+        touch(part, [ns])
+    }
+    public mutating func upsert(_ s: KubeObjects.Service, into part: WatchScope.Part = Self.everything(.services)) {
+        let ns = s.metadata.namespace ?? "default"
+        parts[part, default: Objects()].services[ns, default: [:]][s.metadata.name] = s
+        touch(part, [ns])
+    }
+    public mutating func upsert(
+        _ e: KubeObjects.EndpointSlice, into part: WatchScope.Part = Self.everything(.endpointSlices)
+    ) {
+        parts[part, default: Objects()].add(e)
+        touch(part, [e.metadata.namespace ?? "default"])
+    }
+
+    /// Removes one object of the part's resource.
+    public mutating func remove(namespace ns: String, name: String, from part: WatchScope.Part) {
+        guard parts[part] != nil else { return }
+        switch part.resource {
+        case .pods: parts[part]!.pods[ns]?[name] = nil
+        case .services: parts[part]!.services[ns]?[name] = nil
+        default: parts[part]!.removeSlice(ns, name)
+        }
+        touch(part, [ns])
+    }
+
+    /// Forgets a part's objects: its watch stopped, or its list replaces them.
+    public mutating func remove(_ part: WatchScope.Part) {
+        guard let old = parts.removeValue(forKey: part) else { return }
+        touch(part, old.namespaces)
+    }
+
+    /// The objects that hold every one `wanted` asks for, if listed (`coverage`).
+    func objects(_ wanted: WatchScope.Part) -> Objects? {
+        guard let coverage else { return parts[Self.everything(wanted.resource)] ?? Objects() }
+        return WatchScope.covering(wanted, in: coverage).map { parts[$0] ?? Objects() }
+    }
+
+    /// What a reference's resolution depends on: for each part it reads, the covering part and
+    /// when it (in the reference's namespace, if it names one) last changed. Equal stamps, equal
+    /// resolutions: a change elsewhere in the cluster reads nothing again.
+    public func stamp(_ refs: [BPFCompiler.ClusterReference]) -> [Stamp] {
+        refs.flatMap(WatchScope.parts).map { wanted in
+            let part = coverage.map { WatchScope.covering(wanted, in: $0) } ?? Self.everything(wanted.resource)
+            guard let part else { return Stamp(part: nil, at: 0) }
+            let c = changedAt[part]
+            return Stamp(part: part, at: wanted.namespace.map { c?.namespaces[$0] ?? 0 } ?? c?.all ?? 0)
+        }
+    }
+
+    public struct Stamp: Sendable, Hashable {
+        public var part: WatchScope.Part?
+        public var at: Int
     }
 
     /// `toServices` (and the service built-ins): by name (with its namespace) or by selector; nil
@@ -56,21 +148,21 @@ public struct ClusterInventory: Sendable, Equatable {
     public func resolveServices(namespace: String?, name: String?, selector: LabelSelector?)
         -> [EgressInventory.Endpoint]?
     {
-        let ns = name != nil ? (namespace ?? "default") : namespace
-        if let coverage, !coverage.covers(.services, ns) || !coverage.covers(.endpointSlices, ns) { return nil }
+        let wanted = WatchScope.parts(.services(namespace: namespace, name: name, selector: selector))
+        guard let svcs = objects(wanted[0]), let eps = objects(wanted[1]) else { return nil }
         var out: [EgressInventory.Endpoint] = []
         var chosen: [KubeObjects.Service] = []
         var chosenSlices: [KubeObjects.EndpointSlice] = []
         if let name {
             let ns = namespace ?? "default"
-            if let s = services[ns]?[name] { chosen.append(s) }
-            chosenSlices = (slices[ns] ?? [:]).values.filter { $0.serviceName == name }
+            if let s = svcs.services[ns]?[name] { chosen.append(s) }
+            chosenSlices = (eps.slicesOf[ns]?[name] ?? []).sorted().compactMap { eps.slices[ns]?[$0] }
         } else {
             let sel = selector ?? LabelSelector()
-            for table in namespaces(services, namespace) {
+            for table in Self.tables(svcs.services, namespace) {
                 chosen += table.values.filter { sel.matches($0.metadata.labels ?? [:]) }
             }
-            for table in namespaces(slices, namespace) {
+            for table in Self.tables(eps.slices, namespace) {
                 chosenSlices += table.values.filter {
                     $0.serviceName != nil && sel.matches($0.metadata.labels ?? [:])
                 }
@@ -95,14 +187,21 @@ public struct ClusterInventory: Sendable, Equatable {
     /// `toPods`: the addresses of the pods the selector matches (the rule carries the ports); nil
     /// when those pods are not listed (`coverage`).
     public func resolvePods(namespace: String?, selector: LabelSelector) -> [EgressInventory.Endpoint]? {
-        if let coverage, !coverage.covers(.pods, namespace) { return nil }
+        guard let objects = objects(WatchScope.parts(.pods(namespace: namespace, selector: selector))[0]) else {
+            return nil
+        }
         var out: [EgressInventory.Endpoint] = []
-        for table in namespaces(pods, namespace) {
+        for table in Self.tables(objects.pods, namespace) {
             for p in table.values where selector.matches(p.metadata.labels ?? [:]) {
                 for ip in p.ips where IPNetwork.host(ip) != nil { out.append(.init(ip: ip)) }
             }
         }
         return Self.canonical(out)
+    }
+
+    private static func tables<T>(_ table: [String: [String: T]], _ ns: String?) -> [[String: T]] {
+        guard let ns else { return table.keys.sorted().compactMap { table[$0] } }
+        return table[ns].map { [$0] } ?? []
     }
 
     /// Sorted and without duplicates: the same cluster state always compiles to the same rows.
@@ -123,47 +222,37 @@ public struct ClusterInventory: Sendable, Equatable {
 }
 
 extension ClusterInventory {
-    /// A change of one resource's objects as `ListWatch` reports it (JSON objects from the API), in
-    /// one namespace or (nil) all.
-    public mutating func apply(_ change: ListWatch.Change, of r: KubeResource, namespace: String? = nil) {
+    /// A change of one watch's objects as `ListWatch` reports it (JSON objects from the API).
+    public mutating func apply(_ change: ListWatch.Change, to part: WatchScope.Part) {
         switch change {
         case .replaced(let all):
-            // this resource's objects (in that namespace) are all new: the others stay
-            removeAll(of: r, namespace: namespace)
-            for (_, o) in all { upsert(o, of: r) }
+            // the watch's objects are all new
+            remove(part)
+            parts[part] = Objects()
+            touch(part, [])
+            for (_, o) in all { upsert(o, into: part) }
         case .upserted(_, let o):
-            upsert(o, of: r)
+            upsert(o, into: part)
         case .deleted(let key):
             let p = key.split(separator: "/", maxSplits: 1).map(String.init)
             let (ns, name) = p.count == 2 ? (p[0], p[1]) : ("", key)
-            switch r {
-            case .pods: removePod(namespace: ns, name: name)
-            case .services: removeService(namespace: ns, name: name)
-            default: removeEndpointSlice(namespace: ns, name: name)
-            }
+            remove(namespace: ns, name: name, from: part)
         }
     }
 
-    /// Forgets the objects of `r` in `namespace` (nil: all): their watch stopped.
-    public mutating func removeAll(of r: KubeResource, namespace: String?) {
-        switch (r, namespace) {
-        case (.pods, nil): pods = [:]
-        case (.pods, let ns?): pods[ns] = nil
-        case (.services, nil): services = [:]
-        case (.services, let ns?): services[ns] = nil
-        case (_, nil): slices = [:]
-        case (_, let ns?): slices[ns] = nil
-        }
-    }
-
-    /// An object of `r` as the API server wrote it; one that does not decode is ignored (the
-    /// API server validated it; a field Bulwark reads with another type is not there).
-    public mutating func upsert(_ o: JSONValue, of r: KubeResource) {
+    /// An object of the part's resource as the API server wrote it; one that does not decode is
+    /// ignored (the API server validated it; a field Bulwark reads with another type is not there).
+    public mutating func upsert(_ o: JSONValue, into part: WatchScope.Part) {
         func decode<T: Decodable>(_ type: T.Type) -> T? { try? JSONDecoder().decode(type, from: Data(o.serialized())) }
-        switch r {
-        case .pods: if let p = decode(KubeObjects.Pod.self) { upsert(p) }
-        case .services: if let s = decode(KubeObjects.Service.self) { upsert(s) }
-        default: if let e = decode(KubeObjects.EndpointSlice.self) { upsert(e) }
+        switch part.resource {
+        case .pods: if let p = decode(KubeObjects.Pod.self) { upsert(p, into: part) }
+        case .services: if let s = decode(KubeObjects.Service.self) { upsert(s, into: part) }
+        default: if let e = decode(KubeObjects.EndpointSlice.self) { upsert(e, into: part) }
         }
+    }
+
+    /// All objects of `r` (an inventory file's, a one-shot list's).
+    public mutating func apply(_ change: ListWatch.Change, of r: KubeResource) {
+        apply(change, to: Self.everything(r))
     }
 }

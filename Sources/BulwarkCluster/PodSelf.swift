@@ -11,13 +11,12 @@ public enum PodSelf {
     /// "no address", and must not erase one the binding has.
     public static func addresses(of pods: [String: JSONValue]) -> [String: (uid: String?, ips: [String])] {
         var inventory = ClusterInventory()
-        for object in pods.values { inventory.upsert(object, of: .pods) }
+        for object in pods.values { inventory.upsert(object, into: ClusterInventory.everything(.pods)) }
         var out: [String: (uid: String?, ips: [String])] = [:]
-        for (ns, table) in inventory.pods {
-            for pod in table.values where pod.spec?.hostNetwork != true {
-                let ips = pod.ips.filter { IPNetwork.host($0) != nil }
-                if !ips.isEmpty { out["\(ns)/\(pod.metadata.name)"] = (pod.metadata.uid, ips) }
-            }
+        for pod in inventory.allPods where pod.spec?.hostNetwork != true {
+            let ips = pod.ips.filter { IPNetwork.host($0) != nil }
+            let ns = pod.metadata.namespace ?? "default"
+            if !ips.isEmpty { out["\(ns)/\(pod.metadata.name)"] = (pod.metadata.uid, ips) }
         }
         return out
     }

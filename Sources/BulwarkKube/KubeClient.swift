@@ -46,7 +46,7 @@ public final class KubeClient: Sendable {
         // policies, models and this node's pods) beside Events and model writes
         config.connectionPool = .init(
             idleTimeout: .seconds(60),
-            concurrentHTTP1ConnectionsPerHostSoftLimit: 3 * WatchScope.maxNamespaces + 16)
+            concurrentHTTP1ConnectionsPerHostSoftLimit: 3 * WatchScope.maxParts + 16)
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: config)
         token = Mutex((endpoint.token, nil))
     }

@@ -280,7 +280,8 @@ struct ClusterTests {
         var node = try Node("kube-scope")
         defer { node.remove() }
         node.config.enforcers = [.seccomp]
-        let config = try node.writeConfig(extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\n")
+        let config = try node.writeConfig(
+            extra: "kubeconfig: \(try Self.kubeconfig(s, in: dir))\npodEgressControl: true\n")
         let daemon = try Daemon(config: config, socket: node.config.socketPath)
         defer { _ = daemon.stop() }
         #expect(daemon.ready(), "\(daemon.output)")
@@ -296,7 +297,9 @@ struct ClusterTests {
             {"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorClusterPolicy","metadata":{"name":"egress","uid":"u-e"},
              "spec":{"target":{"kind":"Container","selector":{"matchLabels":{"app":"x"}}},
                      "policy":{"enforcer":"BPF","mode":"EnhanceProtect","enhanceProtect":{"bpfRawRules":{"network":{"egress":
-                       {"toServices":[{"qualifiers":["deny"],"namespace":"nginx","name":"nginx"}]}}}}}}}
+                       {"toServices":[{"qualifiers":["deny"],"namespace":"nginx","name":"nginx"}],
+                        "toPods":[{"qualifiers":["deny"],"namespace":"db","podSelector":{"matchLabels":{"app":"pg"},
+                          "matchExpressions":[{"key":"tier","operator":"NotIn","values":["test","dev"]}]}}]}}}}}}}
             """)
         s.apply(Self.policies, policy)
         #expect(
@@ -310,8 +313,19 @@ struct ClusterTests {
             !addressRequests().contains { $0.hasPrefix("GET /api/v1/services") || $0.contains("/namespaces/default/") },
             "\(addressRequests())")
         #expect(daemon.output.contains("services in nginx"), "\(daemon.output)")
-        // policies (2) and models (1), then the namespace's Services and EndpointSlices once listed
-        #expect(await until { s.watchers == 5 }, "\(s.watchers) watches")
+        // the namespaces and selectors go to the API server: it sends the named Service, that
+        // Service's slices and the pods the selector matches, nothing else
+        for sent in [
+            "GET /api/v1/namespaces/nginx/services?fieldSelector=metadata.name%3Dnginx&",
+            "GET /apis/discovery.k8s.io/v1/namespaces/nginx/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dnginx&",
+            "GET /api/v1/namespaces/db/pods?labelSelector=app%3Dpg%2Ctier%20notin%20%28dev%2Ctest%29&",
+        ] {
+            #expect(
+                await until { addressRequests().contains { $0.hasPrefix(sent) && $0.contains("watch=1") } },
+                "\(sent) in \(addressRequests())")
+        }
+        // policies (2) and models (1), then the Service, its slices and the pods once listed
+        #expect(await until { s.watchers == 6 }, "\(s.watchers) watches")
         s.delete(Self.policies, policy)
         #expect(await until { s.watchers == 3 }, "the address watches are stopped: \(s.watchers)")
     }

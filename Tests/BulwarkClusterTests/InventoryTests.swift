@@ -112,29 +112,63 @@ struct InventoryTests {
         #expect(api?.map(\.ip) == ["10.96.0.1", "192.168.49.2"])
     }
 
-    /// The addresses watched from the API are those loaded policies reference; what is not listed
-    /// (yet) resolves to nil — not known, the profile is refused — not to "no address".
-    @Test func onlyWhatIsListedResolves() throws {
-        var inv = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
-        let nginx = WatchScope.of(
-            [.services(namespace: "nginx", name: "nginx", selector: nil)], services: true, pods: true)
-        #expect(nginx.parts == [.init(.services, "nginx"), .init(.endpointSlices, "nginx")])
-        inv.coverage = nginx
-        #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil)?.count == 4)
-        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil) == nil)
-        #expect(inv.resolveServices(namespace: nil, name: nil, selector: LabelSelector()) == nil)
-        #expect(inv.resolvePods(namespace: "demo", selector: LabelSelector()) == nil)
-        // a selector without a namespace watches all namespaces, which covers every namespace
-        let all = WatchScope.of(
+    /// The addresses watched from the API are those loaded policies reference, with their
+    /// namespaces and selectors sent to the API server.
+    @Test func watchesCarryThePoliciesNamespacesAndSelectors() {
+        let db = LabelSelector(
+            matchLabels: ["tier": "db"],
+            matchExpressions: [
+                .init(key: "env", op: .notIn, values: ["prod", "dev"]),
+                .init(key: "canary", op: .doesNotExist, values: []),
+                .init(key: "example.com/zone", op: .in, values: ["b", "a"]),
+            ])
+        let scope = WatchScope.of(
             [
-                .services(namespace: nil, name: nil, selector: LabelSelector(matchLabels: ["app": "x"])),
                 .services(namespace: "nginx", name: "nginx", selector: nil),
+                .services(namespace: nil, name: nil, selector: db),
+                .pods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "demo-3"])),
+            ], services: true, pods: true)
+        #expect(
+            Set(scope.parts.map(\.description)) == [
+                "services in nginx (fields metadata.name=nginx)",
+                "endpointslices in nginx (labels kubernetes.io/service-name=nginx)",
+                "services in all namespaces (labels !canary,env notin (dev,prod),example.com/zone in (a,b),tier=db)",
+                "endpointslices in all namespaces (labels !canary,env notin (dev,prod),example.com/zone in (a,b),tier=db)",
+                "pods in demo (labels app=demo-3)",
+            ])
+        #expect(
+            scope.parts.first { $0.resource == .pods }?.query.map { "\($0.0)=\($0.1)" } == ["labelSelector=app=demo-3"])
+        // podEgressControl off: no pod watch
+        #expect(
+            WatchScope.of([.pods(namespace: "demo", selector: .init())], services: true, pods: false).parts.isEmpty)
+        // what the API server's syntax cannot say exactly is not sent: the namespace is read whole
+        // and matched here (never fewer objects than the selector matches)
+        for odd in [
+            LabelSelector(matchLabels: ["bad key": "x"]), LabelSelector(matchLabels: ["app": "a,b"]),
+            LabelSelector(matchLabels: ["app": ""]),
+            LabelSelector(matchExpressions: [.init(key: "a", op: .in, values: [])]),
+            LabelSelector(),
+        ] {
+            #expect(
+                WatchScope.of([.pods(namespace: "demo", selector: odd)], services: true, pods: true).parts == [
+                    .init(.pods, "demo")
+                ])
+        }
+        // a whole namespace makes its selective watches redundant; a watch of all namespaces, every one
+        let wide = WatchScope.of(
+            [
+                .pods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "x"])),
                 .pods(namespace: "demo", selector: .init()),
-            ], services: true, pods: false)
-        #expect(all.parts == [.init(.services, nil), .init(.endpointSlices, nil)], "no pods: podEgressControl is off")
-        inv.coverage = all
-        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)?.count == 2)
-        // beyond 16 namespaces a resource is watched in all (a watch holds a connection)
+                .services(namespace: "a", name: "s", selector: nil),
+                .services(namespace: nil, name: nil, selector: nil),
+            ], services: true, pods: true)
+        #expect(wide.parts == [.init(.pods, "demo"), .init(.services, nil), .init(.endpointSlices, nil)])
+        // beyond 16 watches of a resource its selectors are dropped; beyond 16 namespaces, all
+        let selectors = WatchScope.of(
+            (0..<17).map { .pods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "a\($0)"])) }
+                + [.pods(namespace: "web", selector: LabelSelector(matchLabels: ["app": "w"]))],
+            services: true, pods: true)
+        #expect(selectors.parts == [.init(.pods, "demo"), .init(.pods, "web")])
         let many = WatchScope.of(
             (0..<17).map { .services(namespace: "ns-\($0)", name: "s", selector: nil) }, services: true, pods: true)
         #expect(many.parts == [.init(.services, nil), .init(.endpointSlices, nil)])
@@ -142,12 +176,83 @@ struct InventoryTests {
         #expect(
             WatchScope.of([.services(namespace: nil, name: "kubernetes", selector: nil)], services: true, pods: true)
                 .parts.allSatisfy { $0.namespace == "default" })
-        // a namespace's list replaces that namespace's objects only; a stopped watch's objects go
-        inv.apply(.replaced([:]), of: .services, namespace: "nginx")
-        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil)?.count == 2)
-        #expect(inv.counts.services == 1, "the two in nginx are gone, default's stays")
-        inv.removeAll(of: .endpointSlices, namespace: nil)
-        #expect(inv.counts.endpointSlices == 0)
+    }
+
+    /// Each watch keeps its own objects: what is not listed (yet) resolves to nil — not known, the
+    /// profile is refused — not to "no address"; an object that leaves one watch's selector stays
+    /// in another's; a stamp moves only when what a reference reads changed.
+    @Test func eachWatchKeepsItsObjects() throws {
+        let file = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        let demo3 = LabelSelector(matchLabels: ["app": "demo-3"])
+        let hash = LabelSelector(matchLabels: ["pod-template-hash": "7c9f"])
+        let byApp = WatchScope.Part(.pods, "demo", labels: "app=demo-3")
+        let byHash = WatchScope.Part(.pods, "demo", labels: "pod-template-hash=7c9f")
+        #expect(WatchScope.parts(.pods(namespace: "demo", selector: demo3)) == [byApp])
+        var inv = ClusterInventory()
+        inv.coverage = [byApp]
+        let pod = try #require(file.allPods.first { $0.metadata.name == "demo-3-7c9f" })
+        inv.upsert(pod, into: byApp)
+        inv.upsert(pod, into: byHash)
+        #expect(inv.resolvePods(namespace: "demo", selector: demo3)?.map(\.ip) == ["10.244.1.7", "fd00:10:244:1::7"])
+        #expect(inv.resolvePods(namespace: "demo", selector: hash) == nil, "its watch has not listed")
+        #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil) == nil)
+        inv.coverage = [byApp, byHash]
+        let appStamp = inv.stamp([.pods(namespace: "demo", selector: demo3)])
+        let hashStamp = inv.stamp([.pods(namespace: "demo", selector: hash)])
+        #expect(appStamp.map(\.part) == [byApp] && hashStamp.map(\.part) == [byHash])
+        // its app label changed: it leaves that watch (DELETED), not the other
+        inv.apply(.deleted("demo/demo-3-7c9f"), to: byApp)
+        #expect(inv.resolvePods(namespace: "demo", selector: demo3) == [])
+        #expect(inv.resolvePods(namespace: "demo", selector: hash)?.count == 2)
+        #expect(inv.stamp([.pods(namespace: "demo", selector: demo3)]) != appStamp)
+        #expect(inv.stamp([.pods(namespace: "demo", selector: hash)]) == hashStamp)
+        // a watch of all namespaces: a change in another namespace leaves a namespaced reference's
+        // stamp as it was
+        let all = WatchScope.Part(.pods, nil)
+        inv.coverage = [all]
+        inv.apply(.replaced([:]), to: all)
+        for p in file.allPods { inv.upsert(p, into: all) }
+        let demoStamp = inv.stamp([.pods(namespace: "demo", selector: demo3)])
+        #expect(demoStamp.map(\.part) == [all])
+        var other = pod
+        other.metadata.namespace = "elsewhere"
+        inv.upsert(other, into: all)
+        #expect(inv.stamp([.pods(namespace: "demo", selector: demo3)]) == demoStamp)
+        #expect(inv.stamp([.pods(namespace: nil, selector: demo3)]) != demoStamp)
+        #expect(inv.resolvePods(namespace: "demo", selector: hash)?.count == 2)
+        // a stopped watch's objects go
+        inv.remove(all)
+        #expect(inv.counts.pods == 1, "only the selective watch's copy is left")
+        #expect(inv.resolvePods(namespace: "demo", selector: demo3) == [], "covered, listed, empty")
+        inv.coverage = []
+        #expect(inv.resolvePods(namespace: "demo", selector: demo3) == nil)
+    }
+
+    /// A Service by name reads its own watch (the name as a field selector) and its slices' (the
+    /// service-name label).
+    @Test func aServiceByNameReadsItsOwnWatches() throws {
+        let file = try InventoryFile.parse(kubectlDump, file: "inv.yaml")
+        let parts = WatchScope.parts(.services(namespace: "nginx", name: "nginx", selector: nil))
+        var inv = ClusterInventory()
+        inv.coverage = Set(parts)
+        #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil) == [])
+        let all = try #require(file.resolveServices(namespace: "nginx", name: "nginx", selector: nil))
+        #expect(all.count == 4)
+        // the API server sends this watch the named Service and that one's slices only
+        for svc in file.parts.values.flatMap({ $0.services.values.flatMap(\.values) })
+        where svc.metadata.name == "nginx" {
+            inv.upsert(svc, into: parts[0])
+        }
+        for e in file.parts.values.flatMap({ $0.slices.values.flatMap(\.values) }) where e.serviceName == "nginx" {
+            inv.upsert(e, into: parts[1])
+        }
+        #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil) == all)
+        #expect(inv.resolveServices(namespace: "default", name: "kubernetes", selector: nil) == nil)
+        inv.apply(.deleted("nginx/nginx-abcde"), to: parts[1])
+        #expect(
+            inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil)?.map(\.ip) == [
+                "10.96.12.34", "fd00:10:96::1234",
+            ])
     }
 
     @Test func badInventoriesAreRefusedWithThePlace() {

@@ -2,6 +2,7 @@ import BulwarkCluster
 import BulwarkKube
 import BulwarkOCI
 import BulwarkPolicy
+import BulwarkProfiles
 import Foundation
 import KubeTestServer
 import Logging
@@ -50,14 +51,16 @@ struct KubeClientTests {
         }
     }
 
-    static func reflect(_ client: KubeClient, _ seen: Seen, pageSize: Int = 2, watchSeconds: Int = 300) -> Task<
-        Void, Never
-    > {
+    static func reflect(
+        _ client: KubeClient, _ seen: Seen, pageSize: Int = 2, watchSeconds: Int = 300,
+        namespace: String? = nil, selectors: [(String, String)] = []
+    ) -> Task<Void, Never> {
         var logger = Logger(label: "kube-test")
         logger.logLevel = .critical
         return Task(executorPreference: executor) {
             await Reflector.run(
-                client: client, resource: .pods, pageSize: pageSize, watchSeconds: watchSeconds, logger: logger,
+                client: client, resource: .pods, namespace: namespace, selectors: selectors, pageSize: pageSize,
+                watchSeconds: watchSeconds, logger: logger,
                 onChange: { changes, all in
                     seen.objects.withLock { $0 = all }
                     if changes.contains(where: { if case .replaced = $0 { true } else { false } }) {
@@ -98,6 +101,46 @@ struct KubeClientTests {
         #expect(seen.replaced.withLock { $0 } == 1, "a resumed watch must not list again")
         #expect(s.requests.filter { $0.contains("watch=1") }.count >= 2)
         #expect(s.requests.contains { $0.contains("allowWatchBookmarks=true") })
+        task.cancel()
+        await client.shutdown()
+    }
+
+    /// A watch with a label selector in a namespace (as the agent asks for a policy's `toPods`):
+    /// the list holds the matching pods only; a pod whose labels stop matching is DELETED from
+    /// the watch and one that starts matching ADDED, as the API server's watch cache sends them.
+    @Test func aSelectorsWatchFollowsObjectsInAndOut() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await aSelectorsWatchFollowsObjectsInAndOutBody() }
+    }
+
+    func aSelectorsWatchFollowsObjectsInAndOutBody() async throws {
+        let s = try Self.server()
+        defer { s.stop() }
+        func pod(_ name: String, app: String, ns: String = "demo") -> JSONValue {
+            try! JSONValue.parse(
+                #"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"\#(name)","namespace":"\#(ns)","labels":{"app":"\#(app)"}},"status":{"podIP":"10.0.0.1"}}"#
+            )
+        }
+        s.apply("/api/v1/pods", pod("a", app: "db"))
+        s.apply("/api/v1/pods", pod("b", app: "web"))
+        s.apply("/api/v1/pods", pod("c", app: "db", ns: "other"))
+        let client = try KubeClient(endpoint: Self.endpoint(s))
+        let seen = Seen()
+        let part = WatchScope.parts(.pods(namespace: "demo", selector: LabelSelector(matchLabels: ["app": "db"])))[0]
+        let task = Self.reflect(client, seen, namespace: part.namespace, selectors: part.query)
+        #expect(await seen.wait { Set($0.keys) == ["demo/a"] })
+        s.apply("/api/v1/pods", pod("a", app: "web"))
+        #expect(await seen.wait { $0.isEmpty }, "a left the selector")
+        s.apply("/api/v1/pods", pod("b", app: "db"))
+        s.apply("/api/v1/pods", pod("c", app: "db", ns: "other"))
+        #expect(await seen.wait { Set($0.keys) == ["demo/b"] }, "b joined it")
+        #expect(seen.replaced.withLock { $0 } == 1, "followed by the watch, not by listing again")
+        #expect(s.requests.contains { $0.hasPrefix("GET /api/v1/namespaces/demo/pods?labelSelector=app%3Ddb&watch=1") })
+        // a selector the API server cannot parse is a 400, reported
+        let bad = Seen()
+        let badTask = Self.reflect(client, bad, selectors: [("labelSelector", "app in db")])
+        #expect(await bad.wait { _ in !bad.errors.withLock { $0 }.isEmpty })
+        #expect(bad.errors.withLock { $0 }.first?.contains("400") == true, "\(bad.errors.withLock { $0 })")
+        badTask.cancel()
         task.cancel()
         await client.shutdown()
     }

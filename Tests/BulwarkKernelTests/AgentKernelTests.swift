@@ -198,6 +198,7 @@ struct AgentKernelTests {
                     toServices:
                     - {qualifiers: [deny], namespace: nginx, name: nginx}
                     - {qualifiers: [deny], namespace: nginx, name: not-yet}
+        \(api ? "            toPods:\n            - {qualifiers: [deny], namespace: shop, podSelector: {matchLabels: {app: db}}, ports: [{port: 5432}]}" : "")
 
         """.write(toFile: dir + "/policies/kt-svc.yaml", atomically: true, encoding: .utf8)
         defer { _ = try? e.remove(profile: "varmor-shop-kt-svc") }
@@ -241,6 +242,14 @@ struct AgentKernelTests {
             }
         }
         try move(to: "127.0.0.7")
+        func dbPod(app: String) throws {
+            server?.apply(
+                "/api/v1/pods",
+                try JSONValue.parse(
+                    #"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"db-0","namespace":"shop","labels":{"app":"\#(app)"}},"spec":{"nodeName":"elsewhere"},"status":{"podIP":"127.0.0.10","podIPs":[{"ip":"127.0.0.10"}]}}"#
+                ))
+        }
+        try dbPod(app: "db")
         var source = "inventoryFile: \(inventoryPath)"
         if let server {
             try """
@@ -252,7 +261,7 @@ struct AgentKernelTests {
             users: [{name: a, user: {token: \(server.token)}}]
 
             """.write(toFile: dir + "/cluster/kubeconfig", atomically: true, encoding: .utf8)
-            source = "kubeconfig: \(dir)/cluster/kubeconfig"
+            source = "kubeconfig: \(dir)/cluster/kubeconfig\npodEgressControl: true"
         }
         let socket = dir + "/run/bulwark.sock"
         let config = dir + "/bulwark.yaml"
@@ -306,6 +315,26 @@ struct AgentKernelTests {
         #expect(latency < 2, "the move reached the kernel after \(latency) s")
         #expect(!refused("127.0.0.7", 8080), "the old address is released")
         #expect(refused("127.0.0.8", 80))
+
+        if let server {
+            // the API server filters what the agent reads by the policy's namespaces and selectors
+            let asked = server.requests.filter { $0.contains("watch=1") }
+            for sent in [
+                "/namespaces/nginx/services?fieldSelector=metadata.name%3Dnginx",
+                "/namespaces/nginx/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dnginx",
+                "/namespaces/shop/pods?labelSelector=app%3Ddb",
+            ] {
+                #expect(asked.contains { $0.contains(sent) }, "\(sent) in \(asked)")
+            }
+            // toPods: the pod's label changes, so it leaves the watch's selector (the API server
+            // sends DELETED) and its address is released
+            #expect(refused("127.0.0.10", 5432), "the db pod, the rule's port")
+            #expect(!refused("127.0.0.10", 5433))
+            try dbPod(app: "web")
+            #expect(Self.waitFor(10) { !refused("127.0.0.10", 5432) }, "\(agent.output)")
+            try dbPod(app: "db")
+            #expect(Self.waitFor(10) { refused("127.0.0.10", 5432) }, "\(agent.output)")
+        }
 
         // an inventory that does not read keeps the last good one (and the rules)
         if !api {

@@ -12,7 +12,9 @@ import Synchronization
 /// pages (`limit`, `continue`; an expired token is `410 Gone`), watches as chunked streams of JSON
 /// lines from a `resourceVersion` (`ADDED`/`MODIFIED`/`DELETED`, `BOOKMARK` when asked, an `ERROR`
 /// event with a 410 `Status` when the version was compacted away, the stream ends after
-/// `timeoutSeconds`), a namespace's collection and `fieldSelector` on lists and watches, one
+/// `timeoutSeconds`), a namespace's collection, `fieldSelector` and `labelSelector` on lists and
+/// watches (an object that stops matching a watch's selector is DELETED from it, one that starts
+/// matching ADDED, as the watch cache does), one
 /// cluster-wide `resourceVersion` counter as etcd's, GET/POST/PUT of one object, and Events.
 public final class KubeTestServer: @unchecked Sendable {
     public struct TLSFiles: Sendable {
@@ -24,13 +26,14 @@ public final class KubeTestServer: @unchecked Sendable {
     struct Watcher {
         let id: Int
         let path: String
-        let send: @Sendable (String, JSONValue, Int) -> Void
+        /// (type, object, the object before the change)
+        let send: @Sendable (String, JSONValue, JSONValue?) -> Void
     }
 
     struct Store {
         /// list path (`/api/v1/pods`) → key → (object, its resourceVersion)
         var objects: [String: [String: (JSONValue, Int)]] = [:]
-        var log: [(rv: Int, path: String, type: String, object: JSONValue)] = []
+        var log: [(rv: Int, path: String, type: String, object: JSONValue, previous: JSONValue?)] = []
         var revision = 100
         var compactedBelow = 0
         var watchers: [Watcher] = []
@@ -130,17 +133,17 @@ public final class KubeTestServer: @unchecked Sendable {
     }
 
     private func change(_ path: String, _ object: JSONValue, delete: Bool) {
-        let watchers = store.withLock { s -> [(Watcher, String, JSONValue, Int)] in
+        let watchers = store.withLock { s -> [(Watcher, String, JSONValue, JSONValue?)] in
             s.revision += 1
             let k = Self.fullKey(object)
-            let existed = s.objects[path]?[k] != nil
+            let previous = s.objects[path]?[k]?.0
             let o = Self.withVersion(object, s.revision)
-            let type = delete ? "DELETED" : (existed ? "MODIFIED" : "ADDED")
+            let type = delete ? "DELETED" : (previous != nil ? "MODIFIED" : "ADDED")
             if delete { s.objects[path]?[k] = nil } else { s.objects[path, default: [:]][k] = (o, s.revision) }
-            s.log.append((s.revision, path, type, o))
-            return s.watchers.filter { $0.path == path }.map { ($0, type, o, s.revision) }
+            s.log.append((s.revision, path, type, o, previous))
+            return s.watchers.filter { $0.path == path }.map { ($0, type, o, previous) }
         }
-        for (w, type, o, rv) in watchers { w.send(type, o, rv) }
+        for (w, type, o, previous) in watchers { w.send(type, o, previous) }
     }
 
     static func fullKey(_ o: JSONValue) -> String {
@@ -341,30 +344,112 @@ public final class KubeTestServer: @unchecked Sendable {
         respond(context, verb == "create" ? 201 : 200, stored)
     }
 
-    /// A `fieldSelector` of `a.b=v` terms, comma-separated (`spec.nodeName=node-a`), as the API
-    /// server filters lists and watches.
-    static func matches(_ o: JSONValue, fieldSelector: String?, namespace: String? = nil) -> Bool {
-        if let namespace, o.object?["metadata"]?.object?["namespace"]?.string != namespace { return false }
-        guard let fieldSelector, !fieldSelector.isEmpty else { return true }
-        for term in fieldSelector.split(separator: ",") {
-            let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2 else { return false }
-            var v: JSONValue? = o
-            for part in kv[0].split(separator: ".") { v = v?.object?[String(part)] }
-            if (v?.string ?? "") != kv[1] { return false }
+    /// What a list or watch selects: its namespace, a `fieldSelector` of `a.b=v` terms
+    /// (`spec.nodeName=node-a`, `metadata.name=x`) and a `labelSelector` in the API server's
+    /// syntax (`a=b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`, `!a`, comma-separated).
+    struct Selection {
+        var namespace: String?
+        var fields: [(path: [String], value: String)] = []
+        var labels: [(key: String, op: String, values: Set<String>)] = []
+
+        /// nil: the selector does not parse (the API server answers 400).
+        init?(namespace: String?, _ query: [String: String]) {
+            self.namespace = namespace
+            for term in (query["fieldSelector"] ?? "").split(separator: ",") {
+                let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2 else { return nil }
+                fields.append((kv[0].split(separator: ".").map(String.init), kv[1]))
+            }
+            var terms: [String] = []
+            var depth = 0
+            var term = ""
+            for c in query["labelSelector"] ?? "" {
+                if c == "(" { depth += 1 }
+                if c == ")" { depth -= 1 }
+                if c == "," && depth == 0 {
+                    terms.append(term)
+                    term = ""
+                } else {
+                    term.append(c)
+                }
+            }
+            if !term.isEmpty { terms.append(term) }
+            for t in terms.map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                func set(_ rest: Substring) -> Set<String>? {
+                    let r = rest.trimmingCharacters(in: .whitespaces)
+                    guard r.hasPrefix("("), r.hasSuffix(")") else { return nil }
+                    return Set(
+                        r.dropFirst().dropLast().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                }
+                let words = t.split(separator: " ", maxSplits: 2)
+                if words.count == 3, words[1] == "in" || words[1] == "notin", let values = set(words[2]) {
+                    labels.append((String(words[0]), String(words[1]), values))
+                } else if t.hasPrefix("!"), !t.contains("=") {
+                    labels.append((String(t.dropFirst()), "!", []))
+                } else if let r = t.range(of: "!=") {
+                    labels.append((String(t[..<r.lowerBound]), "!=", [String(t[r.upperBound...])]))
+                } else if let r = t.range(of: "==") ?? t.range(of: "=") {
+                    labels.append((String(t[..<r.lowerBound]), "=", [String(t[r.upperBound...])]))
+                } else if !t.contains(" "), !t.isEmpty {
+                    labels.append((t, "exists", []))
+                } else {
+                    return nil
+                }
+            }
         }
-        return true
+
+        func matches(_ o: JSONValue?) -> Bool {
+            guard let o else { return false }
+            let meta = o.object?["metadata"]?.object
+            if let namespace, meta?["namespace"]?.string != namespace { return false }
+            for (path, value) in fields {
+                var v: JSONValue? = o
+                for part in path { v = v?.object?[part] }
+                if (v?.string ?? "") != value { return false }
+            }
+            let have = meta?["labels"]?.object
+            for (key, op, values) in labels {
+                let v = have?[key]?.string
+                switch op {
+                case "=", "in": if v == nil || !values.contains(v!) { return false }
+                case "!=", "notin": if let v, values.contains(v) { return false }
+                case "exists": if v == nil { return false }
+                default: if v != nil { return false }
+                }
+            }
+            return true
+        }
+
+        /// A change as a watch with this selection sees it: an object that starts matching is
+        /// ADDED, one that stops matching DELETED (the object as it was, as the API server's watch
+        /// cache sends it), one that matches neither before nor after is not sent.
+        func event(_ type: String, _ o: JSONValue, previous: JSONValue?) -> (String, JSONValue)? {
+            let now = type != "DELETED" && matches(o)
+            let before = type == "DELETED" ? matches(o) : matches(previous)
+            switch (before, now) {
+            case (false, true): return ("ADDED", o)
+            case (true, true): return ("MODIFIED", o)
+            case (true, false):
+                guard type != "DELETED", let previous else { return ("DELETED", o) }
+                return ("DELETED", KubeTestServer.withVersion(previous, Int(KubeTestServer.version(o)) ?? 0))
+            case (false, false): return nil
+            }
+        }
+    }
+
+    static func version(_ o: JSONValue) -> String {
+        o.object?["metadata"]?.object?["resourceVersion"]?.string ?? ""
     }
 
     func list(_ path: String, namespace: String?, _ query: [String: String], _ context: ChannelHandlerContext) {
         let limit = Int(query["limit"] ?? "") ?? Int.max
-        let selector = query["fieldSelector"]
+        guard let selection = Selection(namespace: namespace, query) else {
+            return respond(context, 400, Self.status(400, "BadRequest", "unable to parse requirement"))
+        }
         let (items, rv, compacted) = store.withLock { s in
             (
-                (s.objects[path] ?? [:]).filter {
-                    Self.matches($0.value.0, fieldSelector: selector, namespace: namespace)
-                }
-                .sorted { $0.key < $1.key }, s.revision, s.compactedBelow
+                (s.objects[path] ?? [:]).filter { selection.matches($0.value.0) }
+                    .sorted { $0.key < $1.key }, s.revision, s.compactedBelow
             )
         }
         var start = 0
@@ -400,6 +485,9 @@ public final class KubeTestServer: @unchecked Sendable {
         _ handler: Handler
     ) {
         let from = Int(query["resourceVersion"] ?? "") ?? 0
+        guard let selection = Selection(namespace: namespace, query) else {
+            return respond(context, 400, Self.status(400, "BadRequest", "unable to parse requirement"))
+        }
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let seconds = Double(query["timeoutSeconds"] ?? "") ?? 300
         var h = HTTPHeaders()
@@ -428,19 +516,16 @@ public final class KubeTestServer: @unchecked Sendable {
         let (backlog, compacted, id) = store.withLock { s -> ([(String, JSONValue)], Bool, Int) in
             s.nextWatcher += 1
             let id = s.nextWatcher
-            let selector = query["fieldSelector"]
             s.watchers.append(
                 Watcher(
                     id: id, path: path,
-                    send: { type, o, _ in
-                        if Self.matches(o, fieldSelector: selector, namespace: namespace) { send(type, o) }
+                    send: { type, o, previous in
+                        if let (t, o) = selection.event(type, o, previous: previous) { send(t, o) }
                     }))
             return (
-                s.log.filter {
-                    $0.path == path && $0.rv > from
-                        && Self.matches($0.object, fieldSelector: selector, namespace: namespace)
-                }
-                .map { ($0.type, $0.object) }, from < s.compactedBelow, id
+                s.log.filter { $0.path == path && $0.rv > from }.compactMap {
+                    selection.event($0.type, $0.object, previous: $0.previous)
+                }, from < s.compactedBelow, id
             )
         }
         handler.watcherID = id
