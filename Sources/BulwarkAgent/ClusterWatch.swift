@@ -191,9 +191,13 @@ final class ClusterWatch: Sendable {
             }
             for t in tasks { t.cancel() }
         }
+        // the scope moves only with a reload (the references are the loaded policies')
+        var scope: (reloads: Int, scope: WatchScope)?
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            reconcile(wantedScope)
+            let reloads = store.reloads
+            if scope?.reloads != reloads { scope = (reloads, wantedScope) }
+            reconcile(scope!.scope)
             let inventory = cluster.withLock { c -> ClusterInventory? in
                 guard c.dirty else { return nil }
                 c.dirty = false

@@ -62,6 +62,8 @@ public final class PolicyStore: Sendable {
         /// last changed): compiled again, and swapped live, when those addresses change — a change
         /// in a namespace or watch the profile does not read costs it nothing
         var compiledWith: [String: InventoryStamp] = [:]
+        /// profile name → the watches its cluster references read (`WatchScope.parts`)
+        var reads: [String: [WatchScope.Part]] = [:]
         /// The inventory comes from the API server (`inventoryFile` is then not read)
         var inventoryFromAPI = false
         /// Policies from the API server: `api:KIND/NAMESPACE/NAME` → its last good policies, and
@@ -208,10 +210,15 @@ public final class PolicyStore: Sendable {
             let model =
                 policy.spec.policy.defenseInDepth?.needsModel == true
                 ? Paths.identity(delivery.modelStore.path(name)) ?? [] : nil
-            let refs = BPFCompiler.clusterReferences(policy)
+            // the watches its references read: kept with the policy (this runs for every profile
+            // on every address change)
+            if s.applied[name] != policy {
+                s.reads[name] = BPFCompiler.clusterReferences(policy).flatMap(WatchScope.parts)
+            }
+            let reads = s.reads[name] ?? []
             let inventory =
-                refs.isEmpty
-                ? nil : InventoryStamp(generation: s.inventoryGeneration, parts: s.inventory?.stamp(refs) ?? [])
+                reads.isEmpty
+                ? nil : InventoryStamp(generation: s.inventoryGeneration, parts: s.inventory?.stamp(reads) ?? [])
             guard s.applied[name] != policy || s.models[name] != model || s.compiledWith[name] != inventory else {
                 continue
             }
@@ -233,6 +240,7 @@ public final class PolicyStore: Sendable {
                 continue
             }
             s.applied[name] = nil
+            s.reads[name] = nil
             s.profiles[name] = nil
             s.models[name] = nil
             s.compiledWith[name] = nil

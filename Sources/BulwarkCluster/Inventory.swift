@@ -126,11 +126,12 @@ public struct ClusterInventory: Sendable, Equatable {
         return WatchScope.covering(wanted, in: coverage).map { parts[$0] ?? Objects() }
     }
 
-    /// What a reference's resolution depends on: for each part it reads, the covering part and
-    /// when it (in the reference's namespace, if it names one) last changed. Equal stamps, equal
-    /// resolutions: a change elsewhere in the cluster reads nothing again.
-    public func stamp(_ refs: [BPFCompiler.ClusterReference]) -> [Stamp] {
-        refs.flatMap(WatchScope.parts).map { wanted in
+    /// What a profile's resolution depends on, given the parts its references read
+    /// (`WatchScope.parts`): for each, the part that covers it and when that part (in the
+    /// reference's namespace, if it names one) last changed. Equal stamps, equal resolutions: a
+    /// change elsewhere in the cluster reads nothing again.
+    public func stamp(_ reads: [WatchScope.Part]) -> [Stamp] {
+        reads.map { wanted in
             let part = coverage.map { WatchScope.covering(wanted, in: $0) } ?? Self.everything(wanted.resource)
             guard let part else { return Stamp(part: nil, at: 0) }
             let c = changedAt[part]

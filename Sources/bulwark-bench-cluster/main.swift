@@ -102,7 +102,7 @@ let rows = compiled.reduce(0) { $0 + $1.egress4.count }
 // reads last changed) is compared, then the resolution of those whose stamp moved, and only the
 // profiles whose addresses moved are compiled again. Side by side: the resolution of every profile
 // checked (what the agent did before the stamps)
-let references = parsed.map(BPFCompiler.clusterReferences)
+let references = parsed.map { BPFCompiler.clusterReferences($0).flatMap(WatchScope.parts) }
 var stamps = references.map { inventory.stamp($0) }
 var resolutions = parsed.map { BPFCompiler(inventory: inventory.egress).clusterResolution($0) }
 var perChange: [Double] = []

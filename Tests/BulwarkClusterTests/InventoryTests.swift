@@ -197,28 +197,28 @@ struct InventoryTests {
         #expect(inv.resolvePods(namespace: "demo", selector: hash) == nil, "its watch has not listed")
         #expect(inv.resolveServices(namespace: "nginx", name: "nginx", selector: nil) == nil)
         inv.coverage = [byApp, byHash]
-        let appStamp = inv.stamp([.pods(namespace: "demo", selector: demo3)])
-        let hashStamp = inv.stamp([.pods(namespace: "demo", selector: hash)])
+        let appStamp = inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: demo3)))
+        let hashStamp = inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: hash)))
         #expect(appStamp.map(\.part) == [byApp] && hashStamp.map(\.part) == [byHash])
         // its app label changed: it leaves that watch (DELETED), not the other
         inv.apply(.deleted("demo/demo-3-7c9f"), to: byApp)
         #expect(inv.resolvePods(namespace: "demo", selector: demo3) == [])
         #expect(inv.resolvePods(namespace: "demo", selector: hash)?.count == 2)
-        #expect(inv.stamp([.pods(namespace: "demo", selector: demo3)]) != appStamp)
-        #expect(inv.stamp([.pods(namespace: "demo", selector: hash)]) == hashStamp)
+        #expect(inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: demo3))) != appStamp)
+        #expect(inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: hash))) == hashStamp)
         // a watch of all namespaces: a change in another namespace leaves a namespaced reference's
         // stamp as it was
         let all = WatchScope.Part(.pods, nil)
         inv.coverage = [all]
         inv.apply(.replaced([:]), to: all)
         for p in file.allPods { inv.upsert(p, into: all) }
-        let demoStamp = inv.stamp([.pods(namespace: "demo", selector: demo3)])
+        let demoStamp = inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: demo3)))
         #expect(demoStamp.map(\.part) == [all])
         var other = pod
         other.metadata.namespace = "elsewhere"
         inv.upsert(other, into: all)
-        #expect(inv.stamp([.pods(namespace: "demo", selector: demo3)]) == demoStamp)
-        #expect(inv.stamp([.pods(namespace: nil, selector: demo3)]) != demoStamp)
+        #expect(inv.stamp(WatchScope.parts(.pods(namespace: "demo", selector: demo3))) == demoStamp)
+        #expect(inv.stamp(WatchScope.parts(.pods(namespace: nil, selector: demo3))) != demoStamp)
         #expect(inv.resolvePods(namespace: "demo", selector: hash)?.count == 2)
         // a stopped watch's objects go
         inv.remove(all)
