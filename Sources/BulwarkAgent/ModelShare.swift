@@ -20,8 +20,8 @@ final class ModelShare: Sendable {
     let namespace: String
     let logger: Logger
     struct State {
-        /// Model file → its (mtime, size) when last looked at: only a changed file is read.
-        var stamps: [String: [Int]] = [:]
+        /// Model file → its identity when last looked at: only a changed file is read.
+        var stamps: [String: [Int64]] = [:]
         /// What the cluster's object of each model is known to hold (as read or written).
         var known: [String: BehaviorModel] = [:]
         /// Models whose write failed, and when to try again.
@@ -87,7 +87,7 @@ final class ModelShare: Sendable {
         let names = (try? models.names()) ?? []
         let now = ContinuousClock.now
         for name in names {
-            let stamp = Self.stamp(models.path(name))
+            let stamp = Paths.identity(models.path(name)) ?? []
             let due = state.withLock { s -> Bool in
                 if let at = s.retryAt[name] { return now >= at }
                 return s.stamps[name] != stamp
@@ -187,11 +187,5 @@ final class ModelShare: Sendable {
             logger.warning(
                 "cannot store a behaviour model", metadata: ["model": "\(remote.name)", "error": "\(error)"])
         }
-    }
-
-    static func stamp(_ path: String) -> [Int] {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return [] }
-        return [Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec), Int(st.st_size)]
     }
 }

@@ -53,33 +53,35 @@ public enum ModelSharing {
         guard let remote else { return .create(object(mine, namespace: namespace, resourceVersion: nil)) }
         var theirs = shared(remote.model)
         theirs.namespace = namespace
-        var union = theirs
-        union.merge(mine)
-        union.annotations = merged(theirs.annotations, mine.annotations)
-        if union == theirs { return .none }
-        return .update(object(union, namespace: namespace, resourceVersion: remote.resourceVersion))
+        let both = union(theirs, mine)
+        if both == theirs { return .none }
+        return .update(object(both, namespace: namespace, resourceVersion: remote.resourceVersion))
     }
 
     /// Whether `local` holds something the cluster's object (as last known: `known`) lacks.
     public static func hasNews(_ local: BehaviorModel, known: BehaviorModel?) -> Bool {
-        guard var union = known.map(shared) else { return !shared(local).isEmpty || local.profile != nil }
-        let before = union
-        union.merge(shared(local))
-        union.annotations = merged(before.annotations, shared(local).annotations)
-        return union != before
+        guard let known = known.map(shared) else { return !shared(local).isEmpty || local.profile != nil }
+        return union(known, shared(local)) != known
     }
 
     /// The node's model after the object changed (nil: nothing new for this node).
     public static func pulled(local: BehaviorModel?, remote: BehaviorModel) -> BehaviorModel? {
         let theirs = shared(remote)
-        guard var keep = local else { return theirs.isEmpty && theirs.profile == nil ? nil : theirs }
-        keep.merge(theirs)
-        keep.annotations = merged(local?.annotations ?? [:], theirs.annotations)
+        guard let local else { return theirs.isEmpty && theirs.profile == nil ? nil : theirs }
+        let keep = union(local, theirs)
         return keep == local ? nil : keep
     }
 
-    /// Annotations of two models: the union; the lost-records count is the larger (a node that
-    /// lost records leaves the model incomplete for every node).
+    /// Two models' union: their data, and their annotations (`a`'s where both have one) with the
+    /// larger lost-records count (a node that lost records leaves the model incomplete for every
+    /// node).
+    static func union(_ a: BehaviorModel, _ b: BehaviorModel) -> BehaviorModel {
+        var u = a
+        u.merge(b)
+        u.annotations = merged(a.annotations, b.annotations)
+        return u
+    }
+
     static func merged(_ a: [String: String], _ b: [String: String]) -> [String: String] {
         var out = a.merging(b) { old, _ in old }
         let lost = BehaviorModel.lostRecordsAnnotation

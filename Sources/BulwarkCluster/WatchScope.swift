@@ -37,7 +37,6 @@ public struct WatchScope: Sendable, Hashable {
         public var query: [(String, String)] {
             (labels.map { [("labelSelector", $0)] } ?? []) + (fields.map { [("fieldSelector", $0)] } ?? [])
         }
-        public var isSelective: Bool { labels != nil || fields != nil }
 
         /// The parts whose objects include all of this one's, narrowest first: itself, the same
         /// selectors in all namespaces, its whole namespace, everything.

@@ -145,7 +145,7 @@ public struct BPFProfile: Codable, Sendable, Equatable {
         public enum Reason: String, Codable, Sendable {
             /// No inventory on this node (no `inventoryFile`, no API server).
             case noInventory =
-                "no cluster addresses known for it on this node (node config: inventoryFile or kubeconfig; from the API server, until its namespace is listed)"
+                "no cluster addresses known for it on this node (node config: inventoryFile or kubeconfig; from the API server, until its watch has listed)"
             /// The node config turns the feature off (vArmor's manager flags).
             case serviceEgressControlOff = "serviceEgressControl is off in the node config"
             case podEgressControlOff = "podEgressControl is off in the node config"

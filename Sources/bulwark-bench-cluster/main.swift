@@ -163,14 +163,7 @@ for i in 0..<policies {
         #"{"apiVersion":"crd.varmor.org/v1beta1","kind":"VarmorPolicy","metadata":{"name":"p-\#(i)","namespace":"ns-\#(i % 50)","uid":"u-\#(i)"},"spec":{"target":{"kind":"Deployment","selector":{"matchLabels":{"app":"app-\#(i % 100)"}}},"policy":{"enforcer":"BPF","mode":"EnhanceProtect","enhanceProtect":{"bpfRawRules":{"network":{"egress":{"toServices":[{"qualifiers":["deny"],"namespace":"ns-\#(i % 50)","name":"svc-\#(i % services)"}],"toPods":[{"qualifiers":["deny"],"namespace":"ns-\#(i % 50)","podSelector":{"matchLabels":{"app":"app-\#((i + 1) % 100)"}},"ports":[{"port":80}]}]}}}}}}}"#
     server.apply("/apis/crd.varmor.org/v1beta1/varmorpolicies", try JSONValue.parse(json))
 }
-try """
-apiVersion: v1
-kind: Config
-current-context: t
-clusters: [{name: t, cluster: {server: "\(server.server)", certificate-authority-data: \(Data(server.tls.caPEM.utf8).base64EncodedString())}}]
-contexts: [{name: t, context: {cluster: t, user: a}}]
-users: [{name: a, user: {token: \(server.token)}}]
-""".write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+_ = try server.writeKubeconfig(to: dir + "/kubeconfig")
 try """
 policyDirectories: [\(dir)/policies]
 socketPath: \(dir)/bulwark.sock

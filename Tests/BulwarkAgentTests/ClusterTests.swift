@@ -29,23 +29,7 @@ struct ClusterTests {
     static let denyMkdir = #""syscallRawRules":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]"#
 
     static func kubeconfig(_ s: KubeTestServer, in dir: String) throws -> String {
-        let path = dir + "/kubeconfig"
-        try """
-        apiVersion: v1
-        kind: Config
-        current-context: test
-        clusters:
-        - name: test
-          cluster: {server: "\(s.server)", certificate-authority-data: \(Data(s.tls.caPEM.utf8).base64EncodedString())}
-        contexts:
-        - name: test
-          context: {cluster: test, user: agent}
-        users:
-        - name: agent
-          user: {token: \(s.token)}
-
-        """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try s.writeKubeconfig(to: dir + "/kubeconfig")
     }
 
     /// Waits without holding a thread of the cooperative pool (other suites' clients run on it).

@@ -204,13 +204,7 @@ struct CLITests {
             try JSONValue.parse(
                 #"{"metadata":{"name":"nginx-1","namespace":"nginx","labels":{"kubernetes.io/service-name":"nginx"}},"endpoints":[{"addresses":["10.244.0.9"]}],"ports":[{"port":8080}]}"#
             ))
-        let kubeconfig = dir + "/kubeconfig"
-        try """
-        current-context: t
-        clusters: [{name: t, cluster: {server: "\(s.server)", certificate-authority-data: \(Data(s.tls.caPEM.utf8).base64EncodedString())}}]
-        contexts: [{name: t, context: {cluster: t, user: a}}]
-        users: [{name: a, user: {token: \(s.token)}}]
-        """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        let kubeconfig = try s.writeKubeconfig(to: dir + "/kubeconfig")
         let policy = try servicesPolicy(["nginx"])
         let r = try bulwark(["policy", "compile", policy, "--enforcer", "bpf", "--kubeconfig", kubeconfig])
         #expect(r.code == 0, "\(r.err)")

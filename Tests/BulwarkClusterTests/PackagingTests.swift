@@ -60,7 +60,7 @@ extension PackagingTests {
         let used: [String: Set<String>] = [
             "varmorpolicies.crd.varmor.org": read, "varmorclusterpolicies.crd.varmor.org": read,
             "armorprofilemodels.crd.varmor.org": read.union(["create", "update"]),
-            "services": read, "endpointslices.discovery.k8s.io": read, "pods": read, "events": ["create", "patch"],
+            "services": read, "endpointslices.discovery.k8s.io": read, "pods": read, "events": ["create"],
         ]
         #expect(granted == used)
     }

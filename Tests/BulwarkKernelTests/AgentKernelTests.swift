@@ -252,15 +252,7 @@ struct AgentKernelTests {
         try dbPod(app: "db")
         var source = "inventoryFile: \(inventoryPath)"
         if let server {
-            try """
-            apiVersion: v1
-            kind: Config
-            current-context: t
-            clusters: [{name: t, cluster: {server: "\(server.server)", certificate-authority-data: \(Data(server.tls.caPEM.utf8).base64EncodedString())}}]
-            contexts: [{name: t, context: {cluster: t, user: a}}]
-            users: [{name: a, user: {token: \(server.token)}}]
-
-            """.write(toFile: dir + "/cluster/kubeconfig", atomically: true, encoding: .utf8)
+            _ = try server.writeKubeconfig(to: dir + "/cluster/kubeconfig")
             source = "kubeconfig: \(dir)/cluster/kubeconfig\npodEgressControl: true"
         }
         let socket = dir + "/run/bulwark.sock"
@@ -384,15 +376,7 @@ struct AgentKernelTests {
                     #"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","namespace":"\#(ns)","uid":"u-\#(ns)"},"spec":{"nodeName":"\#(node)"},"status":{"podIP":"\#(ip)","podIPs":[{"ip":"\#(ip)"}]}}"#
                 ))
         }
-        try """
-        apiVersion: v1
-        kind: Config
-        current-context: t
-        clusters: [{name: t, cluster: {server: "\(server.server)", certificate-authority-data: \(Data(server.tls.caPEM.utf8).base64EncodedString())}}]
-        contexts: [{name: t, context: {cluster: t, user: a}}]
-        users: [{name: a, user: {token: \(server.token)}}]
-
-        """.write(toFile: dir + "/cluster/kubeconfig", atomically: true, encoding: .utf8)
+        _ = try server.writeKubeconfig(to: dir + "/cluster/kubeconfig")
         let socket = dir + "/run/bulwark.sock"
         let config = dir + "/bulwark.yaml"
         try """

@@ -123,6 +123,26 @@ public final class KubeTestServer: @unchecked Sendable {
         return .object(obj)
     }
 
+    /// Writes a kubeconfig file that reaches this server (its CA, its token) and returns its path.
+    public func writeKubeconfig(to path: String) throws -> String {
+        try """
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters:
+        - name: test
+          cluster: {server: "\(server)", certificate-authority-data: \(Data(tls.caPEM.utf8).base64EncodedString())}
+        contexts:
+        - name: test
+          context: {cluster: test, user: agent}
+        users:
+        - name: agent
+          user: {token: \(token)}
+
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// Creates or replaces an object (`path`: the resource's cluster-wide list path).
     public func apply(_ path: String, _ object: JSONValue) {
         change(path, object, delete: false)
